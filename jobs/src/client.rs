@@ -1,0 +1,256 @@
+//! The client: validates enqueues against the registry, applies the kind's defaults, stores.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EnqueueError, StoreError};
+use crate::id::JobId;
+use crate::job::{Enqueued, NewJob, RunAt, UniqueOptions};
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// The largest args a job may carry, serialized: 256 KiB.
+pub const MAX_ARGS_BYTES: usize = 256 * 1024;
+/// The most attempts a job may be given.
+pub const MAX_ATTEMPTS_LIMIT: i64 = 1000;
+/// The most tags a job may carry.
+pub const MAX_TAGS: usize = 32;
+
+/// A request to enqueue one job: the kind and args, and overrides of the kind's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EnqueueRequest {
+    /// The kind's name.
+    pub kind: String,
+    /// The handler's input. Defaults to `{}`.
+    pub args: Option<serde_json::Value>,
+    /// The queue. Defaults to the kind's.
+    pub queue: Option<String>,
+    /// 0 (first) to 9 (last). Defaults to the kind's.
+    pub priority: Option<i64>,
+    /// At least 1. Defaults to the kind's.
+    pub max_attempts: Option<i64>,
+    /// Milliseconds to wait before the first attempt; not with `run_at`.
+    pub delay_ms: Option<i64>,
+    /// When to run first; not with `delay_ms`.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Uniqueness. Defaults to the kind's.
+    pub unique: Option<UniqueOptions>,
+    /// Labels for filtering.
+    pub tags: Vec<String>,
+    /// A JSON object of metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// Per-attempt time limit in milliseconds. Defaults to the kind's.
+    pub timeout_ms: Option<i64>,
+}
+
+impl EnqueueRequest {
+    /// A request for `kind` with `args`, every other field from the kind's defaults.
+    pub fn new(kind: impl Into<String>, args: serde_json::Value) -> Self {
+        EnqueueRequest {
+            kind: kind.into(),
+            args: Some(args),
+            ..Self::default()
+        }
+    }
+}
+
+/// Enqueues jobs. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    store: Store,
+    registry: Arc<Registry>,
+}
+
+impl Client {
+    /// A client over `store` that knows the kinds of `registry`.
+    pub fn new(store: Store, registry: Arc<Registry>) -> Self {
+        Client { store, registry }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The kinds.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Checks a request and turns it into a job ready to store, applying the kind's defaults.
+    pub fn prepare(&self, request: EnqueueRequest) -> Result<NewJob, EnqueueError> {
+        let kind = self
+            .registry
+            .get(&request.kind)
+            .ok_or_else(|| EnqueueError::UnknownKind(request.kind.clone()))?;
+        let defaults = kind.options();
+        let args = request.args.unwrap_or_else(|| serde_json::json!({}));
+        let size = serde_json::to_vec(&args)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_ARGS_BYTES {
+            return Err(EnqueueError::invalid(
+                "args",
+                format!("{size} bytes is over the limit of {MAX_ARGS_BYTES}"),
+            ));
+        }
+        kind.check_args(&args).map_err(|e| {
+            EnqueueError::invalid("args", format!("do not fit kind {}: {e}", kind.name()))
+        })?;
+        let queue = request.queue.unwrap_or_else(|| defaults.queue.clone());
+        check_queue_name(&queue)?;
+        let priority = match request.priority {
+            None => defaults.priority,
+            Some(p @ 0..=9) => p as i16,
+            Some(p) => {
+                return Err(EnqueueError::invalid(
+                    "priority",
+                    format!("must be 0 to 9, got {p}"),
+                ));
+            }
+        };
+        let max_attempts = match request.max_attempts {
+            None => i64::from(defaults.max_attempts),
+            Some(n @ 1..=MAX_ATTEMPTS_LIMIT) => n,
+            Some(n) => {
+                return Err(EnqueueError::invalid(
+                    "max_attempts",
+                    format!("must be 1 to {MAX_ATTEMPTS_LIMIT}, got {n}"),
+                ));
+            }
+        } as i32;
+        let run_at = match (request.delay_ms, request.run_at) {
+            (Some(_), Some(_)) => {
+                return Err(EnqueueError::invalid(
+                    "delay_ms",
+                    "give delay_ms or run_at, not both",
+                ));
+            }
+            (Some(ms), None) if ms < 0 => {
+                return Err(EnqueueError::invalid(
+                    "delay_ms",
+                    format!("must not be negative, got {ms}"),
+                ));
+            }
+            (Some(ms), None) => RunAt::After(Duration::from_millis(ms as u64)),
+            (None, Some(at)) => RunAt::At(at),
+            (None, None) => RunAt::Now,
+        };
+        let unique = request.unique.or_else(|| defaults.unique.clone());
+        let unique =
+            unique.map(|u| check_unique(&u).map(|()| (u.key.clone(), u.slot(Utc::now()), u.scope)));
+        let tags = check_tags(request.tags)?;
+        let metadata = match request.metadata {
+            None => serde_json::json!({}),
+            Some(m @ serde_json::Value::Object(_)) => m,
+            Some(_) => return Err(EnqueueError::invalid("metadata", "must be a JSON object")),
+        };
+        let timeout_ms = match request.timeout_ms {
+            None => defaults.timeout.map(|t| t.as_millis() as i64),
+            Some(ms) if ms > 0 => Some(ms),
+            Some(ms) => {
+                return Err(EnqueueError::invalid(
+                    "timeout_ms",
+                    format!("must be positive, got {ms}"),
+                ));
+            }
+        };
+        Ok(NewJob {
+            id: JobId::new(),
+            queue,
+            kind: kind.name().to_owned(),
+            args,
+            priority,
+            max_attempts,
+            run_at,
+            unique: unique.transpose()?,
+            tags,
+            metadata,
+            timeout_ms,
+        })
+    }
+
+    /// Validates and stores one job.
+    pub async fn enqueue(&self, request: EnqueueRequest) -> Result<Enqueued, EnqueueError> {
+        let job = self.prepare(request)?;
+        let mut enqueued = self.store.insert(vec![job]).await?;
+        enqueued.pop().ok_or_else(|| {
+            EnqueueError::Store(StoreError::Corrupt {
+                what: "insert result",
+                detail: "no row came back".to_owned(),
+            })
+        })
+    }
+
+    /// Validates every request and stores the valid ones in one batch. Each request gets its
+    /// own result, in order; an invalid request does not stop the others.
+    pub async fn enqueue_many(
+        &self,
+        requests: Vec<EnqueueRequest>,
+    ) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
+        let prepared: Vec<Result<NewJob, EnqueueError>> =
+            requests.into_iter().map(|r| self.prepare(r)).collect();
+        let valid: Vec<NewJob> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok().cloned())
+            .collect();
+        let mut stored = self.store.insert(valid).await?.into_iter();
+        Ok(prepared
+            .into_iter()
+            .map(|p| p.map(|_| stored.next().expect("one result per valid job")))
+            .collect())
+    }
+}
+
+/// Queue names: 1 to 100 of `A-Z a-z 0-9 _ - . :`.
+pub fn check_queue_name(queue: &str) -> Result<(), EnqueueError> {
+    let ok = !queue.is_empty()
+        && queue.len() <= 100
+        && queue
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EnqueueError::invalid(
+            "queue",
+            "must be 1 to 100 of the characters A-Z a-z 0-9 _ - . :",
+        ))
+    }
+}
+
+fn check_unique(unique: &UniqueOptions) -> Result<(), EnqueueError> {
+    if unique.key.is_empty() || unique.key.len() > 512 {
+        return Err(EnqueueError::invalid(
+            "unique.key",
+            "must be 1 to 512 bytes",
+        ));
+    }
+    if unique.window.is_some_and(|w| w.as_secs() == 0) {
+        return Err(EnqueueError::invalid(
+            "unique.window",
+            "must be at least one second",
+        ));
+    }
+    Ok(())
+}
+
+fn check_tags(tags: Vec<String>) -> Result<Vec<String>, EnqueueError> {
+    if tags.len() > MAX_TAGS {
+        return Err(EnqueueError::invalid(
+            "tags",
+            format!("at most {MAX_TAGS} tags"),
+        ));
+    }
+    if let Some(bad) = tags.iter().find(|t| t.is_empty() || t.len() > 100) {
+        return Err(EnqueueError::invalid(
+            "tags",
+            format!("tag {bad:?} must be 1 to 100 bytes"),
+        ));
+    }
+    Ok(tags)
+}

@@ -1,0 +1,100 @@
+//! Errors of the store and of enqueueing.
+
+use crate::id::JobId;
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL names no supported backend.
+    #[error("unsupported database url {0:?}: expected postgres://… or sqlite:…")]
+    UnsupportedUrl(String),
+    /// The database could not be reached or opened.
+    #[error("cannot connect to the database")]
+    Connect(#[source] sqlx::Error),
+    /// The schema migrations failed.
+    #[error("cannot apply the schema migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A query failed; `op` names the operation.
+    #[error("database operation {op} failed")]
+    Query {
+        /// The operation that failed, e.g. `claim`.
+        op: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored row could not be read back.
+    #[error("stored {what} is invalid: {detail}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// No job has this id.
+    #[error("job {0} not found")]
+    JobNotFound(JobId),
+    /// The job's state does not allow the operation.
+    #[error("job {id} is {state}: {reason}")]
+    Conflict {
+        /// The job.
+        id: JobId,
+        /// Its current state.
+        state: String,
+        /// Why the operation is refused.
+        reason: &'static str,
+    },
+}
+
+impl StoreError {
+    /// Whether the database was unreachable (worth a 503 and a retry), as opposed to a
+    /// problem with the request.
+    pub fn is_unavailable(&self) -> bool {
+        let source = match self {
+            StoreError::Connect(_) => return true,
+            StoreError::Query { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source,
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+        )
+    }
+}
+
+/// Wraps a driver error with the name of the operation that failed.
+pub(crate) fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { op, source }
+}
+
+/// An enqueue was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// A field of the request is invalid; `field` names it.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The field, e.g. `args` or `max_attempts`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No kind of this name is registered.
+    #[error("unknown kind {0:?}")]
+    UnknownKind(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EnqueueError {
+    /// An invalid-field error.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        EnqueueError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

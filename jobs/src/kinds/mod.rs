@@ -1,0 +1,16 @@
+//! The built-in kinds, a file each.
+
+mod noop;
+mod sleep;
+mod testing;
+
+pub use noop::{Noop, NoopArgs};
+pub use sleep::{Sleep, SleepArgs};
+pub use testing::{Abort, AbortArgs};
+
+use crate::registry::Registry;
+
+/// Registers the kinds every process knows: `noop` and `sleep`.
+pub fn register_builtins(registry: &mut Registry) {
+    registry.register(Noop).register(Sleep);
+}

@@ -1,0 +1,376 @@
+//! The store: the only SQL in Longshore, one implementation per backend.
+//!
+//! [`Store`] is the facade every other crate uses. Each backend lives in its own module
+//! (`pg`, `sqlite`) with a file per table; the Postgres functions that insert jobs take an
+//! executor, so an application can enqueue inside its own transaction.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::StoreError;
+use crate::event::Event;
+use crate::id::{EventId, JobId, WorkerId};
+use crate::job::{Attempt, ClaimedJob, Enqueued, Job, NewJob};
+use crate::outcome::Completion;
+use crate::state::JobState;
+
+pub mod pg;
+pub mod sqlite;
+mod wakeup;
+
+pub use wakeup::{Signal, Wakeups};
+
+/// How to reach the database.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://…` or `sqlite:…`. Defaults to `sqlite:longshore.db` in the working
+    /// directory, created on first use.
+    pub url: String,
+    /// Connections kept to Postgres. Defaults to 16.
+    pub max_connections: u32,
+    /// Apply pending schema migrations when connecting. Defaults to true.
+    pub migrate: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite:longshore.db".to_owned(),
+            max_connections: 16,
+            migrate: true,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks the config, naming the bad field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(self.url.starts_with("postgres:")
+            || self.url.starts_with("postgresql:")
+            || self.url.starts_with("sqlite:"))
+        {
+            return Err((
+                "database_url",
+                "expected postgres://… or sqlite:…".to_owned(),
+            ));
+        }
+        if self.max_connections < 2 {
+            return Err(("max_connections", "must be at least 2".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// PostgreSQL: many processes on many machines.
+    Postgres,
+    /// An embedded SQLite file.
+    Sqlite,
+}
+
+/// A job whose lease expired, after the rescue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rescued {
+    /// The job.
+    pub id: JobId,
+    /// `retryable`, `discarded`, or `cancelled` when a cancel was pending.
+    pub state: JobState,
+    /// The worker that lost it.
+    pub worker: Option<String>,
+}
+
+/// What a cancel did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was waiting and is now `cancelled`.
+    Cancelled,
+    /// The job is running; its worker was asked to stop it.
+    Requested,
+}
+
+/// A worker row, as registered at start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerInfo {
+    /// Unique per process start.
+    pub id: WorkerId,
+    /// The queue it serves.
+    pub queue: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Jobs it runs at once.
+    pub concurrency: u32,
+    /// The kinds it can run.
+    pub kinds: Vec<String>,
+}
+
+/// Retention limits for [`Store::prune`].
+#[derive(Clone, Copy, Debug)]
+pub struct PruneLimits {
+    /// Completed and cancelled jobs finished before this are deleted.
+    pub finished_before: DateTime<Utc>,
+    /// Discarded jobs finished before this are deleted.
+    pub discarded_before: DateTime<Utc>,
+    /// Events written before this are deleted.
+    pub events_before: DateTime<Utc>,
+    /// Rows deleted per statement.
+    pub batch: i64,
+}
+
+/// Rows deleted by [`Store::prune`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Jobs deleted.
+    pub jobs: u64,
+    /// Events deleted.
+    pub events: u64,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Postgres(pg::PgStore),
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// The durable job store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    wakeups: Wakeups,
+}
+
+/// Calls the same method on whichever backend this store runs.
+macro_rules! on_backend {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Postgres($s) => $call,
+            Backend::Sqlite($s) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Connects, applies migrations when configured, and starts the wake-up relay.
+    pub async fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
+        let wakeups = Wakeups::default();
+        let backend = if config.url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::SqliteStore::connect(config).await?)
+        } else if config.url.starts_with("postgres:") || config.url.starts_with("postgresql:") {
+            Backend::Postgres(pg::PgStore::connect(config, &wakeups).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(config.url.clone()));
+        };
+        Ok(Store { backend, wakeups })
+    }
+
+    /// Applies pending schema migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        on_backend!(self, s => s.migrate().await)
+    }
+
+    /// Which database this store runs on.
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Postgres(_) => BackendKind::Postgres,
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+        }
+    }
+
+    /// The Postgres pool, when on Postgres (for enqueueing inside your own transaction).
+    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.backend {
+            Backend::Postgres(s) => Some(s.pool()),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// The wake-up hub of this process.
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_backend!(self, s => s.ping().await)
+    }
+
+    /// Stores jobs; a job whose unique key is taken returns the existing job instead.
+    /// Wakes the workers of each queue that got an available job.
+    pub async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let enqueued = on_backend!(self, s => s.insert(&jobs).await)?;
+        self.wake_for(&jobs, &enqueued);
+        Ok(enqueued)
+    }
+
+    fn wake_for(&self, jobs: &[NewJob], enqueued: &[Enqueued]) {
+        let mut last: Option<&str> = None;
+        for (job, result) in jobs.iter().zip(enqueued) {
+            if result.duplicate || result.state != JobState::Available {
+                continue;
+            }
+            if last != Some(job.queue.as_str()) {
+                self.wakeups.job_available(&job.queue);
+                last = Some(job.queue.as_str());
+            }
+        }
+    }
+
+    /// Claims up to `limit` runnable jobs of `queue` for `worker`, in priority then `run_at`
+    /// order, unless the queue is paused. Each claimed job starts an attempt under a lease.
+    pub async fn claim(
+        &self,
+        queue: &str,
+        worker: &WorkerId,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        on_backend!(self, s => s.claim(queue, worker, limit, lease).await)
+    }
+
+    /// Records the end of attempts. Returns the ids whose report was accepted: a report from
+    /// a worker that no longer holds the job's current attempt is ignored.
+    pub async fn complete(&self, completions: &[Completion]) -> Result<Vec<JobId>, StoreError> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let accepted = on_backend!(self, s => s.complete(completions).await)?;
+        for c in completions {
+            if c.outcome.state() == JobState::Available && accepted.contains(&c.id) {
+                self.wakeups.job_available(&c.queue);
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// Hands back claimed jobs that never started, without consuming their attempt.
+    pub async fn release(
+        &self,
+        worker: &WorkerId,
+        jobs: &[(JobId, i32)],
+    ) -> Result<u64, StoreError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        on_backend!(self, s => s.release(worker, jobs).await)
+    }
+
+    /// Extends the leases of jobs run by `workers` whose lease ends within `threshold`.
+    pub async fn extend_leases(
+        &self,
+        workers: &[WorkerId],
+        lease: Duration,
+        threshold: Duration,
+    ) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.extend_leases(workers, lease, threshold).await)
+    }
+
+    /// Running jobs of `workers` that an operator asked to stop.
+    pub async fn cancel_requests(&self, workers: &[WorkerId]) -> Result<Vec<JobId>, StoreError> {
+        on_backend!(self, s => s.cancel_requests(workers).await)
+    }
+
+    /// Moves up to `limit` running jobs whose lease expired to `retryable`, or `discarded`
+    /// when their attempts are used up. The lost attempt counts.
+    pub async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
+        let rescued = on_backend!(self, s => s.rescue_expired(limit).await)?;
+        if !rescued.is_empty() {
+            self.wakeups.wake_all();
+        }
+        Ok(rescued)
+    }
+
+    /// One job.
+    pub async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        on_backend!(self, s => s.job(id).await)
+    }
+
+    /// The attempts of a job, oldest first.
+    pub async fn attempts(&self, id: JobId) -> Result<Vec<Attempt>, StoreError> {
+        on_backend!(self, s => s.attempts(id).await)
+    }
+
+    /// Cancels a waiting job at once, or asks the worker of a running one to stop it.
+    pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
+        let outcome = on_backend!(self, s => s.cancel(id).await)?;
+        if outcome == CancelOutcome::Requested {
+            self.wakeups.cancel_requested(id);
+        }
+        Ok(outcome)
+    }
+
+    /// Makes a job that is not running available now. An exhausted job gets one more attempt.
+    pub async fn retry(&self, id: JobId) -> Result<Job, StoreError> {
+        let job = on_backend!(self, s => s.retry(id).await)?;
+        self.wakeups.job_available(&job.queue);
+        Ok(job)
+    }
+
+    /// Jobs counted by state, optionally for one queue.
+    pub async fn count_by_state(
+        &self,
+        queue: Option<&str>,
+    ) -> Result<BTreeMap<JobState, i64>, StoreError> {
+        on_backend!(self, s => s.count_by_state(queue).await)
+    }
+
+    /// Deletes finished jobs and old events past their retention, a batch at a time.
+    pub async fn prune(&self, limits: PruneLimits) -> Result<Pruned, StoreError> {
+        on_backend!(self, s => s.prune(limits).await)
+    }
+
+    /// Events after `after`, oldest first. Never skips an event that commits late.
+    pub async fn events_after(&self, after: EventId, limit: u32) -> Result<Vec<Event>, StoreError> {
+        on_backend!(self, s => s.events_after(after, limit).await)
+    }
+
+    /// The events of one job, oldest first.
+    pub async fn job_events(&self, id: JobId) -> Result<Vec<Event>, StoreError> {
+        on_backend!(self, s => s.job_events(id).await)
+    }
+
+    /// Stops workers from claiming jobs of `queue`.
+    pub async fn pause_queue(&self, queue: &str) -> Result<(), StoreError> {
+        on_backend!(self, s => s.set_paused(queue, true).await)
+    }
+
+    /// Lets workers claim jobs of `queue` again.
+    pub async fn resume_queue(&self, queue: &str) -> Result<(), StoreError> {
+        on_backend!(self, s => s.set_paused(queue, false).await)?;
+        self.wakeups.job_available(queue);
+        Ok(())
+    }
+
+    /// Registers a worker at its start.
+    pub async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), StoreError> {
+        on_backend!(self, s => s.register_worker(worker).await)
+    }
+
+    /// Records that workers are alive.
+    pub async fn touch_workers(&self, workers: &[WorkerId]) -> Result<(), StoreError> {
+        on_backend!(self, s => s.touch_workers(workers).await)
+    }
+
+    /// Records that a worker stopped cleanly.
+    pub async fn stop_worker(&self, worker: &WorkerId) -> Result<(), StoreError> {
+        on_backend!(self, s => s.stop_worker(worker).await)
+    }
+
+    /// Deletes worker rows not seen since `before`.
+    pub async fn reap_workers(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.reap_workers(before).await)
+    }
+}
+
+/// Milliseconds of a duration, as bound into SQL.
+pub(crate) fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}

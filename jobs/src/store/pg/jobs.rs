@@ -1,0 +1,625 @@
+//! The `jobs` table on Postgres: insert, claim, complete, rescue and the operator's moves.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use sqlx::types::Json;
+use sqlx::{PgExecutor, Postgres, Row};
+use uuid::Uuid;
+
+use super::{PgStore, rows};
+use crate::error::{StoreError, query};
+use crate::id::{JobId, WorkerId};
+use crate::job::{Attempt, ClaimedJob, Enqueued, Job, NewJob};
+use crate::outcome::Completion;
+use crate::state::JobState;
+use crate::store::{CancelOutcome, PruneLimits, Pruned, Rescued, millis};
+
+const INSERT: &str = r#"
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int2[], $6::int4[],
+                         $7::int8[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
+                         $12::jsonb[], $13::jsonb[], $14::int8[])
+        AS t(id, queue, kind, args, priority, max_attempts, delay_ms, run_at, unique_key,
+             unique_slot, unique_scope, tags, metadata, timeout_ms)
+), timed AS (
+    SELECT input.*, COALESCE(input.run_at, now() + input.delay_ms * interval '1 millisecond') AS at
+    FROM input
+), ins AS (
+    INSERT INTO jobs (id, queue, kind, args, priority, state, max_attempts, run_at, unique_key,
+                      unique_slot, unique_scope, tags, metadata, timeout_ms)
+    SELECT id, queue, kind, args, priority,
+           CASE WHEN at > now() THEN 'scheduled' ELSE 'available' END,
+           max_attempts, at, unique_key, unique_slot, unique_scope, tags, metadata, timeout_ms
+    FROM timed
+    ON CONFLICT (unique_slot) WHERE unique_slot IS NOT NULL DO NOTHING
+    RETURNING id, queue, kind, state
+), ev AS (
+    INSERT INTO events (type, job_id, queue, kind, state, attempt)
+    SELECT 'job.enqueued', id, queue, kind, state, 0 FROM ins
+)
+SELECT id, state FROM ins
+"#;
+
+/// Stores `jobs` with `executor`, which may be a transaction of the caller's: the jobs and
+/// their events commit with it. A job whose unique slot is taken returns the holder instead.
+///
+/// Batches of more than about 500,000 jobs must be split: event ids are unique per
+/// transaction only up to 2^20 events.
+pub async fn insert<'c, E>(executor: E, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError>
+where
+    E: PgExecutor<'c> + Copy,
+{
+    let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+    let mut pending: Vec<usize> = (0..jobs.len()).collect();
+    // A slot released between the failed insert and the lookup is retried; a few rounds
+    // settle any race.
+    for _ in 0..5 {
+        let inserted = insert_rows(executor, jobs, &pending).await?;
+        let mut conflicts = Vec::new();
+        for &i in &pending {
+            match inserted.get(&jobs[i].id) {
+                Some(&state) => {
+                    results[i] = Some(Enqueued {
+                        id: jobs[i].id,
+                        state,
+                        duplicate: false,
+                    })
+                }
+                None => conflicts.push(i),
+            }
+        }
+        if conflicts.is_empty() {
+            break;
+        }
+        let holders = slot_holders(executor, jobs, &conflicts).await?;
+        pending.clear();
+        for i in conflicts {
+            let slot = jobs[i].unique.as_ref().map(|(_, slot, _)| slot.as_str());
+            match slot.and_then(|s| holders.get(s)) {
+                Some(&(id, state)) => {
+                    results[i] = Some(Enqueued {
+                        id,
+                        state,
+                        duplicate: true,
+                    })
+                }
+                None => pending.push(i),
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.ok_or(StoreError::Corrupt {
+                what: "unique slot",
+                detail: "the slot kept changing hands during the enqueue".to_owned(),
+            })
+        })
+        .collect()
+}
+
+async fn insert_rows<'c, E: PgExecutor<'c>>(
+    executor: E,
+    jobs: &[NewJob],
+    which: &[usize],
+) -> Result<HashMap<JobId, JobState>, StoreError> {
+    let ids: Vec<Uuid> = which.iter().map(|&i| jobs[i].id.0).collect();
+    let queues: Vec<&str> = which.iter().map(|&i| jobs[i].queue.as_str()).collect();
+    let kinds: Vec<&str> = which.iter().map(|&i| jobs[i].kind.as_str()).collect();
+    let args: Vec<&serde_json::Value> = which.iter().map(|&i| &jobs[i].args).collect();
+    let priorities: Vec<i16> = which.iter().map(|&i| jobs[i].priority).collect();
+    let max_attempts: Vec<i32> = which.iter().map(|&i| jobs[i].max_attempts).collect();
+    let (delays, run_ats): (Vec<i64>, Vec<_>) =
+        which.iter().map(|&i| jobs[i].run_at_parts()).unzip();
+    let unique =
+        |part: fn(&(String, String, crate::job::UniqueScope)) -> &str| -> Vec<Option<&str>> {
+            which
+                .iter()
+                .map(|&i| jobs[i].unique.as_ref().map(part))
+                .collect()
+        };
+    let tags: Vec<Json<&Vec<String>>> = which.iter().map(|&i| Json(&jobs[i].tags)).collect();
+    let metadata: Vec<&serde_json::Value> = which.iter().map(|&i| &jobs[i].metadata).collect();
+    let timeouts: Vec<Option<i64>> = which.iter().map(|&i| jobs[i].timeout_ms).collect();
+    let rows = sqlx::query::<Postgres>(INSERT)
+        .bind(&ids)
+        .bind(&queues)
+        .bind(&kinds)
+        .bind(&args)
+        .bind(&priorities)
+        .bind(&max_attempts)
+        .bind(&delays)
+        .bind(&run_ats)
+        .bind(unique(|u| u.0.as_str()))
+        .bind(unique(|u| u.1.as_str()))
+        .bind(unique(|u| u.2.as_str()))
+        .bind(&tags)
+        .bind(&metadata)
+        .bind(&timeouts)
+        .fetch_all(executor)
+        .await
+        .map_err(query("insert jobs"))?;
+    rows.iter()
+        .map(|row| Ok((rows::job_id(row, "id")?, rows::state(row, "state")?)))
+        .collect()
+}
+
+async fn slot_holders<'c, E: PgExecutor<'c>>(
+    executor: E,
+    jobs: &[NewJob],
+    which: &[usize],
+) -> Result<HashMap<String, (JobId, JobState)>, StoreError> {
+    let slots: Vec<&str> = which
+        .iter()
+        .filter_map(|&i| jobs[i].unique.as_ref().map(|(_, slot, _)| slot.as_str()))
+        .collect();
+    let rows = sqlx::query::<Postgres>(
+        "SELECT id, state, unique_slot FROM jobs WHERE unique_slot = ANY($1)",
+    )
+    .bind(&slots)
+    .fetch_all(executor)
+    .await
+    .map_err(query("find unique slot holders"))?;
+    rows.iter()
+        .map(|row| {
+            let slot: String = row.get("unique_slot");
+            Ok((slot, (rows::job_id(row, "id")?, rows::state(row, "state")?)))
+        })
+        .collect()
+}
+
+const CLAIM: &str = r#"
+WITH picked AS (
+    SELECT id FROM jobs
+    WHERE queue = $1
+      AND state IN ('available', 'scheduled', 'retryable')
+      AND run_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)
+    ORDER BY priority, run_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs j
+    SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), locked_by = $3,
+        lease_expires_at = now() + $4 * interval '1 millisecond'
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.id, j.queue, j.kind, j.args, j.priority, j.attempt, j.max_attempts, j.created_at,
+              j.run_at, j.timeout_ms, j.metadata
+), ev AS (
+    INSERT INTO events (type, job_id, queue, kind, state, attempt)
+    SELECT 'job.started', id, queue, kind, 'running', attempt FROM claimed
+)
+SELECT * FROM claimed
+"#;
+
+const COMPLETE: &str = r#"
+WITH c AS (
+    SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::int8[],
+                         $7::jsonb[], $8::text[], $9::jsonb[], $10::text[], $11::bool[])
+        AS c(id, attempt, worker, state, outcome, delay_ms, result, error, error_chain,
+             event_type, consumes)
+), done AS (
+    UPDATE jobs j
+    SET state = c.state,
+        attempt = CASE WHEN c.consumes THEN j.attempt ELSE j.attempt - 1 END,
+        run_at = CASE WHEN c.state IN ('retryable', 'scheduled', 'available')
+                      THEN now() + c.delay_ms * interval '1 millisecond' ELSE j.run_at END,
+        finished_at = CASE WHEN c.state IN ('completed', 'cancelled', 'discarded') THEN now() END,
+        locked_by = NULL,
+        lease_expires_at = NULL,
+        result = COALESCE(c.result, j.result),
+        last_error = CASE WHEN c.error IS NULL AND c.state <> 'completed'
+                          THEN j.last_error ELSE c.error END,
+        unique_slot = CASE WHEN c.state IN ('completed', 'cancelled', 'discarded')
+                                AND j.unique_scope = 'active'
+                           THEN NULL ELSE j.unique_slot END
+    FROM c
+    WHERE j.id = c.id AND j.attempt = c.attempt AND j.locked_by = c.worker AND j.state = 'running'
+    RETURNING j.id, j.queue, j.kind, j.state, j.attempt, j.attempted_at, c.attempt AS ran,
+              c.worker, c.outcome, c.error, c.error_chain, c.event_type
+), att AS (
+    INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error,
+                              error_chain)
+    SELECT id, ran, worker, COALESCE(attempted_at, now()), now(), outcome, error, error_chain
+    FROM done
+), ev AS (
+    INSERT INTO events (type, job_id, queue, kind, state, attempt, data)
+    SELECT event_type, id, queue, kind, state, attempt,
+           CASE WHEN error IS NULL THEN NULL ELSE jsonb_build_object('error', error) END
+    FROM done
+)
+SELECT id FROM done
+"#;
+
+const RESCUE: &str = r#"
+WITH expired AS (
+    SELECT id, locked_by AS lost_by FROM jobs
+    WHERE state = 'running' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), r AS (
+    UPDATE jobs j
+    SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                     WHEN j.attempt >= j.max_attempts THEN 'discarded'
+                     ELSE 'retryable' END,
+        run_at = now(),
+        finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts
+                           THEN now() END,
+        locked_by = NULL,
+        lease_expires_at = NULL,
+        last_error = 'lease expired: worker ' || COALESCE(expired.lost_by, '?')
+                     || ' stopped renewing it',
+        unique_slot = CASE WHEN (j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts)
+                                AND j.unique_scope = 'active'
+                           THEN NULL ELSE j.unique_slot END
+    FROM expired
+    WHERE j.id = expired.id
+    RETURNING j.id, j.queue, j.kind, j.state, j.attempt, j.attempted_at, j.last_error,
+              expired.lost_by
+), att AS (
+    INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error)
+    SELECT id, attempt, lost_by, COALESCE(attempted_at, now()), now(), 'lost', last_error FROM r
+), ev AS (
+    INSERT INTO events (type, job_id, queue, kind, state, attempt, data)
+    SELECT 'job.rescued', id, queue, kind, state, attempt,
+           jsonb_build_object('error', last_error, 'worker', lost_by)
+    FROM r
+)
+SELECT id, state, lost_by FROM r
+"#;
+
+impl PgStore {
+    pub(crate) async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        insert(&self.pool, jobs).await
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        queue: &str,
+        worker: &WorkerId,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let rows = sqlx::query::<Postgres>(CLAIM)
+            .bind(queue)
+            .bind(i64::from(limit))
+            .bind(worker.as_str())
+            .bind(millis(lease))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query("claim"))?;
+        let mut jobs = rows
+            .iter()
+            .map(rows::claimed)
+            .collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by(|a, b| (a.priority, a.run_at, a.id).cmp(&(b.priority, b.run_at, b.id)));
+        Ok(jobs)
+    }
+
+    pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<JobId>, StoreError> {
+        let errors: Vec<Option<&str>> = done
+            .iter()
+            .map(|c| c.outcome.error().map(|e| e.message.as_str()))
+            .collect();
+        let chains: Vec<Option<Json<&Vec<String>>>> = done
+            .iter()
+            .map(|c| {
+                c.outcome
+                    .error()
+                    .filter(|e| !e.chain.is_empty())
+                    .map(|e| Json(&e.chain))
+            })
+            .collect();
+        let rows = sqlx::query::<Postgres>(COMPLETE)
+            .bind(done.iter().map(|c| c.id.0).collect::<Vec<_>>())
+            .bind(done.iter().map(|c| c.attempt).collect::<Vec<_>>())
+            .bind(done.iter().map(|c| c.worker.as_str()).collect::<Vec<_>>())
+            .bind(
+                done.iter()
+                    .map(|c| c.outcome.state().as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(done.iter().map(|c| c.outcome.name()).collect::<Vec<_>>())
+            .bind(
+                done.iter()
+                    .map(|c| c.outcome.delay_ms())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(done.iter().map(|c| c.outcome.result()).collect::<Vec<_>>())
+            .bind(&errors)
+            .bind(&chains)
+            .bind(
+                done.iter()
+                    .map(|c| c.outcome.event_type())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                done.iter()
+                    .map(|c| c.outcome.consumes_attempt())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query("complete"))?;
+        rows.iter().map(|row| rows::job_id(row, "id")).collect()
+    }
+
+    pub(crate) async fn release(
+        &self,
+        worker: &WorkerId,
+        jobs: &[(JobId, i32)],
+    ) -> Result<u64, StoreError> {
+        let released: i64 = sqlx::query_scalar::<Postgres, i64>(
+            r#"
+            WITH r AS (
+                UPDATE jobs j
+                SET state = 'available', attempt = j.attempt - 1, locked_by = NULL,
+                    lease_expires_at = NULL
+                FROM unnest($2::uuid[], $3::int4[]) AS r(id, attempt)
+                WHERE j.id = r.id AND j.attempt = r.attempt AND j.locked_by = $1
+                  AND j.state = 'running'
+                RETURNING j.id, j.queue, j.kind, j.attempt
+            ), ev AS (
+                INSERT INTO events (type, job_id, queue, kind, state, attempt)
+                SELECT 'job.released', id, queue, kind, 'available', attempt FROM r
+            )
+            SELECT count(*) FROM r
+            "#,
+        )
+        .bind(worker.as_str())
+        .bind(jobs.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|(_, attempt)| *attempt).collect::<Vec<_>>())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query("release"))?;
+        Ok(released as u64)
+    }
+
+    pub(crate) async fn extend_leases(
+        &self,
+        workers: &[WorkerId],
+        lease: Duration,
+        threshold: Duration,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query::<Postgres>(
+            "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond' \
+             WHERE state = 'running' AND locked_by = ANY($1) \
+               AND lease_expires_at < now() + $3 * interval '1 millisecond'",
+        )
+        .bind(workers.iter().map(WorkerId::as_str).collect::<Vec<_>>())
+        .bind(millis(lease))
+        .bind(millis(threshold))
+        .execute(&self.pool)
+        .await
+        .map_err(query("extend leases"))?;
+        Ok(result.rows_affected())
+    }
+
+    pub(crate) async fn cancel_requests(
+        &self,
+        workers: &[WorkerId],
+    ) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar::<Postgres, Uuid>(
+            "SELECT id FROM jobs WHERE state = 'running' AND locked_by = ANY($1) \
+               AND cancel_requested_at IS NOT NULL",
+        )
+        .bind(workers.iter().map(WorkerId::as_str).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("read cancel requests"))?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    pub(crate) async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
+        let rows = sqlx::query::<Postgres>(RESCUE)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query("rescue expired leases"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Rescued {
+                    id: rows::job_id(row, "id")?,
+                    state: rows::state(row, "state")?,
+                    worker: row.try_get("lost_by").ok(),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let sql = format!("SELECT {} FROM jobs WHERE id = $1", rows::JOB_COLUMNS);
+        let row = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query("read job"))?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
+    pub(crate) async fn attempts(&self, id: JobId) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query::<Postgres>(
+            "SELECT attempt, worker, started_at, finished_at, outcome, error, error_chain \
+             FROM job_attempts WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("read attempts"))?;
+        rows.iter().map(rows::attempt).collect()
+    }
+
+    pub(crate) async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(query("cancel"))?;
+        let state = locked_state(&mut *tx, id).await?;
+        let outcome = match state {
+            s if s.is_pending() => {
+                sqlx::query::<Postgres>(
+                    r#"
+                    WITH c AS (
+                        UPDATE jobs SET state = 'cancelled', finished_at = now(),
+                            unique_slot = CASE WHEN unique_scope = 'active' THEN NULL
+                                               ELSE unique_slot END
+                        WHERE id = $1 RETURNING id, queue, kind, attempt
+                    )
+                    INSERT INTO events (type, job_id, queue, kind, state, attempt)
+                    SELECT 'job.cancelled', id, queue, kind, 'cancelled', attempt FROM c
+                    "#,
+                )
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(query("cancel"))?;
+                CancelOutcome::Cancelled
+            }
+            JobState::Running => {
+                sqlx::query::<Postgres>(
+                    r#"
+                    WITH c AS (
+                        UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now())
+                        WHERE id = $1 RETURNING id, queue, kind, attempt
+                    )
+                    INSERT INTO events (type, job_id, queue, kind, state, attempt)
+                    SELECT 'job.cancel_requested', id, queue, kind, 'running', attempt FROM c
+                    "#,
+                )
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(query("request cancel"))?;
+                CancelOutcome::Requested
+            }
+            state => {
+                return Err(StoreError::Conflict {
+                    id,
+                    state: state.to_string(),
+                    reason: "a finished job cannot be cancelled",
+                });
+            }
+        };
+        tx.commit().await.map_err(query("cancel"))?;
+        Ok(outcome)
+    }
+
+    pub(crate) async fn retry(&self, id: JobId) -> Result<Job, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(query("retry"))?;
+        let state = locked_state(&mut *tx, id).await?;
+        if state == JobState::Running {
+            return Err(StoreError::Conflict {
+                id,
+                state: state.to_string(),
+                reason: "a running job cannot be retried; cancel it first",
+            });
+        }
+        let sql = format!(
+            r#"
+            WITH r AS (
+                UPDATE jobs
+                SET state = 'available', run_at = now(), finished_at = NULL,
+                    cancel_requested_at = NULL, max_attempts = GREATEST(max_attempts, attempt + 1),
+                    unique_slot = COALESCE(unique_slot, unique_key)
+                WHERE id = $1
+                RETURNING {}
+            ), ev AS (
+                INSERT INTO events (type, job_id, queue, kind, state, attempt)
+                SELECT 'job.retried', id, queue, kind, 'available', attempt FROM r
+            )
+            SELECT * FROM r
+            "#,
+            rows::JOB_COLUMNS
+        );
+        let row = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| unique_conflict(e, id, state, "retry"))?;
+        let job = rows::job(&row)?;
+        tx.commit().await.map_err(query("retry"))?;
+        Ok(job)
+    }
+
+    pub(crate) async fn count_by_state(
+        &self,
+        queue: Option<&str>,
+    ) -> Result<BTreeMap<JobState, i64>, StoreError> {
+        let rows = sqlx::query::<Postgres>(
+            "SELECT state, count(*) AS n FROM jobs WHERE ($1::text IS NULL OR queue = $1) \
+             GROUP BY state",
+        )
+        .bind(queue)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("count jobs"))?;
+        rows.iter()
+            .map(|row| Ok((rows::state(row, "state")?, row.get::<i64, _>("n"))))
+            .collect()
+    }
+
+    pub(crate) async fn prune(&self, limits: PruneLimits) -> Result<Pruned, StoreError> {
+        let jobs = sqlx::query::<Postgres>(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+               WHERE (state IN ('completed', 'cancelled') AND finished_at < $1) \
+                  OR (state = 'discarded' AND finished_at < $2) \
+               LIMIT $3)",
+        )
+        .bind(limits.finished_before)
+        .bind(limits.discarded_before)
+        .bind(limits.batch)
+        .execute(&self.pool)
+        .await
+        .map_err(query("prune jobs"))?
+        .rows_affected();
+        let events = sqlx::query::<Postgres>(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < $1 LIMIT $2)",
+        )
+        .bind(limits.events_before)
+        .bind(limits.batch)
+        .execute(&self.pool)
+        .await
+        .map_err(query("prune events"))?
+        .rows_affected();
+        Ok(Pruned { jobs, events })
+    }
+}
+
+async fn locked_state<'c, E: PgExecutor<'c>>(
+    executor: E,
+    id: JobId,
+) -> Result<JobState, StoreError> {
+    let state: Option<String> =
+        sqlx::query_scalar::<Postgres, String>("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
+            .bind(id.0)
+            .fetch_optional(executor)
+            .await
+            .map_err(query("lock job"))?;
+    let state = state.ok_or(StoreError::JobNotFound(id))?;
+    state
+        .parse()
+        .map_err(|e: crate::state::UnknownState| StoreError::Corrupt {
+            what: "job state",
+            detail: e.to_string(),
+        })
+}
+
+/// Maps a unique violation to a conflict: another job holds the key.
+pub(super) fn unique_conflict(
+    error: sqlx::Error,
+    id: JobId,
+    state: JobState,
+    op: &'static str,
+) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            id,
+            state: state.to_string(),
+            reason: "another active job holds its unique key",
+        },
+        _ => StoreError::Query { op, source: error },
+    }
+}

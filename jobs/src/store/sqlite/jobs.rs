@@ -1,0 +1,570 @@
+//! The `jobs` table on SQLite: the same moves as on Postgres, one row per statement inside a
+//! single write transaction.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sqlx::{Row, Sqlite, SqliteConnection};
+
+use super::events::{self, NewEvent};
+use super::{SqliteStore, duration_us, micros, now_us, rows};
+use crate::error::{StoreError, query};
+use crate::event;
+use crate::id::{JobId, WorkerId};
+use crate::job::{Attempt, ClaimedJob, Enqueued, Job, NewJob, RunAt};
+use crate::outcome::Completion;
+use crate::state::JobState;
+use crate::store::{CancelOutcome, PruneLimits, Pruned, Rescued};
+
+impl SqliteStore {
+    pub(crate) async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        let mut tx = self.write("insert jobs").await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            out.push(insert_one(&mut tx, job).await?);
+        }
+        tx.commit().await.map_err(query("insert jobs"))?;
+        Ok(out)
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        queue: &str,
+        worker: &WorkerId,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let now = now_us();
+        let mut tx = self.write("claim").await?;
+        let rows = sqlx::query::<Sqlite>(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1, \
+                locked_by = ?2, lease_expires_at = ?3 \
+             WHERE id IN ( \
+                SELECT id FROM jobs \
+                WHERE queue = ?4 AND state IN ('available', 'scheduled', 'retryable') \
+                  AND run_at <= ?1 \
+                  AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused) \
+                ORDER BY priority, run_at, id LIMIT ?5) \
+             RETURNING id, queue, kind, args, priority, attempt, max_attempts, created_at, \
+                run_at, timeout_ms, metadata",
+        )
+        .bind(now)
+        .bind(worker.as_str())
+        .bind(now + duration_us(lease))
+        .bind(queue)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query("claim"))?;
+        let mut jobs = rows
+            .iter()
+            .map(rows::claimed)
+            .collect::<Result<Vec<_>, _>>()?;
+        for job in &jobs {
+            let started = NewEvent {
+                event_type: event::JOB_STARTED,
+                job_id: Some(job.id),
+                queue: Some(&job.queue),
+                kind: Some(&job.kind),
+                state: Some("running"),
+                attempt: Some(job.attempt),
+                data: None,
+            };
+            events::write(&mut tx, started).await?;
+        }
+        tx.commit().await.map_err(query("claim"))?;
+        jobs.sort_by(|a, b| (a.priority, a.run_at, a.id).cmp(&(b.priority, b.run_at, b.id)));
+        Ok(jobs)
+    }
+
+    pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<JobId>, StoreError> {
+        let mut tx = self.write("complete").await?;
+        let mut accepted = Vec::with_capacity(done.len());
+        for completion in done {
+            if complete_one(&mut tx, completion).await? {
+                accepted.push(completion.id);
+            }
+        }
+        tx.commit().await.map_err(query("complete"))?;
+        Ok(accepted)
+    }
+
+    pub(crate) async fn release(
+        &self,
+        worker: &WorkerId,
+        jobs: &[(JobId, i32)],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write("release").await?;
+        let mut released = 0;
+        for (id, attempt) in jobs {
+            let row = sqlx::query::<Sqlite>(
+                "UPDATE jobs SET state = 'available', attempt = attempt - 1, locked_by = NULL, \
+                    lease_expires_at = NULL \
+                 WHERE id = ? AND attempt = ? AND locked_by = ? AND state = 'running' \
+                 RETURNING queue, kind, attempt",
+            )
+            .bind(id.0)
+            .bind(attempt)
+            .bind(worker.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query("release"))?;
+            if let Some(row) = row {
+                let (queue, kind): (String, String) = (row.get("queue"), row.get("kind"));
+                let event = NewEvent {
+                    event_type: event::JOB_RELEASED,
+                    job_id: Some(*id),
+                    queue: Some(&queue),
+                    kind: Some(&kind),
+                    state: Some("available"),
+                    attempt: Some(row.get("attempt")),
+                    data: None,
+                };
+                events::write(&mut tx, event).await?;
+                released += 1;
+            }
+        }
+        tx.commit().await.map_err(query("release"))?;
+        Ok(released)
+    }
+
+    pub(crate) async fn extend_leases(
+        &self,
+        workers: &[WorkerId],
+        lease: Duration,
+        threshold: Duration,
+    ) -> Result<u64, StoreError> {
+        let now = now_us();
+        let result = sqlx::query::<Sqlite>(
+            "UPDATE jobs SET lease_expires_at = ? \
+             WHERE state = 'running' AND locked_by IN (SELECT value FROM json_each(?)) \
+               AND lease_expires_at < ?",
+        )
+        .bind(now + duration_us(lease))
+        .bind(worker_list(workers))
+        .bind(now + duration_us(threshold))
+        .execute(&self.writer)
+        .await
+        .map_err(query("extend leases"))?;
+        Ok(result.rows_affected())
+    }
+
+    pub(crate) async fn cancel_requests(
+        &self,
+        workers: &[WorkerId],
+    ) -> Result<Vec<JobId>, StoreError> {
+        let rows = sqlx::query::<Sqlite>(
+            "SELECT id FROM jobs WHERE state = 'running' \
+               AND locked_by IN (SELECT value FROM json_each(?)) \
+               AND cancel_requested_at IS NOT NULL",
+        )
+        .bind(worker_list(workers))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query("read cancel requests"))?;
+        rows.iter().map(|row| rows::job_id(row, "id")).collect()
+    }
+
+    pub(crate) async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
+        let now = now_us();
+        let mut tx = self.write("rescue expired leases").await?;
+        let expired = sqlx::query::<Sqlite>(
+            "SELECT id, locked_by FROM jobs WHERE state = 'running' AND lease_expires_at < ? \
+             ORDER BY lease_expires_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query("rescue expired leases"))?;
+        let mut rescued = Vec::with_capacity(expired.len());
+        for row in &expired {
+            let id = rows::job_id(row, "id")?;
+            let worker: Option<String> = rows::get(row, "locked_by")?;
+            let state = rescue_one(&mut tx, id, worker.as_deref(), now).await?;
+            rescued.push(Rescued { id, state, worker });
+        }
+        tx.commit().await.map_err(query("rescue expired leases"))?;
+        Ok(rescued)
+    }
+
+    pub(crate) async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let sql = format!("SELECT {} FROM jobs WHERE id = ?", rows::JOB_COLUMNS);
+        let row = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(query("read job"))?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
+    pub(crate) async fn attempts(&self, id: JobId) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query::<Sqlite>(
+            "SELECT attempt, worker, started_at, finished_at, outcome, error, error_chain \
+             FROM job_attempts WHERE job_id = ? ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query("read attempts"))?;
+        rows.iter().map(rows::attempt).collect()
+    }
+
+    pub(crate) async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
+        let now = now_us();
+        let mut tx = self.write("cancel").await?;
+        let job = current(&mut tx, id).await?;
+        let (sql, outcome, event_type, state) = match job.state {
+            s if s.is_pending() => (
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?, unique_slot = \
+                   CASE WHEN unique_scope = 'active' THEN NULL ELSE unique_slot END WHERE id = ?",
+                CancelOutcome::Cancelled,
+                event::JOB_CANCELLED,
+                "cancelled",
+            ),
+            JobState::Running => (
+                "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?) WHERE id = ?",
+                CancelOutcome::Requested,
+                event::JOB_CANCEL_REQUESTED,
+                "running",
+            ),
+            state => {
+                return Err(StoreError::Conflict {
+                    id,
+                    state: state.to_string(),
+                    reason: "a finished job cannot be cancelled",
+                });
+            }
+        };
+        sqlx::query::<Sqlite>(sql)
+            .bind(now)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(query("cancel"))?;
+        events::write(&mut tx, job_event(&job, event_type, state, None)).await?;
+        tx.commit().await.map_err(query("cancel"))?;
+        Ok(outcome)
+    }
+
+    pub(crate) async fn retry(&self, id: JobId) -> Result<Job, StoreError> {
+        let mut tx = self.write("retry").await?;
+        let job = current(&mut tx, id).await?;
+        if job.state == JobState::Running {
+            return Err(StoreError::Conflict {
+                id,
+                state: job.state.to_string(),
+                reason: "a running job cannot be retried; cancel it first",
+            });
+        }
+        let sql = format!(
+            "UPDATE jobs SET state = 'available', run_at = ?, finished_at = NULL, \
+                cancel_requested_at = NULL, max_attempts = MAX(max_attempts, attempt + 1), \
+                unique_slot = COALESCE(unique_slot, unique_key) \
+             WHERE id = ? RETURNING {}",
+            rows::JOB_COLUMNS
+        );
+        let row = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql))
+            .bind(now_us())
+            .bind(id.0)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| unique_conflict(e, id, job.state))?;
+        let retried = rows::job(&row)?;
+        events::write(
+            &mut tx,
+            job_event(&retried, event::JOB_RETRIED, "available", None),
+        )
+        .await?;
+        tx.commit().await.map_err(query("retry"))?;
+        Ok(retried)
+    }
+
+    pub(crate) async fn count_by_state(
+        &self,
+        queue: Option<&str>,
+    ) -> Result<BTreeMap<JobState, i64>, StoreError> {
+        let rows = sqlx::query::<Sqlite>(
+            "SELECT state, count(*) AS n FROM jobs WHERE (?1 IS NULL OR queue = ?1) GROUP BY state",
+        )
+        .bind(queue)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query("count jobs"))?;
+        rows.iter()
+            .map(|row| Ok((rows::state(row, "state")?, rows::get::<i64>(row, "n")?)))
+            .collect()
+    }
+
+    pub(crate) async fn prune(&self, limits: PruneLimits) -> Result<Pruned, StoreError> {
+        let jobs = sqlx::query::<Sqlite>(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+               WHERE (state IN ('completed', 'cancelled') AND finished_at < ?) \
+                  OR (state = 'discarded' AND finished_at < ?) \
+               LIMIT ?)",
+        )
+        .bind(micros(limits.finished_before))
+        .bind(micros(limits.discarded_before))
+        .bind(limits.batch)
+        .execute(&self.writer)
+        .await
+        .map_err(query("prune jobs"))?
+        .rows_affected();
+        let events = sqlx::query::<Sqlite>(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? LIMIT ?)",
+        )
+        .bind(micros(limits.events_before))
+        .bind(limits.batch)
+        .execute(&self.writer)
+        .await
+        .map_err(query("prune events"))?
+        .rows_affected();
+        Ok(Pruned { jobs, events })
+    }
+}
+
+async fn insert_one(conn: &mut SqliteConnection, job: &NewJob) -> Result<Enqueued, StoreError> {
+    let now = now_us();
+    let run_at = match job.run_at {
+        RunAt::Now => now,
+        RunAt::After(delay) => now + duration_us(delay),
+        RunAt::At(at) => micros(at),
+    };
+    let state = if run_at > now {
+        JobState::Scheduled
+    } else {
+        JobState::Available
+    };
+    let (key, slot, scope) = match &job.unique {
+        Some((key, slot, scope)) => (
+            Some(key.as_str()),
+            Some(slot.as_str()),
+            Some(scope.as_str()),
+        ),
+        None => (None, None, None),
+    };
+    let inserted = sqlx::query::<Sqlite>(
+        "INSERT INTO jobs (id, queue, kind, args, priority, state, max_attempts, run_at, \
+            created_at, unique_key, unique_slot, unique_scope, tags, metadata, timeout_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (unique_slot) WHERE unique_slot IS NOT NULL DO NOTHING",
+    )
+    .bind(job.id.0)
+    .bind(&job.queue)
+    .bind(&job.kind)
+    .bind(job.args.to_string())
+    .bind(job.priority)
+    .bind(state.as_str())
+    .bind(job.max_attempts)
+    .bind(run_at)
+    .bind(now)
+    .bind(key)
+    .bind(slot)
+    .bind(scope)
+    .bind(serde_json::to_string(&job.tags).unwrap_or_else(|_| "[]".to_owned()))
+    .bind(job.metadata.to_string())
+    .bind(job.timeout_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(query("insert jobs"))?;
+    if inserted.rows_affected() == 0 {
+        let row = sqlx::query::<Sqlite>("SELECT id, state FROM jobs WHERE unique_slot = ?")
+            .bind(slot)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query("find unique slot holder"))?;
+        return Ok(Enqueued {
+            id: rows::job_id(&row, "id")?,
+            state: rows::state(&row, "state")?,
+            duplicate: true,
+        });
+    }
+    let enqueued = NewEvent {
+        event_type: event::JOB_ENQUEUED,
+        job_id: Some(job.id),
+        queue: Some(&job.queue),
+        kind: Some(&job.kind),
+        state: Some(state.as_str()),
+        attempt: Some(0),
+        data: None,
+    };
+    events::write(conn, enqueued).await?;
+    Ok(Enqueued {
+        id: job.id,
+        state,
+        duplicate: false,
+    })
+}
+
+async fn complete_one(conn: &mut SqliteConnection, c: &Completion) -> Result<bool, StoreError> {
+    let now = now_us();
+    let state = c.outcome.state();
+    let waits = matches!(
+        state,
+        JobState::Retryable | JobState::Scheduled | JobState::Available
+    );
+    let error = c.outcome.error();
+    let row = sqlx::query::<Sqlite>(
+        "UPDATE jobs SET state = ?1, attempt = attempt - ?2, \
+            run_at = CASE WHEN ?3 THEN ?4 ELSE run_at END, \
+            finished_at = CASE WHEN ?5 THEN ?6 END, locked_by = NULL, lease_expires_at = NULL, \
+            result = COALESCE(?7, result), \
+            last_error = CASE WHEN ?8 IS NULL AND ?1 <> 'completed' THEN last_error ELSE ?8 END, \
+            unique_slot = CASE WHEN ?5 AND unique_scope = 'active' THEN NULL ELSE unique_slot END \
+         WHERE id = ?9 AND attempt = ?10 AND locked_by = ?11 AND state = 'running' \
+         RETURNING queue, kind, attempt, attempted_at",
+    )
+    .bind(state.as_str())
+    .bind(i32::from(!c.outcome.consumes_attempt()))
+    .bind(waits)
+    .bind(now + c.outcome.delay_ms() * 1000)
+    .bind(state.is_terminal())
+    .bind(now)
+    .bind(c.outcome.result().map(|r| r.to_string()))
+    .bind(error.map(|e| e.message.as_str()))
+    .bind(c.id.0)
+    .bind(c.attempt)
+    .bind(c.worker.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(query("complete"))?;
+    let Some(row) = row else { return Ok(false) };
+    let (queue, kind): (String, String) = (row.get("queue"), row.get("kind"));
+    let started: Option<i64> = row.get("attempted_at");
+    let chain = error
+        .filter(|e| !e.chain.is_empty())
+        .map(|e| serde_json::to_string(&e.chain).unwrap_or_default());
+    sqlx::query::<Sqlite>(
+        "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, \
+            error, error_chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(c.id.0)
+    .bind(c.attempt)
+    .bind(c.worker.as_str())
+    .bind(started.unwrap_or(now))
+    .bind(now)
+    .bind(c.outcome.name())
+    .bind(error.map(|e| e.message.as_str()))
+    .bind(chain)
+    .execute(&mut *conn)
+    .await
+    .map_err(query("record attempt"))?;
+    let event = NewEvent {
+        event_type: c.outcome.event_type(),
+        job_id: Some(c.id),
+        queue: Some(&queue),
+        kind: Some(&kind),
+        state: Some(state.as_str()),
+        attempt: Some(row.get("attempt")),
+        data: error.map(|e| serde_json::json!({ "error": e.message })),
+    };
+    events::write(conn, event).await?;
+    Ok(true)
+}
+
+async fn rescue_one(
+    conn: &mut SqliteConnection,
+    id: JobId,
+    worker: Option<&str>,
+    now: i64,
+) -> Result<JobState, StoreError> {
+    let error = format!(
+        "lease expired: worker {} stopped renewing it",
+        worker.unwrap_or("?")
+    );
+    let row = sqlx::query::<Sqlite>(
+        "UPDATE jobs SET \
+            state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' \
+                         WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END, \
+            run_at = ?1, \
+            finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempt >= max_attempts \
+                               THEN ?1 END, \
+            locked_by = NULL, lease_expires_at = NULL, last_error = ?2, \
+            unique_slot = CASE WHEN (cancel_requested_at IS NOT NULL OR attempt >= max_attempts) \
+                                    AND unique_scope = 'active' THEN NULL ELSE unique_slot END \
+         WHERE id = ?3 AND state = 'running' \
+         RETURNING queue, kind, state, attempt, attempted_at",
+    )
+    .bind(now)
+    .bind(&error)
+    .bind(id.0)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(query("rescue expired leases"))?;
+    let state = rows::state(&row, "state")?;
+    let attempt: i32 = row.get("attempt");
+    let started: Option<i64> = row.get("attempted_at");
+    sqlx::query::<Sqlite>(
+        "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, \
+            error) VALUES (?, ?, ?, ?, ?, 'lost', ?)",
+    )
+    .bind(id.0)
+    .bind(attempt)
+    .bind(worker)
+    .bind(started.unwrap_or(now))
+    .bind(now)
+    .bind(&error)
+    .execute(&mut *conn)
+    .await
+    .map_err(query("record attempt"))?;
+    let (queue, kind): (String, String) = (row.get("queue"), row.get("kind"));
+    let event = NewEvent {
+        event_type: event::JOB_RESCUED,
+        job_id: Some(id),
+        queue: Some(&queue),
+        kind: Some(&kind),
+        state: Some(state.as_str()),
+        attempt: Some(attempt),
+        data: Some(serde_json::json!({ "error": error, "worker": worker })),
+    };
+    events::write(conn, event).await?;
+    Ok(state)
+}
+
+async fn current(conn: &mut SqliteConnection, id: JobId) -> Result<Job, StoreError> {
+    let sql = format!("SELECT {} FROM jobs WHERE id = ?", rows::JOB_COLUMNS);
+    let row = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql))
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await
+        .map_err(query("read job"))?;
+    row.as_ref()
+        .map(rows::job)
+        .transpose()?
+        .ok_or(StoreError::JobNotFound(id))
+}
+
+fn job_event<'a>(
+    job: &'a Job,
+    event_type: &'a str,
+    state: &'a str,
+    data: Option<serde_json::Value>,
+) -> NewEvent<'a> {
+    NewEvent {
+        event_type,
+        job_id: Some(job.id),
+        queue: Some(&job.queue),
+        kind: Some(&job.kind),
+        state: Some(state),
+        attempt: Some(job.attempt),
+        data,
+    }
+}
+
+fn worker_list(workers: &[WorkerId]) -> String {
+    serde_json::to_string(workers).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn unique_conflict(error: sqlx::Error, id: JobId, state: JobState) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            id,
+            state: state.to_string(),
+            reason: "another active job holds its unique key",
+        },
+        _ => StoreError::Query {
+            op: "retry",
+            source: error,
+        },
+    }
+}
