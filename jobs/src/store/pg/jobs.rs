@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use sqlx::types::Json;
-use sqlx::{PgExecutor, Postgres, Row};
+use sqlx::{Acquire, PgExecutor, Postgres, Row};
 use uuid::Uuid;
 
 use super::{PgStore, rows};
@@ -41,21 +41,22 @@ WITH input AS (
 SELECT id, state FROM ins
 "#;
 
-/// Stores `jobs` with `executor`, which may be a transaction of the caller's: the jobs and
-/// their events commit with it. A job whose unique slot is taken returns the holder instead.
+/// Stores `jobs` on `conn`, which may be a transaction of the caller's: the jobs and their
+/// events then commit with it. A job whose unique slot is taken returns the holder instead.
 ///
 /// Batches of more than about 500,000 jobs must be split: event ids are unique per
 /// transaction only up to 2^20 events.
-pub async fn insert<'c, E>(executor: E, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError>
+pub async fn insert<'a, A>(conn: A, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError>
 where
-    E: PgExecutor<'c> + Copy,
+    A: Acquire<'a, Database = Postgres>,
 {
+    let mut conn = conn.acquire().await.map_err(query("insert jobs"))?;
     let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
     let mut pending: Vec<usize> = (0..jobs.len()).collect();
     // A slot released between the failed insert and the lookup is retried; a few rounds
     // settle any race.
     for _ in 0..5 {
-        let inserted = insert_rows(executor, jobs, &pending).await?;
+        let inserted = insert_rows(&mut *conn, jobs, &pending).await?;
         let mut conflicts = Vec::new();
         for &i in &pending {
             match inserted.get(&jobs[i].id) {
@@ -72,7 +73,7 @@ where
         if conflicts.is_empty() {
             break;
         }
-        let holders = slot_holders(executor, jobs, &conflicts).await?;
+        let holders = slot_holders(&mut *conn, jobs, &conflicts).await?;
         pending.clear();
         for i in conflicts {
             let slot = jobs[i].unique.as_ref().map(|(_, slot, _)| slot.as_str());

@@ -1,0 +1,212 @@
+//! The apalis backend over Longshore's store: one per worker, bound to one queue.
+//!
+//! apalis asks for a task only when the worker has a free slot. The backend then claims as
+//! many jobs as there are free slots (plus the queue's prefetch) in one round trip, hands them
+//! out one by one, and when the queue is empty waits for a wake-up or the poll interval.
+//! Store errors never reach apalis (they would end the worker): the backend logs them and
+//! tries again after a backoff.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis_core::backend::{Backend, BackendConfig, finalize::Ephemeral};
+use apalis_core::task::Task;
+use apalis_core::worker::context::WorkerContext;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use longshore_jobs::{ClaimedJob, JobId, Registry, Store, StoreError, WorkerId};
+use tokio::sync::Notify;
+
+use crate::ack::AckLayer;
+use crate::completer::Completer;
+
+/// What every backend of one worker shares, across restarts.
+pub(crate) struct Shared {
+    pub store: Store,
+    pub queue: String,
+    pub worker: WorkerId,
+    pub concurrency: u32,
+    pub prefetch: u32,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub notify: Arc<Notify>,
+    pub completer: Completer,
+    pub registry: Arc<Registry>,
+}
+
+type Claim = BoxFuture<'static, Result<Vec<ClaimedJob>, StoreError>>;
+
+/// A queue's jobs as an apalis task source.
+pub struct QueueBackend {
+    shared: Arc<Shared>,
+    buffer: VecDeque<ClaimedJob>,
+    claim: Option<(Claim, u32)>,
+    idle: Option<BoxFuture<'static, ()>>,
+    closing: Option<BoxFuture<'static, ()>>,
+    errors: u32,
+}
+
+impl QueueBackend {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        QueueBackend {
+            shared,
+            buffer: VecDeque::new(),
+            claim: None,
+            idle: None,
+            closing: None,
+            errors: 0,
+        }
+    }
+
+    /// Waits for a wake-up of the queue or `wait`, whichever comes first.
+    fn sleep(&mut self, wait: Duration) {
+        let notify = Arc::clone(&self.shared.notify);
+        self.idle = Some(
+            async move {
+                tokio::select! {
+                    () = notify.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    fn start_claim(&mut self, worker: &WorkerContext) {
+        let busy = u32::try_from(worker.task_count()).unwrap_or(u32::MAX);
+        let free = self.shared.concurrency.saturating_sub(busy).max(1);
+        let limit = free + self.shared.prefetch;
+        let shared = Arc::clone(&self.shared);
+        let claim = async move {
+            shared
+                .store
+                .claim(&shared.queue, &shared.worker, limit, shared.lease)
+                .await
+        };
+        self.claim = Some((claim.boxed(), limit));
+    }
+
+    /// Takes the result of a finished claim: buffers the jobs, or arranges the next wait.
+    fn take_claim(&mut self, result: Result<Vec<ClaimedJob>, StoreError>, limit: u32) {
+        match result {
+            Ok(jobs) => {
+                self.errors = 0;
+                // A short batch means the queue is drained: wait before claiming again.
+                if (jobs.len() as u32) < limit {
+                    self.sleep(self.shared.poll_interval);
+                }
+                self.buffer.extend(jobs);
+            }
+            Err(error) => {
+                self.errors += 1;
+                let wait = Duration::from_millis(100 << self.errors.min(6));
+                tracing::warn!(
+                    queue.name = %self.shared.queue, %error, retry_ms = wait.as_millis() as u64,
+                    "cannot claim jobs; retrying"
+                );
+                self.idle = Some(tokio::time::sleep(wait).boxed());
+            }
+        }
+    }
+}
+
+impl Backend for QueueBackend {
+    type Task = Task<ClaimedJob>;
+    type Error = Infallible;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _worker: &WorkerContext,
+    ) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Option<Result<Self::Task, Infallible>>> {
+        loop {
+            if let Some(job) = self.buffer.pop_front() {
+                return Poll::Ready(Some(Ok(Task::new(job))));
+            }
+            if let Some((claim, limit)) = &mut self.claim {
+                let limit = *limit;
+                let result = std::task::ready!(claim.poll_unpin(cx));
+                self.claim = None;
+                self.take_claim(result, limit);
+                continue;
+            }
+            if let Some(idle) = &mut self.idle {
+                std::task::ready!(idle.poll_unpin(cx));
+                self.idle = None;
+            }
+            self.start_claim(worker);
+        }
+    }
+
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        _worker: &WorkerContext,
+    ) -> Poll<Result<(), Infallible>> {
+        if self.closing.is_none() {
+            let unstarted: Vec<ClaimedJob> = self.buffer.drain(..).collect();
+            let claim = self.claim.take().map(|(claim, _)| claim);
+            let shared = Arc::clone(&self.shared);
+            self.closing = Some(close(shared, unstarted, claim).boxed());
+        }
+        match self.closing.as_mut().map(|closing| closing.poll_unpin(cx)) {
+            Some(Poll::Pending) => Poll::Pending,
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Hands back claimed jobs that never started (including those of a claim still in flight),
+/// waits for this worker's outcomes to be stored, and marks the worker stopped.
+async fn close(shared: Arc<Shared>, mut unstarted: Vec<ClaimedJob>, claim: Option<Claim>) {
+    if let Some(claim) = claim
+        && let Ok(jobs) = claim.await
+    {
+        unstarted.extend(jobs);
+    }
+    let handed: Vec<(JobId, i32)> = unstarted.iter().map(|j| (j.id, j.attempt)).collect();
+    match shared.store.release(&shared.worker, &handed).await {
+        Ok(released) if released > 0 => {
+            tracing::info!(queue.name = %shared.queue, released, "handed back unstarted jobs")
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "cannot hand back unstarted jobs; they will be rescued")
+        }
+    }
+    shared.completer.flush().await;
+    if let Err(error) = shared.store.stop_worker(&shared.worker).await {
+        tracing::warn!(%error, "cannot mark worker stopped");
+    }
+}
+
+impl BackendConfig for QueueBackend {
+    type Args = ClaimedJob;
+    type Id = JobId;
+    type Kind = Ephemeral;
+    type Config = ();
+    type Layer = AckLayer;
+
+    fn config(&self) -> &Self::Config {
+        &()
+    }
+
+    fn middleware(&mut self, _worker: &mut WorkerContext) -> Self::Layer {
+        AckLayer::new(
+            self.shared.completer.clone(),
+            self.shared.worker.clone(),
+            Arc::clone(&self.shared.registry),
+        )
+    }
+}

@@ -1,0 +1,170 @@
+//! The pool's configuration: one plain struct whose `Default` is the only source of defaults.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One queue's settings in this process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Jobs of this queue run at once in this process. Defaults to 10.
+    pub concurrency: u32,
+    /// Jobs claimed ahead of free slots, so the next job is ready when one finishes; they are
+    /// handed back unstarted at shutdown. Defaults to 0.
+    pub prefetch: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            concurrency: 10,
+            prefetch: 0,
+        }
+    }
+}
+
+/// The pool: the queues this process works and the timings of its background roles.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The queues to work, by name. Defaults to `default` with [`QueueConfig::default`].
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// How long a claimed job's lease lasts; a job whose lease runs out is rescued.
+    /// Defaults to 30 s.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often leases are renewed, cancel requests read and workers marked alive. Must be
+    /// under half the lease. Defaults to 5 s.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// How often an idle worker looks for jobs when no wake-up arrives (scheduled and
+    /// retried jobs, other processes on SQLite). Defaults to 1 s.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long in-flight jobs may run on after a shutdown begins. Defaults to 30 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// How long a handler asked to stop (cancelled, or past the shutdown grace) may take
+    /// before it is aborted. Defaults to 5 s.
+    #[serde(with = "humantime_serde")]
+    pub cancel_grace: Duration,
+    /// How often expired leases are rescued. Defaults to 5 s.
+    #[serde(with = "humantime_serde")]
+    pub rescue_interval: Duration,
+    /// How long finished jobs, events and stale workers are kept.
+    pub retention: RetentionConfig,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            queues: BTreeMap::from([("default".to_owned(), QueueConfig::default())]),
+            lease: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(5),
+            rescue_interval: Duration::from_secs(5),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// Retention of finished work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Completed and cancelled jobs are deleted this long after they finish. Defaults to 24 h.
+    #[serde(with = "humantime_serde")]
+    pub completed: Duration,
+    /// Discarded jobs are deleted this long after they finish. Defaults to 7 days.
+    #[serde(with = "humantime_serde")]
+    pub discarded: Duration,
+    /// Events are deleted this long after they are written. Defaults to 3 days.
+    #[serde(with = "humantime_serde")]
+    pub events: Duration,
+    /// Workers not seen for this long are deleted. Defaults to 1 h.
+    #[serde(with = "humantime_serde")]
+    pub workers: Duration,
+    /// How often retention runs. Defaults to 1 min.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            completed: Duration::from_secs(24 * 3600),
+            discarded: Duration::from_secs(7 * 24 * 3600),
+            events: Duration::from_secs(3 * 24 * 3600),
+            workers: Duration::from_secs(3600),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// Checks the config, naming the bad field.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |field: &str, message: &str| Err((field.to_owned(), message.to_owned()));
+        for (name, queue) in &self.queues {
+            if longshore_jobs::client::check_queue_name(name).is_err() {
+                return bad(
+                    &format!("queues.{name}"),
+                    "queue names are 1 to 100 of A-Z a-z 0-9 _ - . :",
+                );
+            }
+            if queue.concurrency == 0 || queue.concurrency > 10_000 {
+                return bad(&format!("queues.{name}.concurrency"), "must be 1 to 10000");
+            }
+        }
+        if self.lease < Duration::from_millis(100) {
+            return bad("lease", "must be at least 100ms");
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval * 2 >= self.lease {
+            return bad(
+                "heartbeat_interval",
+                "must be above zero and under half the lease",
+            );
+        }
+        for (field, value) in [
+            ("poll_interval", self.poll_interval),
+            ("rescue_interval", self.rescue_interval),
+            ("retention.interval", self.retention.interval),
+        ] {
+            if value.is_zero() {
+                return bad(field, "must be above zero");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(PoolConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_heartbeat_slower_than_half_the_lease_is_refused() {
+        let config = PoolConfig {
+            heartbeat_interval: Duration::from_secs(20),
+            ..PoolConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().0, "heartbeat_interval");
+    }
+
+    #[test]
+    fn durations_read_as_human_strings() {
+        let config: PoolConfig =
+            toml::from_str("lease = \"10s\"\n[queues.mail]\nconcurrency = 3\n").unwrap();
+        assert_eq!(config.lease, Duration::from_secs(10));
+        assert_eq!(config.queues["mail"].concurrency, 3);
+    }
+}

@@ -1,0 +1,164 @@
+//! The handler service: runs one attempt of a claimed job with its kind's handler and turns
+//! what happened into an [`Outcome`].
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis_core::error::BoxDynError;
+use apalis_core::task::Task;
+use futures::future::BoxFuture;
+use longshore_jobs::{
+    ClaimedJob, ErrorAction, ErrorReport, JobContext, JobError, JobResult, Outcome, Registry,
+    WorkerId,
+};
+
+use crate::running::{RunningJobs, StopReason, StopSignal};
+
+/// Runs claimed jobs. One per worker; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatch {
+    registry: Arc<Registry>,
+    running: RunningJobs,
+    worker: WorkerId,
+    cancel_grace: Duration,
+}
+
+impl Dispatch {
+    /// A dispatcher for `worker` that aborts a stopped handler after `cancel_grace`.
+    pub fn new(
+        registry: Arc<Registry>,
+        running: RunningJobs,
+        worker: WorkerId,
+        cancel_grace: Duration,
+    ) -> Self {
+        Dispatch {
+            registry,
+            running,
+            worker,
+            cancel_grace,
+        }
+    }
+}
+
+impl tower::Service<Task<ClaimedJob>> for Dispatch {
+    type Response = Outcome;
+    type Error = BoxDynError;
+    type Future = BoxFuture<'static, Result<Outcome, BoxDynError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, task: Task<ClaimedJob>) -> Self::Future {
+        let this = self.clone();
+        let (job, _) = task.take();
+        Box::pin(async move { Ok(this.run(job).await) })
+    }
+}
+
+impl Dispatch {
+    async fn run(self, job: ClaimedJob) -> Outcome {
+        let Some(kind) = self.registry.get(&job.kind).cloned() else {
+            // Another version of the pool may know the kind: retry rather than discard.
+            let error =
+                ErrorReport::message(format!("no handler for kind {:?} in this worker", job.kind));
+            return retry_or_discard(&job, error, None, &longshore_jobs::Backoff::DEFAULT);
+        };
+        let backoff = kind.options().backoff;
+        let running = self.running.start(job.id);
+        let stop = running.signal();
+        let context = JobContext {
+            id: job.id,
+            kind: job.kind.clone(),
+            queue: job.queue.clone(),
+            attempt: job.attempt.max(0) as u32,
+            max_attempts: job.max_attempts.max(1) as u32,
+            created_at: job.created_at,
+            worker: self.worker.clone(),
+            metadata: job.metadata.clone(),
+            cancel: stop.token().clone(),
+        };
+        let timeout = job
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.max(1) as u64));
+        let handler = kind.run(context, job.args.clone());
+        let ran = run_until_stopped(handler, timeout, stop, self.cancel_grace).await;
+        match (stop.reason(), ran) {
+            (_, Ran::Finished(Ok(value))) => Outcome::Completed {
+                result: (!value.is_null()).then_some(value),
+            },
+            (Some(StopReason::Shutdown), _) => Outcome::Interrupted,
+            (Some(StopReason::Cancelled), _) => Outcome::Cancel {
+                reason: ErrorReport::message("cancelled by an operator"),
+            },
+            (None, Ran::Finished(Err(error))) => classify(&job, error, &backoff),
+            (None, Ran::TimedOut(after)) => {
+                let error =
+                    ErrorReport::message(format!("timed out after {}ms", after.as_millis()));
+                retry_or_discard(&job, error, None, &backoff)
+            }
+            (None, Ran::Aborted) => Outcome::Interrupted,
+        }
+    }
+}
+
+enum Ran {
+    Finished(JobResult),
+    TimedOut(Duration),
+    Aborted,
+}
+
+/// Runs the handler until it finishes, times out, or (once stopped) the grace runs out.
+async fn run_until_stopped(
+    handler: BoxFuture<'static, JobResult>,
+    timeout: Option<Duration>,
+    stop: &StopSignal,
+    grace: Duration,
+) -> Ran {
+    let limited = async move {
+        match timeout {
+            Some(limit) => match tokio::time::timeout(limit, handler).await {
+                Ok(result) => Ran::Finished(result),
+                Err(_) => Ran::TimedOut(limit),
+            },
+            None => Ran::Finished(handler.await),
+        }
+    };
+    let mut limited = std::pin::pin!(limited);
+    tokio::select! {
+        ran = &mut limited => ran,
+        () = stop.token().cancelled() => {
+            tokio::time::timeout(grace, limited).await.unwrap_or(Ran::Aborted)
+        }
+    }
+}
+
+/// What a handler's error asks for, bounded by the job's attempts.
+pub(crate) fn classify(
+    job: &ClaimedJob,
+    error: JobError,
+    backoff: &longshore_jobs::Backoff,
+) -> Outcome {
+    let report = error.report();
+    match error.action() {
+        ErrorAction::Retry { after } => retry_or_discard(job, report, after, backoff),
+        ErrorAction::Fatal => Outcome::Discard { error: report },
+        ErrorAction::Snooze(delay) => Outcome::Snooze { delay },
+        ErrorAction::Cancel => Outcome::Cancel { reason: report },
+    }
+}
+
+/// Retries after the backoff (or `after`), or discards when the attempts are used up.
+pub(crate) fn retry_or_discard(
+    job: &ClaimedJob,
+    error: ErrorReport,
+    after: Option<Duration>,
+    backoff: &longshore_jobs::Backoff,
+) -> Outcome {
+    if job.attempt >= job.max_attempts {
+        return Outcome::Discard { error };
+    }
+    let delay = after.unwrap_or_else(|| backoff.delay(job.attempt.max(1) as u32, &mut rand::rng()));
+    Outcome::Retry { delay, error }
+}

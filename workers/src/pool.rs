@@ -1,0 +1,210 @@
+//! The pool: one apalis worker per queue, run by an apalis `Monitor`, with the background
+//! roles (completer, heartbeat, rescuer, pruner) beside them.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use apalis::layers::catch_panic::CatchPanicLayer;
+use apalis::layers::tracing::TraceLayer;
+use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
+use apalis_core::task::Task;
+use longshore_jobs::store::WorkerInfo;
+use longshore_jobs::{ClaimedJob, ProcessId, Registry, Store, StoreError, WorkerId};
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::HandlerPanicked;
+use crate::backend::{QueueBackend, Shared};
+use crate::completer::Completer;
+use crate::config::PoolConfig;
+use crate::dispatch::Dispatch;
+use crate::heartbeat::Heartbeat;
+use crate::pruner::Pruner;
+use crate::rescuer::Rescuer;
+use crate::running::{RunningJobs, StopReason};
+
+/// The pool failed to start or to run.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// A worker could not be registered.
+    #[error("cannot register worker {worker}")]
+    Register {
+        /// The worker.
+        worker: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The apalis monitor ended with an error.
+    #[error("worker monitor failed: {0}")]
+    Monitor(String),
+}
+
+/// The worker pool of one process.
+pub struct Pool {
+    config: PoolConfig,
+    store: Store,
+    registry: Arc<Registry>,
+    running: RunningJobs,
+}
+
+impl Pool {
+    /// A pool working the queues of `config`, running the kinds of `registry`.
+    pub fn new(config: PoolConfig, store: Store, registry: Arc<Registry>) -> Self {
+        Pool {
+            config,
+            store,
+            registry,
+            running: RunningJobs::default(),
+        }
+    }
+
+    /// The jobs running in this pool now.
+    pub fn running(&self) -> &RunningJobs {
+        &self.running
+    }
+
+    /// Works until `shutdown` fires, then stops claiming, lets in-flight jobs finish within
+    /// the shutdown grace, hands back claimed jobs that never started, stores every outcome
+    /// and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), PoolError> {
+        let process = ProcessId::current();
+        let (completer, completer_task) = Completer::start(self.store.clone());
+        let mut shared = Vec::new();
+        for (queue, settings) in &self.config.queues {
+            let worker = WorkerId::new(queue, &process);
+            let info = WorkerInfo {
+                id: worker.clone(),
+                queue: queue.clone(),
+                host: process.host.clone(),
+                pid: process.pid,
+                concurrency: settings.concurrency,
+                kinds: self.registry.kinds().map(|k| k.name().to_owned()).collect(),
+            };
+            self.store
+                .register_worker(&info)
+                .await
+                .map_err(|source| PoolError::Register {
+                    worker: worker.to_string(),
+                    source,
+                })?;
+            shared.push(Arc::new(Shared {
+                store: self.store.clone(),
+                queue: queue.clone(),
+                worker,
+                concurrency: settings.concurrency,
+                prefetch: settings.prefetch,
+                lease: self.config.lease,
+                poll_interval: self.config.poll_interval,
+                notify: self.store.wakeups().queue(queue),
+                completer: completer.clone(),
+                registry: Arc::clone(&self.registry),
+            }));
+        }
+        let roles = self.start_roles(shared.iter().map(|s| s.worker.clone()).collect());
+        let mut monitor = Monitor::new().should_restart(|worker, error| {
+            tracing::error!(worker.id = worker.name(), %error, "worker failed; restarting it");
+            true
+        });
+        for worker in &shared {
+            let worker = Arc::clone(worker);
+            let (registry, running) = (Arc::clone(&self.registry), self.running.clone());
+            let grace = self.config.cancel_grace;
+            monitor = monitor.register(move |_restarts| {
+                let dispatch = Dispatch::new(
+                    Arc::clone(&registry),
+                    running.clone(),
+                    worker.worker.clone(),
+                    grace,
+                );
+                WorkerBuilder::new(worker.worker.as_str())
+                    .backend(QueueBackend::new(Arc::clone(&worker)))
+                    .layer(TraceLayer::new().make_span_with(process_span))
+                    .concurrency(worker.concurrency as usize)
+                    .layer(CatchPanicLayer::with_panic_handler(panic_error))
+                    .build(dispatch)
+            });
+        }
+        tracing::info!(
+            process = %process, queues = ?self.config.queues.keys().collect::<Vec<_>>(),
+            "pool started"
+        );
+        let grace = tokio::spawn(stop_after_grace(
+            shutdown.clone(),
+            self.running.clone(),
+            self.config.shutdown_grace,
+        ));
+        let signal = async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutdown: no new jobs are claimed; in-flight jobs may finish");
+            Ok(())
+        };
+        let result = monitor.run_with_signal(signal).await;
+        grace.abort();
+        completer.flush().await;
+        roles.cancel();
+        drop(shared);
+        drop(completer);
+        let _ = completer_task.await;
+        tracing::info!("pool stopped");
+        result.map_err(|e| PoolError::Monitor(e.to_string()))
+    }
+
+    fn start_roles(&self, workers: Vec<WorkerId>) -> CancellationToken {
+        let stop = CancellationToken::new();
+        let config = &self.config;
+        let heartbeat = Heartbeat::new(
+            self.store.clone(),
+            workers,
+            self.running.clone(),
+            config.lease,
+            config.heartbeat_interval,
+        );
+        tokio::spawn(heartbeat.run(stop.clone()));
+        tokio::spawn(Rescuer::new(self.store.clone(), config.rescue_interval).run(stop.clone()));
+        tokio::spawn(Pruner::new(self.store.clone(), config.retention.clone()).run(stop.clone()));
+        stop
+    }
+}
+
+/// After the shutdown grace, asks every job still running to stop; each is handed back
+/// (not counting the attempt) once it stops or its cancel grace runs out.
+async fn stop_after_grace(
+    shutdown: CancellationToken,
+    running: RunningJobs,
+    grace: std::time::Duration,
+) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(grace).await;
+    if !running.is_empty() {
+        tracing::warn!(
+            jobs = running.len(),
+            "shutdown grace is over; interrupting running jobs"
+        );
+    }
+    running.stop_all(StopReason::Shutdown);
+}
+
+/// The span of one attempt, named after the OpenTelemetry messaging convention.
+fn process_span(task: &Task<ClaimedJob>) -> tracing::Span {
+    let job = &task.args;
+    tracing::info_span!(
+        "process",
+        otel.name = %format_args!("process {}", job.queue),
+        otel.kind = "consumer",
+        "messaging.system" = "longshore",
+        "messaging.operation.type" = "process",
+        "messaging.destination.name" = %job.queue,
+        "job.id" = %job.id,
+        "job.kind" = %job.kind,
+        "job.attempt" = job.attempt,
+    )
+}
+
+fn panic_error(panic: &Box<dyn Any + Send>) -> HandlerPanicked {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_owned());
+    HandlerPanicked(message)
+}

@@ -1,0 +1,110 @@
+//! Claim order, paused queues, and wake-ups.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use longshore_jobs::{EnqueueRequest, JobState, WorkerId};
+use longshore_workers::PoolConfig;
+use serde_json::json;
+
+use crate::conformance;
+use crate::support::{RunningPool, TestDb, client, eventually, fast_pool, registry};
+
+conformance!(
+    claims_by_priority_then_run_at,
+    skips_paused_queues_until_resumed,
+    wakes_an_idle_worker_within_milliseconds,
+);
+
+async fn claims_by_priority_then_run_at(db: TestDb) {
+    let client = client(&db, registry());
+    let earlier = Utc::now() - chrono::Duration::seconds(60);
+    let mut ids = Vec::new();
+    for (priority, run_at) in [(5, None), (1, None), (5, Some(earlier)), (1, Some(earlier))] {
+        let request = EnqueueRequest {
+            priority: Some(priority),
+            run_at,
+            ..EnqueueRequest::new("noop", json!({}))
+        };
+        ids.push(client.enqueue(request).await.unwrap().id);
+    }
+    let worker = WorkerId("default@test".into());
+    let claimed = db
+        .store
+        .claim("default", &worker, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let order: Vec<_> = claimed.iter().map(|j| j.id).collect();
+    // Priority 1 first (the older run_at first), then priority 5.
+    assert_eq!(order, [ids[3], ids[1], ids[2], ids[0]]);
+    assert!(claimed.iter().all(|j| j.attempt == 1));
+    let job = db.store.job(ids[0]).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Running);
+    assert_eq!(job.locked_by.as_deref(), Some("default@test"));
+    assert!(job.lease_expires_at.unwrap() > Utc::now() + chrono::Duration::seconds(20));
+}
+
+async fn skips_paused_queues_until_resumed(db: TestDb) {
+    let client = client(&db, registry());
+    let id = client
+        .enqueue(EnqueueRequest::new("noop", json!({})))
+        .await
+        .unwrap()
+        .id;
+    db.store.pause_queue("default").await.unwrap();
+    let worker = WorkerId("default@test".into());
+    let lease = Duration::from_secs(30);
+    assert!(
+        db.store
+            .claim("default", &worker, 10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    db.store.resume_queue("default").await.unwrap();
+    let claimed = db.store.claim("default", &worker, 10, lease).await.unwrap();
+    assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [id]);
+}
+
+async fn wakes_an_idle_worker_within_milliseconds(db: TestDb) {
+    // The worker polls only every 30 s, so a quick start proves the wake-up. On Postgres
+    // the enqueue comes from another store, as from another process: it crosses by NOTIFY.
+    let config = PoolConfig {
+        poll_interval: Duration::from_secs(30),
+        ..fast_pool(&[("default", 4)])
+    };
+    let pool = RunningPool::start(config, db.store.clone(), Arc::new(registry()));
+    let producer = if db.is_postgres() {
+        db.second_store().await
+    } else {
+        db.store.clone()
+    };
+    let producer = longshore_jobs::Client::new(producer, Arc::new(registry()));
+    // Let the worker go idle first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut latencies = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let id = producer
+            .enqueue(EnqueueRequest::new("noop", json!({})))
+            .await
+            .unwrap()
+            .id;
+        eventually(Duration::from_secs(5), "job completes", || async {
+            let job = db.store.job(id).await.unwrap().unwrap();
+            (job.state == JobState::Completed).then_some(())
+        })
+        .await;
+        latencies.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pool.stop().await;
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    eprintln!("wake-up to completion: {latencies:?}");
+    assert!(
+        median < Duration::from_millis(100),
+        "median wake-up to completion took {median:?}"
+    );
+}

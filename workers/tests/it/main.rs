@@ -1,0 +1,13 @@
+//! The conformance suite: every semantic of the engine, run once on SQLite and once on
+//! Postgres (`name::sqlite`, `name::postgres`).
+
+mod support;
+
+mod cancel;
+mod claim;
+mod completion;
+mod enqueue;
+mod events;
+mod rescue;
+mod shutdown;
+mod unique;

@@ -1,0 +1,85 @@
+//! Graceful shutdown: in-flight jobs finish, unstarted claims go back without an attempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use longshore_jobs::JobState;
+use longshore_workers::{PoolConfig, QueueConfig};
+use serde_json::json;
+
+use crate::conformance;
+use crate::support::{RunningPool, TestDb, client, enqueue, eventually, fast_pool, registry};
+
+conformance!(
+    finishes_in_flight_jobs_and_hands_back_unstarted_ones,
+    interrupts_jobs_still_running_after_the_grace,
+);
+
+async fn finishes_in_flight_jobs_and_hands_back_unstarted_ones(db: TestDb) {
+    let client = client(&db, registry());
+    let mut config = fast_pool(&[]);
+    config.queues.insert(
+        "default".into(),
+        QueueConfig {
+            concurrency: 2,
+            prefetch: 4,
+        },
+    );
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(enqueue(&client, "sleep", json!({ "ms": 600 })).await);
+    }
+    let pool = RunningPool::start(config, db.store.clone(), Arc::new(registry()));
+    eventually(
+        Duration::from_secs(5),
+        "two jobs run and four wait claimed",
+        || async {
+            let counts = db.store.count_by_state(None).await.unwrap();
+            (counts.get(&JobState::Running) == Some(&6)).then_some(())
+        },
+    )
+    .await;
+    pool.stop().await;
+    let mut completed = 0;
+    for id in &ids {
+        let job = db.store.job(*id).await.unwrap().unwrap();
+        match job.state {
+            JobState::Completed => {
+                completed += 1;
+                assert_eq!(job.attempt, 1);
+            }
+            JobState::Available => {
+                assert_eq!(job.attempt, 0, "a handed-back job keeps its attempt")
+            }
+            other => panic!("job {id} left {other} after shutdown"),
+        }
+    }
+    assert_eq!(completed, 2, "the two in-flight jobs finished");
+}
+
+async fn interrupts_jobs_still_running_after_the_grace(db: TestDb) {
+    let client = client(&db, registry());
+    let config = PoolConfig {
+        shutdown_grace: Duration::from_millis(200),
+        ..fast_pool(&[("default", 2)])
+    };
+    let id = enqueue(&client, "sleep", json!({ "ms": 60_000 })).await;
+    let pool = RunningPool::start(config, db.store.clone(), Arc::new(registry()));
+    eventually(Duration::from_secs(5), "job runs", || async {
+        let job = db.store.job(id).await.unwrap().unwrap();
+        (job.state == JobState::Running).then_some(())
+    })
+    .await;
+    pool.stop().await;
+    let job = db.store.job(id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempt), (JobState::Available, 0));
+    let outcomes: Vec<_> = db
+        .store
+        .attempts(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(outcomes, ["interrupted"]);
+}

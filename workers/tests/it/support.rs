@@ -1,0 +1,294 @@
+//! Test support: a fresh database per test (an SQLite file in a temp dir, or a Postgres
+//! schema), kinds for fault tests, and waiting with a deadline instead of sleeping.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use longshore_jobs::{
+    Backoff, Client, EnqueueRequest, JobContext, JobError, JobId, JobResult, Kind, KindOptions,
+    Registry, Store, StoreConfig, kinds,
+};
+use longshore_workers::{Pool, PoolConfig, QueueConfig};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, migrated database for one test.
+pub struct TestDb {
+    pub store: Store,
+    pub url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// Another store on the same database, as another process would have.
+    pub async fn second_store(&self) -> Store {
+        Store::connect(&StoreConfig {
+            url: self.url.clone(),
+            migrate: false,
+            ..StoreConfig::default()
+        })
+        .await
+        .expect("second store connects")
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres)
+    }
+}
+
+/// The Postgres server tests use: `LONGSHORE_TEST_DATABASE_URL`, or the local one.
+pub fn pg_base_url() -> String {
+    std::env::var("LONGSHORE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/longshore_test".to_owned())
+}
+
+/// A fresh database, or `None` when Postgres is not reachable outside CI (under `CI=true`
+/// a missing service fails the test).
+pub async fn db(backend: Backend) -> Option<TestDb> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite:{}", dir.path().join("longshore.db").display());
+            let store = connect(&url).await;
+            Some(TestDb {
+                store,
+                url,
+                backend,
+                _dir: Some(dir),
+            })
+        }
+        Backend::Postgres => {
+            let base = pg_base_url();
+            let admin = match sqlx::PgPool::connect(&base).await {
+                Ok(pool) => pool,
+                Err(error) if std::env::var("CI").as_deref() != Ok("true") => {
+                    eprintln!("skipping: Postgres at {base} is not reachable: {error}");
+                    return None;
+                }
+                Err(error) => panic!("Postgres at {base} is not reachable under CI: {error}"),
+            };
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&admin)
+                .await
+                .expect("create schema");
+            admin.close().await;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+            let store = connect(&url).await;
+            Some(TestDb {
+                store,
+                url,
+                backend,
+                _dir: None,
+            })
+        }
+    }
+}
+
+async fn connect(url: &str) -> Store {
+    Store::connect(&StoreConfig {
+        url: url.to_owned(),
+        ..StoreConfig::default()
+    })
+    .await
+    .expect("store connects and migrates")
+}
+
+/// Runs a test body once per backend: `conformance!(name)` makes `name::sqlite` and
+/// `name::postgres`, each calling `name(db)`.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(db) = $crate::support::db($crate::support::Backend::Sqlite).await {
+                    super::$name(db).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = $crate::support::db($crate::support::Backend::Postgres).await {
+                    super::$name(db).await;
+                }
+            }
+        }
+    )*};
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, failing after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Pool timings short enough for tests.
+pub fn fast_pool(queues: &[(&str, u32)]) -> PoolConfig {
+    PoolConfig {
+        queues: queues
+            .iter()
+            .map(|(name, concurrency)| {
+                let queue = QueueConfig {
+                    concurrency: *concurrency,
+                    ..QueueConfig::default()
+                };
+                (name.to_string(), queue)
+            })
+            .collect(),
+        lease: Duration::from_millis(1500),
+        heartbeat_interval: Duration::from_millis(200),
+        poll_interval: Duration::from_millis(100),
+        shutdown_grace: Duration::from_secs(5),
+        cancel_grace: Duration::from_millis(500),
+        rescue_interval: Duration::from_millis(200),
+        ..PoolConfig::default()
+    }
+}
+
+/// A pool running in the background of a test.
+pub struct RunningPool {
+    pub shutdown: CancellationToken,
+    handle: JoinHandle<Result<(), longshore_workers::PoolError>>,
+}
+
+impl RunningPool {
+    pub fn start(config: PoolConfig, store: Store, registry: Arc<Registry>) -> Self {
+        let shutdown = CancellationToken::new();
+        let pool = Pool::new(config, store, registry);
+        let handle = tokio::spawn(pool.run(shutdown.clone()));
+        RunningPool { shutdown, handle }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle
+            .await
+            .expect("pool task")
+            .expect("pool stops cleanly");
+    }
+}
+
+/// The registry tests use: the built-ins plus the fault kinds below.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    kinds::register_builtins(&mut registry);
+    registry.register(Flaky).register(Panics).register(Snoozer);
+    registry
+}
+
+pub fn client(db: &TestDb, registry: Registry) -> Client {
+    Client::new(db.store.clone(), Arc::new(registry))
+}
+
+pub async fn enqueue(client: &Client, kind: &str, args: serde_json::Value) -> JobId {
+    client
+        .enqueue(EnqueueRequest::new(kind, args))
+        .await
+        .expect("enqueue")
+        .id
+}
+
+/// Fails its first `fail` attempts (retryably), then succeeds.
+pub struct Flaky;
+
+#[derive(Serialize, Deserialize)]
+pub struct FlakyArgs {
+    pub fail: u32,
+}
+
+impl Kind for Flaky {
+    const NAME: &'static str = "test.flaky";
+    type Args = FlakyArgs;
+
+    fn options(&self) -> KindOptions {
+        KindOptions {
+            max_attempts: 3,
+            backoff: Backoff::Fixed {
+                delay: Duration::from_millis(300),
+                jitter: 0.2,
+            },
+            ..KindOptions::default()
+        }
+    }
+
+    async fn run(&self, job: JobContext, args: FlakyArgs) -> JobResult {
+        if job.attempt <= args.fail {
+            Err(JobError::retry(format!("planned failure {}", job.attempt)))
+        } else {
+            Ok(serde_json::json!({ "attempt": job.attempt }))
+        }
+    }
+}
+
+/// Panics on every attempt.
+pub struct Panics;
+
+impl Kind for Panics {
+    const NAME: &'static str = "test.panics";
+    type Args = serde_json::Value;
+
+    fn options(&self) -> KindOptions {
+        KindOptions {
+            max_attempts: 2,
+            backoff: Backoff::Fixed {
+                delay: Duration::from_millis(50),
+                jitter: 0.0,
+            },
+            ..KindOptions::default()
+        }
+    }
+
+    async fn run(&self, _job: JobContext, _args: serde_json::Value) -> JobResult {
+        panic!("boom in handler")
+    }
+}
+
+/// Snoozes its first attempt for 200 ms, then succeeds.
+pub struct Snoozer;
+
+impl Kind for Snoozer {
+    const NAME: &'static str = "test.snoozer";
+    type Args = serde_json::Value;
+
+    fn options(&self) -> KindOptions {
+        KindOptions {
+            max_attempts: 1,
+            ..KindOptions::default()
+        }
+    }
+
+    async fn run(&self, job: JobContext, _args: serde_json::Value) -> JobResult {
+        static SNOOZED: Mutex<Vec<JobId>> = Mutex::new(Vec::new());
+        let mut snoozed = SNOOZED.lock().unwrap();
+        if snoozed.contains(&job.id) {
+            Ok(serde_json::Value::Null)
+        } else {
+            snoozed.push(job.id);
+            Err(JobError::snooze(Duration::from_millis(200)))
+        }
+    }
+}
