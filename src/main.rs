@@ -1,1 +1,88 @@
-fn main() {}
+//! `longshore`: a thin command line over the crates. It loads the config, starts logging,
+//! and calls `run(config, shutdown)`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+mod cli;
+mod config;
+mod run;
+
+use cli::{Cli, Command};
+use config::{Config, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match &cli.command {
+        Command::Serve(args) | Command::Worker(args) | Command::Migrate(args) => args,
+    };
+    let config = match Config::load(args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(_) => run::run(config, run::Role::Serve, shutdown_signal()).await,
+            Command::Worker(_) => run::run(config, run::Role::Worker, shutdown_signal()).await,
+            Command::Migrate(_) => migrate(&config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let mut database = config.database.clone();
+    database.migrate = false;
+    let store = longshore_jobs::Store::connect(&database).await?;
+    store.migrate().await?;
+    tracing::info!(database = %run::redact(&database.url), "migrations applied");
+    Ok(())
+}
+
+/// Fires on the first SIGTERM or Ctrl-C; a second one exits at once.
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let fired = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; send the signal again to exit at once");
+        fired.cancel();
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting without waiting");
+        std::process::exit(130);
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler installs");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(&config.log.filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

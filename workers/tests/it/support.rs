@@ -1,9 +1,8 @@
 //! Test support: a fresh database per test (an SQLite file in a temp dir, or a Postgres
 //! schema), kinds for fault tests, and waiting with a deadline instead of sleeping.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use longshore_jobs::{
     Backoff, Client, EnqueueRequest, JobContext, JobError, JobId, JobResult, Kind, KindOptions,
@@ -25,7 +24,7 @@ pub struct TestDb {
     pub store: Store,
     pub url: String,
     pub backend: Backend,
-    _dir: Option<tempfile::TempDir>,
+    _dir: Option<longshore_testkit::TempDir>,
 }
 
 impl TestDb {
@@ -45,54 +44,22 @@ impl TestDb {
     }
 }
 
-/// The Postgres server tests use: `LONGSHORE_TEST_DATABASE_URL`, or the local one.
-pub fn pg_base_url() -> String {
-    std::env::var("LONGSHORE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/longshore_test".to_owned())
-}
-
-/// A fresh database, or `None` when Postgres is not reachable outside CI (under `CI=true`
-/// a missing service fails the test).
+/// A fresh database, or `None` when Postgres is unreachable outside CI.
 pub async fn db(backend: Backend) -> Option<TestDb> {
-    match backend {
+    let (url, dir) = match backend {
         Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let url = format!("sqlite:{}", dir.path().join("longshore.db").display());
-            let store = connect(&url).await;
-            Some(TestDb {
-                store,
-                url,
-                backend,
-                _dir: Some(dir),
-            })
+            let (url, dir) = longshore_testkit::sqlite_url();
+            (url, Some(dir))
         }
-        Backend::Postgres => {
-            let base = pg_base_url();
-            let admin = match sqlx::PgPool::connect(&base).await {
-                Ok(pool) => pool,
-                Err(error) if std::env::var("CI").as_deref() != Ok("true") => {
-                    eprintln!("skipping: Postgres at {base} is not reachable: {error}");
-                    return None;
-                }
-                Err(error) => panic!("Postgres at {base} is not reachable under CI: {error}"),
-            };
-            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&admin)
-                .await
-                .expect("create schema");
-            admin.close().await;
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-            let store = connect(&url).await;
-            Some(TestDb {
-                store,
-                url,
-                backend,
-                _dir: None,
-            })
-        }
-    }
+        Backend::Postgres => (longshore_testkit::postgres_url().await?, None),
+    };
+    let store = connect(&url).await;
+    Some(TestDb {
+        store,
+        url,
+        backend,
+        _dir: dir,
+    })
 }
 
 async fn connect(url: &str) -> Store {
@@ -127,24 +94,7 @@ macro_rules! conformance {
     )*};
 }
 
-/// Polls `check` every 10 ms until it returns `Some`, failing after `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use longshore_testkit::eventually;
 
 /// Pool timings short enough for tests.
 pub fn fast_pool(queues: &[(&str, u32)]) -> PoolConfig {

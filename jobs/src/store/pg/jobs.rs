@@ -299,7 +299,7 @@ impl PgStore {
             .iter()
             .map(rows::claimed)
             .collect::<Result<Vec<_>, _>>()?;
-        jobs.sort_by(|a, b| (a.priority, a.run_at, a.id).cmp(&(b.priority, b.run_at, b.id)));
+        jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
         Ok(jobs)
     }
 

@@ -73,7 +73,7 @@ impl SqliteStore {
             events::write(&mut tx, started).await?;
         }
         tx.commit().await.map_err(query("claim"))?;
-        jobs.sort_by(|a, b| (a.priority, a.run_at, a.id).cmp(&(b.priority, b.run_at, b.id)));
+        jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
         Ok(jobs)
     }
 

@@ -1,0 +1,45 @@
+//! `/healthz` (the process is up) and `/readyz` (the database answers).
+
+use poem_openapi::payload::PlainText;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use crate::ApiState;
+
+/// Liveness and readiness probes.
+pub struct HealthApi {
+    state: ApiState,
+}
+
+impl HealthApi {
+    pub fn new(state: ApiState) -> Self {
+        HealthApi { state }
+    }
+}
+
+#[derive(ApiResponse)]
+enum Ready {
+    /// The database answers.
+    #[oai(status = 200)]
+    Ready(PlainText<&'static str>),
+    /// The database does not answer.
+    #[oai(status = 503)]
+    NotReady(PlainText<String>),
+}
+
+#[OpenApi]
+impl HealthApi {
+    /// The process is up.
+    #[oai(path = "/healthz", method = "get")]
+    async fn healthz(&self) -> PlainText<&'static str> {
+        PlainText("ok")
+    }
+
+    /// The process can reach its database.
+    #[oai(path = "/readyz", method = "get")]
+    async fn readyz(&self) -> Ready {
+        match self.state.store().ping().await {
+            Ok(()) => Ready::Ready(PlainText("ready")),
+            Err(error) => Ready::NotReady(PlainText(format!("database unavailable: {error}"))),
+        }
+    }
+}

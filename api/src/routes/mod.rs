@@ -1,0 +1,3 @@
+//! One `#[OpenApi]` struct per resource.
+
+pub mod health;

@@ -1,0 +1,201 @@
+//! The whole configuration: defaults, then an optional TOML file, then `LONGSHORE_*`
+//! environment variables (and `DATABASE_URL`, `PORT`), then flags.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use longshore_api::ApiConfig;
+use longshore_jobs::StoreConfig;
+use longshore_workers::{PoolConfig, QueueConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::RuntimeArgs;
+
+/// Every component's config.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The database.
+    pub database: StoreConfig,
+    /// The worker pool.
+    pub pool: PoolConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Registers the fault-test kinds (`test.abort`). Never in production. Defaults to false.
+    pub enable_test_kinds: bool,
+}
+
+/// How logs are written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`. Defaults to `text`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info,longshore_workers=debug`. Defaults to `info`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A configuration problem, naming the field.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The field, e.g. `pool.lease`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}: {}", self.field, self.message)
+    }
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), applies the environment and flags, and validates.
+    pub fn load(args: &RuntimeArgs) -> Result<Config, ConfigError> {
+        let mut config = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply(args)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            let message = e.message().replace('\n', " ");
+            ConfigError::new(format!("config file {}", path.display()), message)
+        })
+    }
+
+    /// Applies environment variables and flags (clap reads both; a flag wins over its variable).
+    fn apply(&mut self, args: &RuntimeArgs) -> Result<(), ConfigError> {
+        if let Some(url) = &args.database_url {
+            self.database.url = url.clone();
+        }
+        if let Some(queues) = &args.queues {
+            self.pool.queues = parse_queues(queues)?;
+        }
+        let pool = &mut self.pool;
+        for (flag, target) in [
+            (args.lease, &mut pool.lease),
+            (args.heartbeat_interval, &mut pool.heartbeat_interval),
+            (args.poll_interval, &mut pool.poll_interval),
+            (args.shutdown_grace, &mut pool.shutdown_grace),
+            (args.cancel_grace, &mut pool.cancel_grace),
+            (args.rescue_interval, &mut pool.rescue_interval),
+        ] {
+            if let Some(value) = flag {
+                *target = value.into();
+            }
+        }
+        if let Some(listen) = args.listen {
+            self.api.listen = listen;
+        } else if let Some(port) = args.port {
+            self.api.listen.set_port(port);
+        }
+        if let Some(format) = args.log_format {
+            self.log.format = format;
+        }
+        if let Some(filter) = &args.log {
+            self.log.filter = filter.clone();
+        }
+        if args.enable_test_kinds {
+            self.enable_test_kinds = true;
+        }
+        Ok(())
+    }
+
+    /// Checks every component, naming the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.database
+            .validate()
+            .map_err(|(field, message)| ConfigError::new(format!("database.{field}"), message))?;
+        self.pool
+            .validate()
+            .map_err(|(field, message)| ConfigError::new(format!("pool.{field}"), message))?;
+        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
+            return Err(ConfigError::new("log.filter", "not a valid tracing filter"));
+        }
+        Ok(())
+    }
+}
+
+/// `default=10,mail=4`: queue names with their concurrency.
+fn parse_queues(spec: &str) -> Result<BTreeMap<String, QueueConfig>, ConfigError> {
+    let mut queues = BTreeMap::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, concurrency) = part.split_once('=').unwrap_or((part, "10"));
+        let concurrency: u32 = concurrency.trim().parse().map_err(|_| {
+            ConfigError::new(
+                "queues",
+                format!("{part:?}: expected name=concurrency, e.g. default=10"),
+            )
+        })?;
+        queues.insert(
+            name.trim().to_owned(),
+            QueueConfig {
+                concurrency,
+                ..QueueConfig::default()
+            },
+        );
+    }
+    if queues.is_empty() {
+        return Err(ConfigError::new("queues", "name at least one queue"));
+    }
+    Ok(queues)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_specs_parse_with_default_concurrency() {
+        let queues = parse_queues("default=4, mail").unwrap();
+        assert_eq!(queues["default"].concurrency, 4);
+        assert_eq!(queues["mail"].concurrency, 10);
+        assert_eq!(parse_queues("mail=lots").unwrap_err().field, "queues");
+    }
+
+    #[test]
+    fn the_file_names_an_unknown_field() {
+        let err = toml::from_str::<Config>("[pool]\nleese = \"1s\"\n").unwrap_err();
+        assert!(err.message().contains("leese"), "{}", err.message());
+    }
+}

@@ -1,0 +1,89 @@
+//! The server commands: connect, then run until a shutdown signal.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use longshore_api::ApiState;
+use longshore_jobs::{Client, Registry, Store, kinds};
+use longshore_workers::Pool;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// What a server process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// API, workers and maintenance.
+    Serve,
+    /// Workers and maintenance.
+    Worker,
+}
+
+/// The kinds this process knows.
+pub fn registry(config: &Config) -> Registry {
+    let mut registry = Registry::new();
+    kinds::register_builtins(&mut registry);
+    if config.enable_test_kinds {
+        tracing::warn!("test kinds are enabled: test.abort kills this process");
+        registry.register(kinds::Abort);
+    }
+    registry
+}
+
+/// Connects to the database (creating and migrating it when configured).
+pub async fn connect(config: &Config) -> anyhow::Result<Store> {
+    Store::connect(&config.database)
+        .await
+        .with_context(|| format!("cannot open database {}", redact(&config.database.url)))
+}
+
+/// Runs `role` until `shutdown` fires.
+pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = connect(&config).await?;
+    let registry = Arc::new(registry(&config));
+    let pool = Pool::new(config.pool.clone(), store.clone(), Arc::clone(&registry));
+    let workers = tokio::spawn(pool.run(shutdown.clone()));
+    if role == Role::Serve {
+        let state = ApiState {
+            client: Client::new(store, registry),
+        };
+        let served = longshore_api::serve(&config.api, state, shutdown.clone()).await;
+        if let Err(error) = served {
+            shutdown.cancel();
+            let _ = workers.await;
+            return Err(error)
+                .with_context(|| format!("cannot serve the API on {}", config.api.listen));
+        }
+    }
+    workers.await.context("worker pool task")??;
+    Ok(())
+}
+
+/// The URL with any password replaced, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db/x"),
+            "postgres://app:***@db/x"
+        );
+        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact("sqlite:longshore.db"), "sqlite:longshore.db");
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the real `longshore` binary: crashes, poison jobs, shutdown, config.
+
+mod support;
+
+mod cli;
+mod crash;
+mod poison;
+mod sigterm;

@@ -1,0 +1,135 @@
+//! Running the real binary against a fresh database.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use longshore_jobs::{Client, Registry, Store, StoreConfig, kinds};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_longshore");
+
+/// A fresh database: an SQLite file in a temp dir, or a Postgres schema.
+pub struct TestDb {
+    pub url: String,
+    pub store: Store,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let (url, dir) = longshore_testkit::sqlite_url();
+        let store = connect(&url).await;
+        TestDb { url, store, dir }
+    }
+
+    /// A fresh schema, or `None` when Postgres is unreachable outside CI.
+    pub async fn postgres() -> Option<TestDb> {
+        let url = longshore_testkit::postgres_url().await?;
+        let store = connect(&url).await;
+        Some(TestDb {
+            url,
+            store,
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    pub fn client(&self) -> Client {
+        let mut registry = Registry::new();
+        kinds::register_builtins(&mut registry);
+        registry.register(kinds::Abort);
+        Client::new(self.store.clone(), Arc::new(registry))
+    }
+
+    /// Starts `longshore <args>` on this database, its logs in the temp dir.
+    pub fn spawn(&self, name: &str, args: &[&str]) -> Proc {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let child = Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", &self.url)
+            .env("LONGSHORE_LOG", "warn,longshore_workers=info")
+            .env("LONGSHORE_ENABLE_TEST_KINDS", "true")
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("longshore starts");
+        Proc { child, log }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+async fn connect(url: &str) -> Store {
+    Store::connect(&StoreConfig {
+        url: url.to_owned(),
+        ..StoreConfig::default()
+    })
+    .await
+    .expect("store connects")
+}
+
+/// A running `longshore` process; killed if the test drops it.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on a child process we own; no memory is shared.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "signal {signal} delivered");
+    }
+
+    /// Waits for the process to exit, failing after `limit`.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {limit:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        read(&self.log)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+pub use longshore_testkit::eventually;
+
+/// Fast timings for process tests: lease 2 s, heartbeat 500 ms.
+pub const FAST: &[&str] = &[
+    "--lease",
+    "2s",
+    "--heartbeat-interval",
+    "500ms",
+    "--rescue-interval",
+    "500ms",
+    "--poll-interval",
+    "200ms",
+];
