@@ -16,6 +16,7 @@ use crate::job::{Attempt, ClaimedJob, Enqueued, Job, NewJob};
 use crate::outcome::Completion;
 use crate::state::JobState;
 
+mod inserter;
 pub mod pg;
 pub mod sqlite;
 mod wakeup;
@@ -138,11 +139,21 @@ enum Backend {
     Sqlite(sqlite::SqliteStore),
 }
 
+impl Backend {
+    async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        match self {
+            Backend::Postgres(s) => s.insert(jobs).await,
+            Backend::Sqlite(s) => s.insert(jobs).await,
+        }
+    }
+}
+
 /// The durable job store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
     wakeups: Wakeups,
+    inserter: tokio::sync::mpsc::Sender<inserter::Request>,
 }
 
 /// Calls the same method on whichever backend this store runs.
@@ -166,7 +177,12 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(config.url.clone()));
         };
-        Ok(Store { backend, wakeups })
+        let inserter = inserter::start(backend.clone());
+        Ok(Store {
+            backend,
+            wakeups,
+            inserter,
+        })
     }
 
     /// Applies pending schema migrations.
@@ -201,25 +217,34 @@ impl Store {
     }
 
     /// Stores jobs; a job whose unique key is taken returns the existing job instead.
-    /// Wakes the workers of each queue that got an available job.
+    /// Concurrent calls share one transaction (group commit). Wakes the workers of each queue
+    /// that got an available job.
     pub async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let enqueued = on_backend!(self, s => s.insert(&jobs).await)?;
-        self.wake_for(&jobs, &enqueued);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queues: Vec<String> = jobs.iter().map(|j| j.queue.clone()).collect();
+        let request = inserter::Request { jobs, reply };
+        let stopped = || StoreError::Corrupt {
+            what: "inserter",
+            detail: "the insert task stopped".to_owned(),
+        };
+        self.inserter.send(request).await.map_err(|_| stopped())?;
+        let enqueued = answer.await.map_err(|_| stopped())??;
+        self.wake_for(&queues, &enqueued);
         Ok(enqueued)
     }
 
-    fn wake_for(&self, jobs: &[NewJob], enqueued: &[Enqueued]) {
+    fn wake_for(&self, queues: &[String], enqueued: &[Enqueued]) {
         let mut last: Option<&str> = None;
-        for (job, result) in jobs.iter().zip(enqueued) {
+        for (queue, result) in queues.iter().zip(enqueued) {
             if result.duplicate || result.state != JobState::Available {
                 continue;
             }
-            if last != Some(job.queue.as_str()) {
-                self.wakeups.job_available(&job.queue);
-                last = Some(job.queue.as_str());
+            if last != Some(queue.as_str()) {
+                self.wakeups.job_available(queue);
+                last = Some(queue.as_str());
             }
         }
     }

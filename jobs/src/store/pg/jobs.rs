@@ -292,7 +292,7 @@ impl PgStore {
             .bind(i64::from(limit))
             .bind(worker.as_str())
             .bind(millis(lease))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.lease_pool)
             .await
             .map_err(query("claim"))?;
         let mut jobs = rows
@@ -345,7 +345,7 @@ impl PgStore {
                     .map(|c| c.outcome.consumes_attempt())
                     .collect::<Vec<_>>(),
             )
-            .fetch_all(&self.pool)
+            .fetch_all(&self.lease_pool)
             .await
             .map_err(query("complete"))?;
         rows.iter().map(|row| rows::job_id(row, "id")).collect()
@@ -376,7 +376,7 @@ impl PgStore {
         .bind(worker.as_str())
         .bind(jobs.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
         .bind(jobs.iter().map(|(_, attempt)| *attempt).collect::<Vec<_>>())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.lease_pool)
         .await
         .map_err(query("release"))?;
         Ok(released as u64)
@@ -396,7 +396,7 @@ impl PgStore {
         .bind(workers.iter().map(WorkerId::as_str).collect::<Vec<_>>())
         .bind(millis(lease))
         .bind(millis(threshold))
-        .execute(&self.pool)
+        .execute(&self.lease_pool)
         .await
         .map_err(query("extend leases"))?;
         Ok(result.rows_affected())
@@ -411,7 +411,7 @@ impl PgStore {
                AND cancel_requested_at IS NOT NULL",
         )
         .bind(workers.iter().map(WorkerId::as_str).collect::<Vec<_>>())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.lease_pool)
         .await
         .map_err(query("read cancel requests"))?;
         Ok(ids.into_iter().map(JobId).collect())
@@ -420,7 +420,7 @@ impl PgStore {
     pub(crate) async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
         let rows = sqlx::query::<Postgres>(RESCUE)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.lease_pool)
             .await
             .map_err(query("rescue expired leases"))?;
         rows.iter()

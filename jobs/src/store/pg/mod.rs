@@ -3,10 +3,11 @@
 //! Claims use `FOR UPDATE SKIP LOCKED`; batches travel as arrays through `unnest`, so a batch
 //! of any size is one round trip. Wake-ups cross processes with `LISTEN`/`NOTIFY`.
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -24,9 +25,17 @@ mod workers;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 /// The Postgres store.
+///
+/// Two pools: `pool` for enqueues and everything an operator does, and `lease_pool` for the
+/// workers' own traffic (claims, outcomes, heartbeats, rescues), whose transactions commit
+/// with `synchronous_commit = off`. Those commits do not wait for the WAL flush: a crash of
+/// the Postgres server may forget the last fraction of a second of claims and outcomes, and
+/// the jobs they concern run again (delivery is at least once anyway). Enqueues always wait
+/// for the flush: a stored job is never lost.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    lease_pool: PgPool,
     _relay: Arc<DropGuard>,
 }
 
@@ -35,15 +44,23 @@ impl PgStore {
         config: &StoreConfig,
         wakeups: &Wakeups,
     ) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(&config.url).map_err(StoreError::Connect)?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(&config.url)
+            .connect_with(options.clone())
+            .await
+            .map_err(StoreError::Connect)?;
+        let lease_pool = PgPoolOptions::new()
+            .max_connections((config.max_connections / 2).max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.options([("synchronous_commit", "off")]))
             .await
             .map_err(StoreError::Connect)?;
         let store = PgStore {
             _relay: Arc::new(start_relay(&pool, wakeups).await?.drop_guard()),
             pool,
+            lease_pool,
         };
         if config.migrate {
             store.migrate().await?;

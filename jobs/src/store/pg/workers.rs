@@ -31,7 +31,7 @@ impl PgStore {
     pub(crate) async fn touch_workers(&self, workers: &[WorkerId]) -> Result<(), StoreError> {
         sqlx::query::<Postgres>("UPDATE workers SET last_seen_at = now() WHERE id = ANY($1)")
             .bind(workers.iter().map(WorkerId::as_str).collect::<Vec<_>>())
-            .execute(&self.pool)
+            .execute(&self.lease_pool)
             .await
             .map_err(query("touch workers"))?;
         Ok(())

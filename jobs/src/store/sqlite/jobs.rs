@@ -1,5 +1,5 @@
-//! The `jobs` table on SQLite: the same moves as on Postgres, one row per statement inside a
-//! single write transaction.
+//! The `jobs` table on SQLite: claims, rescues and the operator's moves. Inserts and outcomes,
+//! the hot batches, are in `batch`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,22 +11,11 @@ use super::{SqliteStore, duration_us, micros, now_us, rows};
 use crate::error::{StoreError, query};
 use crate::event;
 use crate::id::{JobId, WorkerId};
-use crate::job::{Attempt, ClaimedJob, Enqueued, Job, NewJob, RunAt};
-use crate::outcome::Completion;
+use crate::job::{Attempt, ClaimedJob, Job};
 use crate::state::JobState;
 use crate::store::{CancelOutcome, PruneLimits, Pruned, Rescued};
 
 impl SqliteStore {
-    pub(crate) async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
-        let mut tx = self.write("insert jobs").await?;
-        let mut out = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            out.push(insert_one(&mut tx, job).await?);
-        }
-        tx.commit().await.map_err(query("insert jobs"))?;
-        Ok(out)
-    }
-
     pub(crate) async fn claim(
         &self,
         queue: &str,
@@ -60,33 +49,10 @@ impl SqliteStore {
             .iter()
             .map(rows::claimed)
             .collect::<Result<Vec<_>, _>>()?;
-        for job in &jobs {
-            let started = NewEvent {
-                event_type: event::JOB_STARTED,
-                job_id: Some(job.id),
-                queue: Some(&job.queue),
-                kind: Some(&job.kind),
-                state: Some("running"),
-                attempt: Some(job.attempt),
-                data: None,
-            };
-            events::write(&mut tx, started).await?;
-        }
+        SqliteStore::claimed_events(&mut tx, &jobs, now).await?;
         tx.commit().await.map_err(query("claim"))?;
         jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
         Ok(jobs)
-    }
-
-    pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<JobId>, StoreError> {
-        let mut tx = self.write("complete").await?;
-        let mut accepted = Vec::with_capacity(done.len());
-        for completion in done {
-            if complete_one(&mut tx, completion).await? {
-                accepted.push(completion.id);
-            }
-        }
-        tx.commit().await.map_err(query("complete"))?;
-        Ok(accepted)
     }
 
     pub(crate) async fn release(
@@ -321,145 +287,6 @@ impl SqliteStore {
         .rows_affected();
         Ok(Pruned { jobs, events })
     }
-}
-
-async fn insert_one(conn: &mut SqliteConnection, job: &NewJob) -> Result<Enqueued, StoreError> {
-    let now = now_us();
-    let run_at = match job.run_at {
-        RunAt::Now => now,
-        RunAt::After(delay) => now + duration_us(delay),
-        RunAt::At(at) => micros(at),
-    };
-    let state = if run_at > now {
-        JobState::Scheduled
-    } else {
-        JobState::Available
-    };
-    let (key, slot, scope) = match &job.unique {
-        Some((key, slot, scope)) => (
-            Some(key.as_str()),
-            Some(slot.as_str()),
-            Some(scope.as_str()),
-        ),
-        None => (None, None, None),
-    };
-    let inserted = sqlx::query::<Sqlite>(
-        "INSERT INTO jobs (id, queue, kind, args, priority, state, max_attempts, run_at, \
-            created_at, unique_key, unique_slot, unique_scope, tags, metadata, timeout_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (unique_slot) WHERE unique_slot IS NOT NULL DO NOTHING",
-    )
-    .bind(job.id.0)
-    .bind(&job.queue)
-    .bind(&job.kind)
-    .bind(job.args.to_string())
-    .bind(job.priority)
-    .bind(state.as_str())
-    .bind(job.max_attempts)
-    .bind(run_at)
-    .bind(now)
-    .bind(key)
-    .bind(slot)
-    .bind(scope)
-    .bind(serde_json::to_string(&job.tags).unwrap_or_else(|_| "[]".to_owned()))
-    .bind(job.metadata.to_string())
-    .bind(job.timeout_ms)
-    .execute(&mut *conn)
-    .await
-    .map_err(query("insert jobs"))?;
-    if inserted.rows_affected() == 0 {
-        let row = sqlx::query::<Sqlite>("SELECT id, state FROM jobs WHERE unique_slot = ?")
-            .bind(slot)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(query("find unique slot holder"))?;
-        return Ok(Enqueued {
-            id: rows::job_id(&row, "id")?,
-            state: rows::state(&row, "state")?,
-            duplicate: true,
-        });
-    }
-    let enqueued = NewEvent {
-        event_type: event::JOB_ENQUEUED,
-        job_id: Some(job.id),
-        queue: Some(&job.queue),
-        kind: Some(&job.kind),
-        state: Some(state.as_str()),
-        attempt: Some(0),
-        data: None,
-    };
-    events::write(conn, enqueued).await?;
-    Ok(Enqueued {
-        id: job.id,
-        state,
-        duplicate: false,
-    })
-}
-
-async fn complete_one(conn: &mut SqliteConnection, c: &Completion) -> Result<bool, StoreError> {
-    let now = now_us();
-    let state = c.outcome.state();
-    let waits = matches!(
-        state,
-        JobState::Retryable | JobState::Scheduled | JobState::Available
-    );
-    let error = c.outcome.error();
-    let row = sqlx::query::<Sqlite>(
-        "UPDATE jobs SET state = ?1, attempt = attempt - ?2, \
-            run_at = CASE WHEN ?3 THEN ?4 ELSE run_at END, \
-            finished_at = CASE WHEN ?5 THEN ?6 END, locked_by = NULL, lease_expires_at = NULL, \
-            result = COALESCE(?7, result), \
-            last_error = CASE WHEN ?8 IS NULL AND ?1 <> 'completed' THEN last_error ELSE ?8 END, \
-            unique_slot = CASE WHEN ?5 AND unique_scope = 'active' THEN NULL ELSE unique_slot END \
-         WHERE id = ?9 AND attempt = ?10 AND locked_by = ?11 AND state = 'running' \
-         RETURNING queue, kind, attempt, attempted_at",
-    )
-    .bind(state.as_str())
-    .bind(i32::from(!c.outcome.consumes_attempt()))
-    .bind(waits)
-    .bind(now + c.outcome.delay_ms() * 1000)
-    .bind(state.is_terminal())
-    .bind(now)
-    .bind(c.outcome.result().map(|r| r.to_string()))
-    .bind(error.map(|e| e.message.as_str()))
-    .bind(c.id.0)
-    .bind(c.attempt)
-    .bind(c.worker.as_str())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(query("complete"))?;
-    let Some(row) = row else { return Ok(false) };
-    let (queue, kind): (String, String) = (row.get("queue"), row.get("kind"));
-    let started: Option<i64> = row.get("attempted_at");
-    let chain = error
-        .filter(|e| !e.chain.is_empty())
-        .map(|e| serde_json::to_string(&e.chain).unwrap_or_default());
-    sqlx::query::<Sqlite>(
-        "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, \
-            error, error_chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(c.id.0)
-    .bind(c.attempt)
-    .bind(c.worker.as_str())
-    .bind(started.unwrap_or(now))
-    .bind(now)
-    .bind(c.outcome.name())
-    .bind(error.map(|e| e.message.as_str()))
-    .bind(chain)
-    .execute(&mut *conn)
-    .await
-    .map_err(query("record attempt"))?;
-    let event = NewEvent {
-        event_type: c.outcome.event_type(),
-        job_id: Some(c.id),
-        queue: Some(&queue),
-        kind: Some(&kind),
-        state: Some(state.as_str()),
-        attempt: Some(row.get("attempt")),
-        data: error.map(|e| serde_json::json!({ "error": e.message })),
-    };
-    events::write(conn, event).await?;
-    Ok(true)
 }
 
 async fn rescue_one(

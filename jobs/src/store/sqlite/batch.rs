@@ -1,0 +1,251 @@
+//! The batched moves on SQLite: inserts, claim events and outcomes travel as one JSON array
+//! per statement (`json_each`), so a batch costs a handful of statements, not a few per job.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use sqlx::{Sqlite, SqliteConnection};
+
+use super::{SqliteStore, duration_us, micros, now_us, rows};
+use crate::error::{StoreError, query};
+use crate::id::JobId;
+use crate::job::{ClaimedJob, Enqueued, NewJob, RunAt};
+use crate::outcome::Completion;
+use crate::state::JobState;
+
+const INSERT: &str = "
+INSERT INTO jobs (id, queue, kind, args, priority, state, max_attempts, run_at, created_at,
+                  unique_key, unique_slot, unique_scope, tags, metadata, timeout_ms)
+SELECT unhex(j->>'id'), j->>'queue', j->>'kind', j->'args', j->>'priority',
+       CASE WHEN j->>'run_at' > ?2 THEN 'scheduled' ELSE 'available' END,
+       j->>'max_attempts', j->>'run_at', ?2, j->>'unique_key', j->>'unique_slot',
+       j->>'unique_scope', j->'tags', j->'metadata', j->>'timeout_ms'
+FROM (SELECT value AS j FROM json_each(?1)) WHERE true
+ON CONFLICT (unique_slot) WHERE unique_slot IS NOT NULL DO NOTHING
+RETURNING id, state";
+
+const EVENTS_FOR: &str = "
+INSERT INTO events (at, type, job_id, queue, kind, state, attempt)
+SELECT ?2, ?3, id, queue, kind, state, attempt FROM jobs
+WHERE id IN (SELECT unhex(value) FROM json_each(?1)) ORDER BY id";
+
+const COMPLETE: &str = "
+UPDATE jobs SET
+    state = c.state,
+    attempt = jobs.attempt - c.refund,
+    run_at = CASE WHEN c.waits THEN ?2 + c.delay_us ELSE jobs.run_at END,
+    finished_at = CASE WHEN c.terminal THEN ?2 END,
+    locked_by = NULL,
+    lease_expires_at = NULL,
+    result = COALESCE(c.result, jobs.result),
+    last_error = CASE WHEN c.error IS NULL AND c.state <> 'completed'
+                      THEN jobs.last_error ELSE c.error END,
+    unique_slot = CASE WHEN c.terminal AND jobs.unique_scope = 'active'
+                       THEN NULL ELSE jobs.unique_slot END
+FROM (SELECT unhex(value->>'id') AS id, value->>'attempt' AS attempt, value->>'worker' AS worker,
+             value->>'state' AS state, value->>'refund' AS refund, value->>'waits' AS waits,
+             value->>'delay_us' AS delay_us, value->>'terminal' AS terminal,
+             value->'result' AS result, value->>'error' AS error
+      FROM json_each(?1)) AS c
+WHERE jobs.id = c.id AND jobs.attempt = c.attempt AND jobs.locked_by = c.worker
+  AND jobs.state = 'running'
+RETURNING jobs.id";
+
+const RECORD_ATTEMPTS: &str = "
+INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error,
+                          error_chain)
+SELECT j.id, c.value->>'attempt', c.value->>'worker', COALESCE(j.attempted_at, ?2), ?2,
+       c.value->>'outcome', c.value->>'error', c.value->'chain'
+FROM json_each(?1) AS c JOIN jobs AS j ON j.id = unhex(c.value->>'id')";
+
+const OUTCOME_EVENTS: &str = "
+INSERT INTO events (at, type, job_id, queue, kind, state, attempt, data)
+SELECT ?2, c.value->>'event', j.id, j.queue, j.kind, j.state, j.attempt,
+       CASE WHEN c.value->>'error' IS NULL THEN NULL
+            ELSE json_object('error', c.value->>'error') END
+FROM json_each(?1) AS c JOIN jobs AS j ON j.id = unhex(c.value->>'id')";
+
+impl SqliteStore {
+    pub(crate) async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        let now = now_us();
+        let rows: Vec<Value> = jobs.iter().map(|job| job_json(job, now)).collect();
+        let mut tx = self.write("insert jobs").await?;
+        let inserted = sqlx::query::<Sqlite>(INSERT)
+            .bind(Value::Array(rows).to_string())
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(query("insert jobs"))?;
+        let mut states = HashMap::with_capacity(inserted.len());
+        for row in &inserted {
+            states.insert(rows::job_id(row, "id")?, rows::state(row, "state")?);
+        }
+        let ids: Vec<String> = states.keys().map(|id| hex(*id)).collect();
+        write_events(&mut tx, &ids, crate::event::JOB_ENQUEUED, now).await?;
+        let holders = slot_holders(&mut tx, jobs, &states).await?;
+        tx.commit().await.map_err(query("insert jobs"))?;
+        jobs.iter()
+            .map(|job| match states.get(&job.id) {
+                Some(&state) => Ok(Enqueued {
+                    id: job.id,
+                    state,
+                    duplicate: false,
+                }),
+                None => job
+                    .unique
+                    .as_ref()
+                    .and_then(|(_, slot, _)| holders.get(slot))
+                    .map(|&(id, state)| Enqueued {
+                        id,
+                        state,
+                        duplicate: true,
+                    })
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "insert result",
+                        detail: format!("job {} was neither stored nor a duplicate", job.id),
+                    }),
+            })
+            .collect()
+    }
+
+    /// Writes the `job.started` events of freshly claimed jobs.
+    pub(super) async fn claimed_events(
+        conn: &mut SqliteConnection,
+        jobs: &[ClaimedJob],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<String> = jobs.iter().map(|j| hex(j.id)).collect();
+        write_events(conn, &ids, crate::event::JOB_STARTED, now).await
+    }
+
+    pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<JobId>, StoreError> {
+        let now = now_us();
+        let rows: Vec<Value> = done.iter().map(completion_json).collect();
+        let mut tx = self.write("complete").await?;
+        let accepted = sqlx::query::<Sqlite>(COMPLETE)
+            .bind(Value::Array(rows.clone()).to_string())
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(query("complete"))?;
+        let accepted: Vec<JobId> = accepted
+            .iter()
+            .map(|row| rows::job_id(row, "id"))
+            .collect::<Result<_, _>>()?;
+        let kept: Vec<Value> = done
+            .iter()
+            .zip(rows)
+            .filter(|(c, _)| accepted.contains(&c.id))
+            .map(|(_, row)| row)
+            .collect();
+        let kept = Value::Array(kept).to_string();
+        for (sql, op) in [
+            (RECORD_ATTEMPTS, "record attempts"),
+            (OUTCOME_EVENTS, "write events"),
+        ] {
+            sqlx::query::<Sqlite>(sql)
+                .bind(&kept)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(query(op))?;
+        }
+        tx.commit().await.map_err(query("complete"))?;
+        Ok(accepted)
+    }
+}
+
+async fn write_events(
+    conn: &mut SqliteConnection,
+    ids: &[String],
+    event_type: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query::<Sqlite>(EVENTS_FOR)
+        .bind(serde_json::to_string(ids).unwrap_or_default())
+        .bind(now)
+        .bind(event_type)
+        .execute(conn)
+        .await
+        .map_err(query("write events"))?;
+    Ok(())
+}
+
+/// The current holders of the unique slots of jobs that were not stored.
+async fn slot_holders(
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+    stored: &HashMap<JobId, JobState>,
+) -> Result<HashMap<String, (JobId, JobState)>, StoreError> {
+    let slots: Vec<&str> = jobs
+        .iter()
+        .filter(|job| !stored.contains_key(&job.id))
+        .filter_map(|job| job.unique.as_ref().map(|(_, slot, _)| slot.as_str()))
+        .collect();
+    if slots.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query::<Sqlite>(
+        "SELECT id, state, unique_slot FROM jobs \
+         WHERE unique_slot IN (SELECT value FROM json_each(?))",
+    )
+    .bind(serde_json::to_string(&slots).unwrap_or_default())
+    .fetch_all(conn)
+    .await
+    .map_err(query("find unique slot holders"))?;
+    rows.iter()
+        .map(|row| {
+            let slot: String = rows::get(row, "unique_slot")?;
+            Ok((slot, (rows::job_id(row, "id")?, rows::state(row, "state")?)))
+        })
+        .collect()
+}
+
+fn hex(id: JobId) -> String {
+    id.0.simple().to_string()
+}
+
+fn job_json(job: &NewJob, now: i64) -> Value {
+    let run_at = match job.run_at {
+        RunAt::Now => now,
+        RunAt::After(delay) => now + duration_us(delay),
+        RunAt::At(at) => micros(at),
+    };
+    let (key, slot, scope) = match &job.unique {
+        Some((key, slot, scope)) => (
+            Some(key.as_str()),
+            Some(slot.as_str()),
+            Some(scope.as_str()),
+        ),
+        None => (None, None, None),
+    };
+    json!({
+        "id": hex(job.id), "queue": job.queue, "kind": job.kind, "args": job.args,
+        "priority": job.priority, "max_attempts": job.max_attempts, "run_at": run_at,
+        "unique_key": key, "unique_slot": slot, "unique_scope": scope, "tags": job.tags,
+        "metadata": job.metadata, "timeout_ms": job.timeout_ms,
+    })
+}
+
+fn completion_json(c: &Completion) -> Value {
+    let state = c.outcome.state();
+    let error = c.outcome.error();
+    let mut row = json!({
+        "id": hex(c.id), "attempt": c.attempt, "worker": c.worker.as_str(),
+        "state": state.as_str(), "refund": i32::from(!c.outcome.consumes_attempt()),
+        "waits": matches!(state, JobState::Retryable | JobState::Scheduled | JobState::Available),
+        "delay_us": c.outcome.delay_ms() * 1000, "terminal": state.is_terminal(),
+        "error": error.map(|e| e.message.as_str()), "outcome": c.outcome.name(),
+        "event": c.outcome.event_type(),
+    });
+    if let Some(result) = c.outcome.result() {
+        row["result"] = result.clone();
+    }
+    if let Some(chain) = error.filter(|e| !e.chain.is_empty()) {
+        row["chain"] = json!(chain.chain);
+    }
+    row
+}

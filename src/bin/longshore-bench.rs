@@ -1,0 +1,440 @@
+//! `longshore-bench`: the workloads of BENCHMARKS.md (W1 bulk drain, W2 steady latency, W3
+//! single enqueue, M1 memory) on Postgres and SQLite. Prints one JSON line per run and a
+//! Markdown table of medians.
+//!
+//! ```sh
+//! cargo run --release --bin longshore-bench -- --runs 3
+//! ```
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use longshore_jobs::{
+    Client, EnqueueRequest, JobContext, JobId, JobResult, JobState, Kind, KindOptions, Registry,
+    Store, StoreConfig,
+};
+use longshore_workers::{Pool, PoolConfig, QueueConfig};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(about = "Runs the BENCHMARKS.md workloads against Longshore")]
+struct Args {
+    /// Backends to measure.
+    #[arg(long, value_delimiter = ',', default_value = "postgres,sqlite")]
+    backends: Vec<String>,
+    /// Workloads to run.
+    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,m1")]
+    workloads: Vec<String>,
+    /// Runs of each workload; the table shows the median.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// The Postgres server; each run gets a fresh schema in it.
+    #[arg(
+        long,
+        env = "LONGSHORE_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/longshore_bench"
+    )]
+    pg_url: String,
+    /// Jobs in W1 and M1.
+    #[arg(long, default_value_t = 20_000)]
+    drain_jobs: u64,
+}
+
+/// The no-op handler of the benchmarks: counts its runs and records when each started.
+#[derive(Clone, Default)]
+struct Counter {
+    runs: Arc<AtomicU64>,
+    starts: Arc<Mutex<HashMap<JobId, Instant>>>,
+    record_starts: bool,
+    target: Arc<AtomicU64>,
+    done: Arc<Notify>,
+}
+
+impl Kind for Counter {
+    const NAME: &'static str = "noop";
+    type Args = Value;
+
+    fn options(&self) -> KindOptions {
+        KindOptions {
+            queue: "bench".into(),
+            ..KindOptions::default()
+        }
+    }
+
+    async fn run(&self, job: JobContext, _args: Value) -> JobResult {
+        if self.record_starts {
+            self.starts.lock().unwrap().insert(job.id, Instant::now());
+        }
+        if self.runs.fetch_add(1, Ordering::SeqCst) + 1 == self.target.load(Ordering::SeqCst) {
+            self.done.notify_one();
+        }
+        Ok(Value::Null)
+    }
+}
+
+struct Database {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn fresh_database(backend: &str, pg_url: &str) -> anyhow::Result<Database> {
+    if backend == "sqlite" {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite:{}", dir.path().join("bench.db").display());
+        return Ok(Database {
+            url,
+            _dir: Some(dir),
+        });
+    }
+    let (server, name) = pg_url
+        .rsplit_once('/')
+        .context("a database name in --pg-url")?;
+    let admin = sqlx::PgPool::connect(&format!("{server}/postgres")).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&admin)
+            .await?;
+    if !exists {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&admin)
+            .await?;
+    }
+    let pool = sqlx::PgPool::connect(pg_url).await?;
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&pool)
+        .await?;
+    Ok(Database {
+        url: format!("{pg_url}?options=-c%20search_path%3D{schema}"),
+        _dir: None,
+    })
+}
+
+async fn connect(url: &str) -> anyhow::Result<Store> {
+    Ok(Store::connect(&StoreConfig {
+        url: url.to_owned(),
+        ..StoreConfig::default()
+    })
+    .await?)
+}
+
+fn pool_config(concurrency: u32) -> PoolConfig {
+    PoolConfig {
+        queues: [(
+            "bench".to_owned(),
+            QueueConfig {
+                concurrency,
+                ..QueueConfig::default()
+            },
+        )]
+        .into(),
+        ..PoolConfig::default()
+    }
+}
+
+fn noop_requests(n: u64) -> Vec<EnqueueRequest> {
+    (0..n)
+        .map(|_| EnqueueRequest {
+            queue: Some("bench".into()),
+            ..EnqueueRequest::new("noop", json!({}))
+        })
+        .collect()
+}
+
+async fn wait_all_completed(store: &Store, n: u64) -> anyhow::Result<()> {
+    loop {
+        let counts = store.count_by_state(Some("bench")).await?;
+        let completed = counts.get(&JobState::Completed).copied().unwrap_or(0) as u64;
+        if completed == n {
+            if counts.len() != 1 {
+                bail!("jobs left in other states: {counts:?}");
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// W1: enqueue N jobs with the batch API, then time a pool of concurrency 16 draining them.
+async fn w1(db: &Database, jobs: u64) -> anyhow::Result<Value> {
+    let store = connect(&db.url).await?;
+    let counter = Counter::default();
+    counter.target.store(jobs, Ordering::SeqCst);
+    let mut registry = Registry::new();
+    registry.register(counter.clone());
+    let registry = Arc::new(registry);
+    let client = Client::new(store.clone(), Arc::clone(&registry));
+    let started = Instant::now();
+    for chunk in noop_requests(jobs).chunks(1000) {
+        for result in client.enqueue_many(chunk.to_vec()).await? {
+            result?;
+        }
+    }
+    let enqueue_s = started.elapsed().as_secs_f64();
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let pool =
+        tokio::spawn(Pool::new(pool_config(16), store.clone(), registry).run(shutdown.clone()));
+    counter.done.notified().await;
+    wait_all_completed(&store, jobs).await?;
+    let drain_s = started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    pool.await??;
+    let runs = counter.runs.load(Ordering::SeqCst);
+    if runs != jobs {
+        bail!("handler ran {runs} times for {jobs} jobs");
+    }
+    Ok(json!({ "drain_jobs_per_s": jobs as f64 / drain_s, "enqueue_s": enqueue_s, "jobs": jobs }))
+}
+
+/// W2: idle workers; 2,000 jobs enqueued one at a time at 200/s. On Postgres the producer
+/// is another store (another process's connections), so the wake-up crosses by NOTIFY; on
+/// SQLite, the embedded single-process setup, it is the same store.
+async fn w2(db: &Database, backend: &str) -> anyhow::Result<Value> {
+    const JOBS: u64 = 2000;
+    let store = connect(&db.url).await?;
+    let counter = Counter {
+        record_starts: true,
+        ..Counter::default()
+    };
+    counter.target.store(JOBS, Ordering::SeqCst);
+    let mut registry = Registry::new();
+    registry.register(counter.clone());
+    let registry = Arc::new(registry);
+    let shutdown = CancellationToken::new();
+    let pool = tokio::spawn(
+        Pool::new(pool_config(16), store.clone(), Arc::clone(&registry)).run(shutdown.clone()),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The host's own scheduling stalls bound what a p99 can show: measure them alongside.
+    let stall = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (stall, watching) = (Arc::clone(&stall), Arc::clone(&watching));
+        std::thread::spawn(move || {
+            while watching.load(Ordering::Relaxed) {
+                let before = Instant::now();
+                std::thread::sleep(Duration::from_millis(1));
+                let late = before.elapsed().as_micros() as u64;
+                stall.fetch_max(late.saturating_sub(1000), Ordering::Relaxed);
+            }
+        })
+    };
+    let producer = match backend {
+        "sqlite" => Client::new(store.clone(), registry),
+        _ => Client::new(connect(&db.url).await?, registry),
+    };
+    let mut sent = HashMap::with_capacity(JOBS as usize);
+    let mut commits = Vec::with_capacity(JOBS as usize);
+    let mut ticker = tokio::time::interval(Duration::from_millis(5));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for request in noop_requests(JOBS) {
+        ticker.tick().await;
+        let at = Instant::now();
+        let id = producer.enqueue(request).await?.id;
+        commits.push(at.elapsed().as_secs_f64() * 1000.0);
+        sent.insert(id, at);
+    }
+    tokio::time::timeout(Duration::from_secs(30), counter.done.notified())
+        .await
+        .context("W2 jobs did not all run")?;
+    wait_all_completed(&store, JOBS).await?;
+    shutdown.cancel();
+    pool.await??;
+    let starts = counter.starts.lock().unwrap();
+    watching.store(false, Ordering::Relaxed);
+    let _ = watcher.join();
+    let mut latencies: Vec<f64> = sent
+        .iter()
+        .map(|(id, at)| starts[id].saturating_duration_since(*at).as_secs_f64() * 1000.0)
+        .collect();
+    let pct = |values: &mut Vec<f64>, p: f64| {
+        values.sort_by(f64::total_cmp);
+        values[((values.len() as f64 * p) as usize).min(values.len() - 1)]
+    };
+    Ok(json!({
+        "p50_ms": pct(&mut latencies, 0.50),
+        "p95_ms": pct(&mut latencies, 0.95),
+        "p99_ms": pct(&mut latencies, 0.99),
+        "enqueue_p99_ms": pct(&mut commits, 0.99),
+        "host_stall_max_ms": stall.load(Ordering::Relaxed) as f64 / 1000.0,
+    }))
+}
+
+/// W3: 10,000 single enqueues from 16 concurrent producers, no workers.
+async fn w3(db: &Database) -> anyhow::Result<Value> {
+    const JOBS: u64 = 10_000;
+    const PRODUCERS: u64 = 16;
+    let store = connect(&db.url).await?;
+    let mut registry = Registry::new();
+    registry.register(Counter::default());
+    let client = Client::new(store.clone(), Arc::new(registry));
+    let started = Instant::now();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for request in noop_requests(JOBS / PRODUCERS) {
+                    client.enqueue(request).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let counts = store.count_by_state(Some("bench")).await?;
+    if counts.get(&JobState::Available).copied() != Some(JOBS as i64) {
+        bail!("expected {JOBS} available jobs, found {counts:?}");
+    }
+    Ok(json!({ "jobs_per_s": JOBS as f64 / elapsed }))
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// M1: resident memory of `longshore serve` idle, and its peak while it drains W1's jobs.
+async fn m1(db: &Database, jobs: u64) -> anyhow::Result<Value> {
+    let binary = std::env::current_exe()?.with_file_name("longshore");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = Command::new(&binary)
+        .args([
+            "serve",
+            "--queues",
+            "default=16",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("DATABASE_URL", &db.url)
+        .env("LONGSHORE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let pid = child.id();
+    let store = connect(&db.url).await?;
+    let result = async {
+        while store.ping().await.is_err() || rss_mib(pid).is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let idle = rss_mib(pid).context("serve exited")?;
+        let mut registry = Registry::new();
+        longshore_jobs::kinds::register_builtins(&mut registry);
+        let client = Client::new(store.clone(), Arc::new(registry));
+        let requests: Vec<_> = (0..jobs)
+            .map(|_| EnqueueRequest::new("noop", json!({})))
+            .collect();
+        for chunk in requests.chunks(1000) {
+            client.enqueue_many(chunk.to_vec()).await?;
+        }
+        let mut peak = idle;
+        loop {
+            peak = peak.max(rss_mib(pid).context("serve exited")?);
+            let counts = store.count_by_state(Some("default")).await?;
+            if counts.get(&JobState::Completed).copied() == Some(jobs as i64) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::Ok(json!({ "idle_mib": idle, "peak_mib": peak }))
+    }
+    .await;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    result
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut results: Vec<(String, String, Value)> = Vec::new();
+    for backend in &args.backends {
+        for workload in &args.workloads {
+            for run in 1..=args.runs {
+                let db = fresh_database(backend, &args.pg_url).await?;
+                let figures = match workload.as_str() {
+                    "w1" => w1(&db, args.drain_jobs).await?,
+                    "w2" => w2(&db, backend).await?,
+                    "w3" => w3(&db).await?,
+                    "m1" => m1(&db, args.drain_jobs).await?,
+                    other => bail!("unknown workload {other}"),
+                };
+                let line = json!({
+                    "workload": workload.to_uppercase(), "backend": backend, "run": run,
+                    "cores": cores, "load_average": load_average(), "figures": figures,
+                });
+                println!("{line}");
+                results.push((backend.clone(), workload.clone(), figures));
+            }
+        }
+    }
+    print_table(&results, cores);
+    Ok(())
+}
+
+fn print_table(results: &[(String, String, Value)], cores: usize) {
+    println!(
+        "\nMedians of the runs above; {cores} cores, load average {}.\n",
+        load_average()
+    );
+    println!("| backend | workload | figure | median |");
+    println!("|---|---|---|---:|");
+    let mut keys: Vec<(String, String, String)> = Vec::new();
+    for (backend, workload, figures) in results {
+        for name in figures.as_object().into_iter().flat_map(|o| o.keys()) {
+            let key = (backend.clone(), workload.clone(), name.clone());
+            if !keys.contains(&key) && name != "jobs" {
+                keys.push(key);
+            }
+        }
+    }
+    for (backend, workload, name) in keys {
+        let mut values: Vec<f64> = results
+            .iter()
+            .filter(|(b, w, _)| *b == backend && *w == workload)
+            .filter_map(|(_, _, f)| f[&name].as_f64())
+            .collect();
+        let value = median(&mut values);
+        let shown = if value >= 100.0 {
+            format!("{value:.0}")
+        } else {
+            format!("{value:.2}")
+        };
+        println!(
+            "| {backend} | {} | {name} | {shown} |",
+            workload.to_uppercase()
+        );
+    }
+}
