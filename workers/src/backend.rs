@@ -75,10 +75,31 @@ impl QueueBackend {
         );
     }
 
-    fn start_claim(&mut self, worker: &WorkerContext) {
+    /// How many jobs a claim may take now: the free slots plus the prefetch, less what is
+    /// already buffered. Jobs held by this worker never exceed `concurrency + prefetch`.
+    fn room(&self, worker: &WorkerContext) -> u32 {
         let busy = u32::try_from(worker.task_count()).unwrap_or(u32::MAX);
-        let free = self.shared.concurrency.saturating_sub(busy).max(1);
-        let limit = free + self.shared.prefetch;
+        let buffered = u32::try_from(self.buffer.len()).unwrap_or(u32::MAX);
+        (self.shared.concurrency + self.shared.prefetch)
+            .saturating_sub(busy)
+            .saturating_sub(buffered)
+    }
+
+    /// Claims the next jobs while the buffer still holds some, so that the handlers do not
+    /// wait a round trip each time it runs dry. Only while the queue is busy: an idle or
+    /// failing worker waits as usual.
+    fn read_ahead(&mut self, worker: &WorkerContext) {
+        let low_water = (self.shared.concurrency / 2).max(1) as usize;
+        if self.claim.is_some() || self.idle.is_some() || self.buffer.len() > low_water {
+            return;
+        }
+        if self.room(worker) >= low_water as u32 {
+            self.start_claim(worker);
+        }
+    }
+
+    fn start_claim(&mut self, worker: &WorkerContext) {
+        let limit = self.room(worker).max(1);
         let shared = Arc::clone(&self.shared);
         let claim = async move {
             shared
@@ -131,15 +152,19 @@ impl Backend for QueueBackend {
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Infallible>>> {
         loop {
-            if let Some(job) = self.buffer.pop_front() {
-                return Poll::Ready(Some(Ok(Task::new(job))));
-            }
             if let Some((claim, limit)) = &mut self.claim {
                 let limit = *limit;
-                let result = std::task::ready!(claim.poll_unpin(cx));
-                self.claim = None;
-                self.take_claim(result, limit);
-                continue;
+                if let Poll::Ready(result) = claim.poll_unpin(cx) {
+                    self.claim = None;
+                    self.take_claim(result, limit);
+                }
+            }
+            if let Some(job) = self.buffer.pop_front() {
+                self.read_ahead(worker);
+                return Poll::Ready(Some(Ok(Task::new(job))));
+            }
+            if self.claim.is_some() {
+                return Poll::Pending;
             }
             if let Some(idle) = &mut self.idle {
                 std::task::ready!(idle.poll_unpin(cx));
