@@ -21,12 +21,262 @@ pub enum Command {
     Serve(RuntimeArgs),
     /// Run the workers and maintenance only.
     Worker(RuntimeArgs),
+    /// Run the API only (add replicas behind a load balancer on Postgres).
+    Api(RuntimeArgs),
     /// Apply the database schema migrations and exit.
     Migrate(RuntimeArgs),
+    /// Enqueue, list, inspect, retry, cancel and delete jobs (over the HTTP API).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Follow the event stream (over the HTTP API).
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// List, pause and resume queues (over the HTTP API).
+    #[command(subcommand)]
+    Queues(QueuesCommand),
+    /// Counts of jobs by state (over the HTTP API).
+    Stats(ClientArgs),
+    /// Create, list and revoke API tokens: over the HTTP API with `--server`, else directly
+    /// in the database (how the first token is made).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+/// Where the API is and how to talk to it.
+#[derive(Clone, Debug, Args)]
+pub struct ClientArgs {
+    /// The API's base URL.
+    #[arg(
+        long,
+        env = "LONGSHORE_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// A bearer token.
+    #[arg(long, env = "LONGSHORE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output: a table for people, or JSON for scripts.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+/// Output format of client commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Columns.
+    Table,
+    /// The API's JSON.
+    Json,
+}
+
+/// Which jobs a list or a bulk action concerns.
+#[derive(Clone, Debug, Default, Args)]
+pub struct JobSelector {
+    /// Only jobs in this state (repeatable).
+    #[arg(long = "state")]
+    pub states: Vec<String>,
+    /// Only this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Only this kind.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only jobs with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Only jobs created within this long, e.g. `1h` or `2d`.
+    #[arg(long)]
+    pub since: Option<humantime::Duration>,
+    /// A value inside the args, `path=value`, e.g. `user.id=42` (repeatable).
+    #[arg(long = "arg")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Enqueue a job.
+    Enqueue {
+        /// The kind, e.g. `sleep`.
+        kind: String,
+        /// The args as JSON, e.g. '{"ms": 500}'.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// The queue (default: the kind's).
+        #[arg(long)]
+        queue: Option<String>,
+        /// 0 (first) to 9 (last).
+        #[arg(long)]
+        priority: Option<i64>,
+        /// Attempts allowed.
+        #[arg(long)]
+        max_attempts: Option<i64>,
+        /// Wait this long before the first attempt, e.g. `10s`.
+        #[arg(long)]
+        delay: Option<humantime::Duration>,
+        /// A unique key: at most one waiting or running job has it.
+        #[arg(long)]
+        unique: Option<String>,
+        /// A tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Wait for the job to finish, with a spinner.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List jobs, newest first.
+    List {
+        #[command(flatten)]
+        select: JobSelector,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a job.
+    Get {
+        /// The job's id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a job's attempts.
+    Attempts {
+        /// The job's id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Retry one job, or (with a selector) every matching job in the time range.
+    Retry(BulkArgs),
+    /// Cancel one job, or (with a selector) every matching job in the time range.
+    Cancel(BulkArgs),
+    /// Delete one job, or (with a selector) every matching job in the time range.
+    Delete(BulkArgs),
+    /// Wait for a job to finish, showing its state changes.
+    Watch {
+        /// The job's id.
+        id: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "10m")]
+        timeout: humantime::Duration,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// One job by id, or many by a selector.
+#[derive(Debug, Args)]
+pub struct BulkArgs {
+    /// The job's id; omit it to act on every job the selector matches.
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub select: JobSelector,
+    /// Only count the jobs that would be touched.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print events as they happen; resumes after `--after` (or the last id seen).
+    Tail {
+        /// Resume after this event id.
+        #[arg(long)]
+        after: Option<i64>,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only this type, e.g. `job.failed` or `job.*` (repeatable).
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueuesCommand {
+    /// Every queue with its counts.
+    List(ClientArgs),
+    /// Stop workers from claiming a queue's jobs.
+    Pause {
+        /// The queue.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Let workers claim a queue's jobs again.
+    Resume {
+        /// The queue.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token; it is printed once.
+    Create {
+        /// A name for people, e.g. `ci`.
+        #[arg(long, default_value = "admin")]
+        name: String,
+        /// Scope: read, enqueue, operate or admin (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[command(flatten)]
+        target: TokenTarget,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        target: TokenTarget,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id.
+        id: String,
+        #[command(flatten)]
+        target: TokenTarget,
+    },
+}
+
+/// Tokens are managed over the API (`--server`) or directly in the database.
+#[derive(Debug, Args)]
+pub struct TokenTarget {
+    /// The API's base URL; without it, the database is used directly.
+    #[arg(long, env = "LONGSHORE_SERVER")]
+    pub server: Option<String>,
+    /// A bearer token with the admin scope (with `--server`).
+    #[arg(long, env = "LONGSHORE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// postgres://… or sqlite:… (without `--server`; default: sqlite:longshore.db).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// A TOML config file (without `--server`).
+    #[arg(long, env = "LONGSHORE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output: a table for people, or JSON for scripts.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
 }
 
 /// Settings shared by the server commands; each flag can also come from its variable.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct RuntimeArgs {
     /// A TOML config file.
     #[arg(long, env = "LONGSHORE_CONFIG")]

@@ -7,16 +7,22 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 mod cli;
+mod client;
 mod config;
 mod run;
+mod tokens;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, RuntimeArgs};
 use config::{Config, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match &cli.command {
-        Command::Serve(args) | Command::Worker(args) | Command::Migrate(args) => args,
+        Command::Serve(args)
+        | Command::Worker(args)
+        | Command::Api(args)
+        | Command::Migrate(args) => args,
+        _ => return client_main(cli.command),
     };
     let config = match Config::load(args) {
         Ok(config) => config,
@@ -31,7 +37,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(_) => run::run(config, run::Role::Serve, shutdown_signal()).await,
             Command::Worker(_) => run::run(config, run::Role::Worker, shutdown_signal()).await,
+            Command::Api(_) => run::run(config, run::Role::Api, shutdown_signal()).await,
             Command::Migrate(_) => migrate(&config).await,
+            _ => unreachable!("client commands return earlier"),
         }
     });
     match result {
@@ -40,6 +48,42 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The client commands: quiet logs, one line per error, exit 1 on failure.
+fn client_main(command: Command) -> ExitCode {
+    let filter = std::env::var("LONGSHORE_LOG").unwrap_or_else(|_| "warn".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    let result = runtime.block_on(async {
+        match command {
+            Command::Jobs(c) => client::jobs(c).await,
+            Command::Events(c) => client::events(c).await,
+            Command::Queues(c) => client::queues(c).await,
+            Command::Stats(c) => client::stats(c).await,
+            Command::Tokens(c) => tokens::run(c).await,
+            _ => unreachable!("server commands are handled in main"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The runtime args of a command that only needs the database.
+fn database_args(database_url: Option<String>, config: Option<std::path::PathBuf>) -> RuntimeArgs {
+    RuntimeArgs {
+        database_url,
+        config,
+        ..RuntimeArgs::default()
     }
 }
 

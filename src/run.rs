@@ -17,6 +17,8 @@ pub enum Role {
     Serve,
     /// Workers and maintenance.
     Worker,
+    /// The API only.
+    Api,
 }
 
 /// The kinds this process knows.
@@ -41,21 +43,30 @@ pub async fn connect(config: &Config) -> anyhow::Result<Store> {
 pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = connect(&config).await?;
     let registry = Arc::new(registry(&config));
-    let pool = Pool::new(config.pool.clone(), store.clone(), Arc::clone(&registry));
-    let workers = tokio::spawn(pool.run(shutdown.clone()));
-    if role == Role::Serve {
-        let state = ApiState {
-            client: Client::new(store, registry),
-        };
+    if role != Role::Worker {
+        longshore_api::check_exposure(&config.api, &store)
+            .await
+            .map_err(|message| anyhow::anyhow!(message))?;
+    }
+    let workers = (role != Role::Api).then(|| {
+        let pool = Pool::new(config.pool.clone(), store.clone(), Arc::clone(&registry));
+        tokio::spawn(pool.run(shutdown.clone()))
+    });
+    if role != Role::Worker {
+        let state = ApiState::new(Client::new(store, registry), config.api.clone());
         let served = longshore_api::serve(&config.api, state, shutdown.clone()).await;
         if let Err(error) = served {
             shutdown.cancel();
-            let _ = workers.await;
+            if let Some(workers) = workers {
+                let _ = workers.await;
+            }
             return Err(error)
                 .with_context(|| format!("cannot serve the API on {}", config.api.listen));
         }
     }
-    workers.await.context("worker pool task")??;
+    if let Some(workers) = workers {
+        workers.await.context("worker pool task")??;
+    }
     Ok(())
 }
 

@@ -1,11 +1,25 @@
 //! # longshore-api
 //!
-//! The control plane: an OpenAPI service on poem-openapi. It knows nothing of apalis: it
+//! The control plane: an OpenAPI service on poem-openapi under `/api/v1`, with the spec at
+//! `/api/v1/openapi.json` and a docs UI at `/api/v1/docs`. It knows nothing of apalis: it
 //! talks to the store through `longshore-jobs`.
 //!
 //! [`app`] builds the endpoint, so tests drive it in-process; [`serve`] binds and runs it.
+//!
+//! ## Layout
+//! - [`problem`]: every error as `application/problem+json`.
+//! - [`auth`]: bearer tokens and scopes; `middleware` applies them with the body limit and
+//!   the request id.
+//! - [`model`]: the resources of the spec.
+//! - `routes/`: one file per resource; [`events`]: the event hub behind the SSE stream.
+
+// Routes return `Result<_, ApiError>`, whose variants carry the problem body inline as
+// poem-openapi's response types need; errors are the cold path.
+#![allow(clippy::result_large_err)]
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use longshore_jobs::{Client, Store};
 use poem::listener::{Acceptor, TcpAcceptor};
@@ -14,7 +28,15 @@ use poem_openapi::OpenApiService;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+pub mod auth;
+mod cursor;
+pub mod events;
+mod middleware;
+pub mod model;
+pub mod problem;
 mod routes;
+
+pub use auth::Principal;
 
 /// The API server's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,12 +44,19 @@ mod routes;
 pub struct ApiConfig {
     /// The address to listen on. Defaults to `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Largest request body in bytes; larger ones get 413. Defaults to 4 MiB.
+    pub max_body_bytes: usize,
+    /// How often an idle event stream sends a heartbeat comment. Defaults to 15 s.
+    #[serde(with = "humantime_serde")]
+    pub sse_heartbeat: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 4 << 20,
+            sse_heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -37,28 +66,94 @@ impl Default for ApiConfig {
 pub struct ApiState {
     /// Validates and stores enqueued jobs.
     pub client: Client,
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub config: ApiConfig,
+    pub require_auth: bool,
+    pub tokens: auth::TokenCache,
+    pub stats: Mutex<Option<(std::time::Instant, model::StatsView)>>,
+    pub cursor_key: tokio::sync::OnceCell<Vec<u8>>,
+    pub events: events::EventHub,
 }
 
 impl ApiState {
+    /// The state of an API serving `config`. Auth is required when `config.listen` is not
+    /// a loopback address.
+    pub fn new(client: Client, config: ApiConfig) -> ApiState {
+        let require_auth = !config.listen.ip().is_loopback();
+        let events = events::EventHub::new(client.store().clone());
+        ApiState {
+            client,
+            shared: Arc::new(Shared {
+                config,
+                require_auth,
+                tokens: auth::TokenCache::default(),
+                stats: Mutex::new(None),
+                cursor_key: tokio::sync::OnceCell::new(),
+                events,
+            }),
+        }
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         self.client.store()
     }
+
+    /// Forgets cached tokens (after creating or revoking one).
+    pub fn forget_tokens(&self) {
+        self.shared.tokens.forget();
+    }
 }
 
-/// The whole HTTP surface: `/healthz`, `/readyz` and `/api/v1` with its spec.
+/// The id of a request: the caller's `x-request-id` when sane, else a new one.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Refuses to serve beyond loopback while no token exists.
+pub async fn check_exposure(config: &ApiConfig, store: &Store) -> Result<(), String> {
+    if config.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    match store.active_tokens().await {
+        Ok(n) if n > 0 => Ok(()),
+        Ok(_) => Err(format!(
+            "refusing to listen on {} without an API token: create one with \
+             `longshore tokens create --name admin --scope admin`, or listen on 127.0.0.1",
+            config.listen
+        )),
+        Err(error) => Err(format!("cannot check for API tokens: {error}")),
+    }
+}
+
+/// The whole HTTP surface: `/healthz`, `/readyz` and `/api/v1` with its spec and docs.
 pub fn app(state: ApiState) -> impl Endpoint {
     let api = OpenApiService::new(
-        routes::health::HealthApi::new(state),
+        routes::apis(state.clone()),
         "Longshore",
         env!("CARGO_PKG_VERSION"),
     )
-    .server("/");
+    .description(
+        "Durable jobs: enqueue, inspect, retry and cancel them, operate queues, and follow \
+         the event stream. Errors are application/problem+json.",
+    )
+    .server("/api/v1");
     let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let health = OpenApiService::new(
+        routes::health::HealthApi::new(state.clone()),
+        "Longshore probes",
+        env!("CARGO_PKG_VERSION"),
+    );
     Route::new()
         .nest("/api/v1/openapi.json", spec)
-        .nest("/", api)
-        .with(poem::middleware::Tracing)
+        .nest("/api/v1/docs", docs)
+        .nest("/api/v1", api)
+        .nest("/", health)
+        .around(middleware::around)
+        .data(state)
 }
 
 /// Binds `config.listen` and serves until `shutdown`, finishing requests in flight.
@@ -75,7 +170,7 @@ pub async fn serve(
         .run_with_graceful_shutdown(
             app(state),
             async move { shutdown.cancelled().await },
-            Some(std::time::Duration::from_secs(10)),
+            Some(Duration::from_secs(10)),
         )
         .await
 }

@@ -93,10 +93,10 @@ impl Client {
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
         if size > MAX_ARGS_BYTES {
-            return Err(EnqueueError::invalid(
-                "args",
-                format!("{size} bytes is over the limit of {MAX_ARGS_BYTES}"),
-            ));
+            return Err(EnqueueError::TooLarge {
+                field: "args".to_owned(),
+                message: format!("{size} bytes is over the limit of {MAX_ARGS_BYTES}"),
+            });
         }
         kind.check_args(&args).map_err(|e| {
             EnqueueError::invalid("args", format!("do not fit kind {}: {e}", kind.name()))

@@ -81,6 +81,14 @@ pub enum EnqueueError {
         /// What is wrong with it.
         message: String,
     },
+    /// A field is larger than allowed.
+    #[error("{field} too large: {message}")]
+    TooLarge {
+        /// The field, e.g. `args`.
+        field: String,
+        /// By how much.
+        message: String,
+    },
     /// No kind of this name is registered.
     #[error("unknown kind {0:?}")]
     UnknownKind(String),

@@ -32,6 +32,14 @@ pub const JOB_RELEASED: &str = "job.released";
 pub const JOB_RESCUED: &str = "job.rescued";
 /// An operator retried the job.
 pub const JOB_RETRIED: &str = "job.retried";
+/// An operator deleted a job that was not running.
+pub const JOB_DELETED: &str = "job.deleted";
+/// An operator edited a waiting job.
+pub const JOB_UPDATED: &str = "job.updated";
+/// An operator made a scheduled or retrying job run now.
+pub const JOB_PROMOTED: &str = "job.promoted";
+/// A queue got a global concurrency limit, or lost it.
+pub const QUEUE_UPDATED: &str = "queue.updated";
 /// A queue was paused.
 pub const QUEUE_PAUSED: &str = "queue.paused";
 /// A queue was resumed.

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod backoff;
 pub mod client;
 pub mod error;

@@ -88,6 +88,12 @@ pub struct RetentionConfig {
     /// Workers not seen for this long are deleted. Defaults to 1 h.
     #[serde(with = "humantime_serde")]
     pub workers: Duration,
+    /// Idempotency keys of API requests are forgotten after this long. Defaults to 24 h.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_keys: Duration,
+    /// Audit records are deleted this long after they are written. Defaults to 90 days.
+    #[serde(with = "humantime_serde")]
+    pub audit: Duration,
     /// How often retention runs. Defaults to 1 min.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -100,6 +106,8 @@ impl Default for RetentionConfig {
             discarded: Duration::from_secs(7 * 24 * 3600),
             events: Duration::from_secs(3 * 24 * 3600),
             workers: Duration::from_secs(3600),
+            idempotency_keys: Duration::from_secs(24 * 3600),
+            audit: Duration::from_secs(90 * 24 * 3600),
             interval: Duration::from_secs(60),
         }
     }

@@ -19,6 +19,8 @@ pub struct PruneReport {
     pub events: u64,
     /// Worker rows deleted.
     pub workers: u64,
+    /// Expired idempotency keys and audit records deleted.
+    pub control: u64,
 }
 
 /// Applies retention.
@@ -58,11 +60,19 @@ impl Pruner {
             }
         }
         report.workers = self.store.reap_workers(ago(self.retention.workers)).await?;
+        report.control = self
+            .store
+            .prune_control(
+                ago(self.retention.idempotency_keys),
+                ago(self.retention.audit),
+            )
+            .await?;
         if report != PruneReport::default() {
             tracing::info!(
                 jobs = report.jobs,
                 events = report.events,
                 workers = report.workers,
+                control = report.control,
                 "pruned"
             );
         }

@@ -39,7 +39,10 @@ impl HealthApi {
     async fn readyz(&self) -> Ready {
         match self.state.store().ping().await {
             Ok(()) => Ready::Ready(PlainText("ready")),
-            Err(error) => Ready::NotReady(PlainText(format!("database unavailable: {error}"))),
+            Err(error) => {
+                tracing::warn!(%error, "readiness check failed");
+                Ready::NotReady(PlainText("database unavailable".to_owned()))
+            }
         }
     }
 }

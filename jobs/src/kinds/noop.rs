@@ -7,10 +7,10 @@ use crate::kind::{JobContext, JobResult, Kind};
 /// Does nothing and succeeds.
 pub struct Noop;
 
-/// `noop` takes no args: `{}`.
+/// `noop` takes any JSON object and ignores it (args are still stored, listed and
+/// searchable, which demos and tests of filters use).
 #[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoopArgs {}
+pub struct NoopArgs(pub serde_json::Map<String, serde_json::Value>);
 
 impl Kind for Noop {
     const NAME: &'static str = "noop";

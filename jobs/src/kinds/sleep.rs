@@ -1,4 +1,5 @@
-//! `sleep`: waits a while, then succeeds. For tests and demos of long jobs.
+//! `sleep`: waits a while, then succeeds (or, when asked, fails). For tests and demos of
+//! long jobs and of failures.
 
 use std::time::Duration;
 
@@ -9,12 +10,15 @@ use crate::kind::{JobContext, JobError, JobResult, Kind};
 /// Sleeps for `ms` milliseconds; stops early when the job is cancelled.
 pub struct Sleep;
 
-/// `{"ms": 1500}`.
+/// `{"ms": 1500}`, or `{"ms": 10, "fail": "disk full"}` for an attempt that fails.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SleepArgs {
     /// How long to sleep, in milliseconds.
     pub ms: u64,
+    /// When set, each attempt fails with this message after sleeping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail: Option<String>,
 }
 
 impl Kind for Sleep {
@@ -23,9 +27,10 @@ impl Kind for Sleep {
 
     async fn run(&self, job: JobContext, args: SleepArgs) -> JobResult {
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(args.ms)) => {
-                Ok(serde_json::json!({ "slept_ms": args.ms }))
-            }
+            () = tokio::time::sleep(Duration::from_millis(args.ms)) => match args.fail {
+                Some(message) => Err(JobError::retry(message)),
+                None => Ok(serde_json::json!({ "slept_ms": args.ms })),
+            },
             () = job.cancel.cancelled() => Err(JobError::retry("interrupted while sleeping")),
         }
     }

@@ -9,6 +9,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use uuid::Uuid;
+
+use crate::admin::{
+    AuditEntry, IdempotencyClaim, JobEdit, JobFilter, NewAudit, Operation, QueueInfo, TokenRow,
+    WorkerRow,
+};
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::id::{EventId, JobId, WorkerId};
@@ -131,6 +137,16 @@ pub struct Pruned {
     pub jobs: u64,
     /// Events deleted.
     pub events: u64,
+}
+
+/// Per-queue figures as the backends read them; [`Store::queues`] assembles them.
+#[derive(Debug, Default)]
+pub(crate) struct QueueTotals {
+    pub counts: BTreeMap<String, BTreeMap<JobState, i64>>,
+    pub settings: BTreeMap<String, (bool, Option<i32>)>,
+    pub oldest_available_s: BTreeMap<String, f64>,
+    pub completed_last_minute: BTreeMap<String, i64>,
+    pub workers: BTreeMap<String, i64>,
 }
 
 #[derive(Clone)]
@@ -392,6 +408,228 @@ impl Store {
     /// Deletes worker rows not seen since `before`.
     pub async fn reap_workers(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         on_backend!(self, s => s.reap_workers(before).await)
+    }
+}
+
+/// Operator reads and changes.
+impl Store {
+    /// Jobs matching `filter`, newest first, older than `before` when given.
+    pub async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        on_backend!(self, s => s.list_jobs(filter, before, limit).await)
+    }
+
+    /// Ids of jobs matching `filter`, newest first, older than `before` when given.
+    pub async fn job_ids(
+        &self,
+        filter: &JobFilter,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<JobId>, StoreError> {
+        on_backend!(self, s => s.job_ids(filter, before, limit).await)
+    }
+
+    /// How many jobs match `filter`.
+    pub async fn count_jobs(&self, filter: &JobFilter) -> Result<i64, StoreError> {
+        on_backend!(self, s => s.count_jobs(filter).await)
+    }
+
+    /// Deletes a job that is not running, with its attempts.
+    pub async fn delete_job(&self, id: JobId) -> Result<(), StoreError> {
+        on_backend!(self, s => s.delete_job(id).await)
+    }
+
+    /// Changes a waiting job.
+    pub async fn edit_job(&self, id: JobId, edit: &JobEdit) -> Result<Job, StoreError> {
+        let job = on_backend!(self, s => s.edit_job(id, edit).await)?;
+        if job.state == JobState::Available {
+            self.wakeups.job_available(&job.queue);
+        }
+        Ok(job)
+    }
+
+    /// Makes a scheduled or retrying job available now.
+    pub async fn promote_job(&self, id: JobId) -> Result<Job, StoreError> {
+        let job = on_backend!(self, s => s.promote_job(id).await)?;
+        self.wakeups.job_available(&job.queue);
+        Ok(job)
+    }
+
+    /// Every queue that has jobs, settings or workers, with its figures.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>, StoreError> {
+        let mut totals = on_backend!(self, s => s.queue_totals().await)?;
+        let mut names: Vec<String> = totals.counts.keys().cloned().collect();
+        names.extend(totals.settings.keys().cloned());
+        names.extend(totals.workers.keys().cloned());
+        names.sort();
+        names.dedup();
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let (paused, concurrency) =
+                    totals.settings.get(&name).copied().unwrap_or((false, None));
+                QueueInfo {
+                    paused,
+                    concurrency,
+                    counts: totals.counts.remove(&name).unwrap_or_default(),
+                    oldest_available_s: totals.oldest_available_s.get(&name).copied(),
+                    completed_last_minute: totals
+                        .completed_last_minute
+                        .get(&name)
+                        .copied()
+                        .unwrap_or(0),
+                    workers: totals.workers.get(&name).copied().unwrap_or(0),
+                    name,
+                }
+            })
+            .collect())
+    }
+
+    /// Sets (or with `None` removes) the limit of jobs of `queue` running at once across
+    /// all workers.
+    pub async fn set_queue_concurrency(
+        &self,
+        queue: &str,
+        concurrency: Option<i32>,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, s => s.set_queue_concurrency(queue, concurrency).await)?;
+        self.wakeups.job_available(queue);
+        Ok(())
+    }
+
+    /// Workers seen since `live_since`, oldest first.
+    pub async fn workers(&self, live_since: DateTime<Utc>) -> Result<Vec<WorkerRow>, StoreError> {
+        on_backend!(self, s => s.workers(live_since).await)
+    }
+
+    /// Stores a token by the SHA-256 of its secret.
+    pub async fn create_token(&self, token: &TokenRow, hash: &str) -> Result<(), StoreError> {
+        on_backend!(self, s => s.create_token(token, hash).await)
+    }
+
+    /// The token whose secret hashes to `hash`.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        on_backend!(self, s => s.token_by_hash(hash).await)
+    }
+
+    /// Every token, revoked ones included.
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        on_backend!(self, s => s.tokens().await)
+    }
+
+    /// How many tokens are not revoked.
+    pub async fn active_tokens(&self) -> Result<i64, StoreError> {
+        on_backend!(self, s => s.active_tokens().await)
+    }
+
+    /// Revokes a token; false when there was no such live token.
+    pub async fn revoke_token(&self, id: Uuid) -> Result<bool, StoreError> {
+        on_backend!(self, s => s.revoke_token(id).await)
+    }
+
+    /// Records that a token was used.
+    pub async fn touch_token(&self, id: Uuid) -> Result<(), StoreError> {
+        on_backend!(self, s => s.touch_token(id).await)
+    }
+
+    /// Writes an audit record.
+    pub async fn write_audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
+        on_backend!(self, s => s.write_audit(entry).await)
+    }
+
+    /// Audit records, newest first, older than `before` when given.
+    pub async fn audit(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        on_backend!(self, s => s.audit(before, limit).await)
+    }
+
+    /// Takes an idempotency key for a request, or reports what an earlier use left.
+    pub async fn claim_idempotency(
+        &self,
+        actor: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        on_backend!(self, s => s.claim_idempotency(actor, key, request_hash).await)
+    }
+
+    /// Records the response to replay for a key.
+    pub async fn finish_idempotency(
+        &self,
+        actor: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, s => s.finish_idempotency(actor, key, status, body).await)
+    }
+
+    /// Frees a key whose request failed without a response worth replaying.
+    pub async fn release_idempotency(&self, actor: &str, key: &str) -> Result<(), StoreError> {
+        on_backend!(self, s => s.release_idempotency(actor, key).await)
+    }
+
+    /// Deletes idempotency keys and audit records past their retention.
+    pub async fn prune_control(
+        &self,
+        idempotency_before: DateTime<Utc>,
+        audit_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.prune_control(idempotency_before, audit_before).await)
+    }
+
+    /// Records a new bulk operation.
+    pub async fn create_operation(&self, op: &Operation) -> Result<(), StoreError> {
+        on_backend!(self, s => s.create_operation(op).await)
+    }
+
+    /// Records a bulk operation's progress.
+    pub async fn update_operation(&self, op: &Operation) -> Result<(), StoreError> {
+        on_backend!(self, s => s.update_operation(op).await)
+    }
+
+    /// One bulk operation.
+    pub async fn operation(&self, id: Uuid) -> Result<Option<Operation>, StoreError> {
+        on_backend!(self, s => s.operation(id).await)
+    }
+
+    /// The latest bulk operations.
+    pub async fn operations(&self, limit: u32) -> Result<Vec<Operation>, StoreError> {
+        on_backend!(self, s => s.operations(limit).await)
+    }
+
+    /// A setting, stored as `value` by whoever asks first.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        on_backend!(self, s => s.setting_or_insert(key, value).await)
+    }
+
+    /// A setting, if set.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        on_backend!(self, s => s.setting(key).await)
+    }
+
+    /// Every event with a lower id is committed: a reader starting just below it misses
+    /// nothing that commits later.
+    pub async fn event_horizon(&self) -> Result<EventId, StoreError> {
+        Ok(EventId(on_backend!(self, s => s.event_horizon().await)?))
+    }
+
+    /// The highest event id deleted by retention: a reader resuming below it lost events.
+    pub async fn events_pruned_through(&self) -> Result<EventId, StoreError> {
+        let value = self.setting("events_pruned_through").await?;
+        Ok(EventId(value.and_then(|v| v.parse().ok()).unwrap_or(0)))
+    }
+
+    /// The id of the oldest event still stored.
+    pub async fn oldest_event(&self) -> Result<Option<EventId>, StoreError> {
+        Ok(on_backend!(self, s => s.oldest_event().await)?.map(EventId))
     }
 }
 

@@ -75,6 +75,10 @@ async fn refuses_bad_enqueues_naming_the_field(db: TestDb) {
             EnqueueError::Invalid {
                 field: got,
                 message,
+            }
+            | EnqueueError::TooLarge {
+                field: got,
+                message,
             } => {
                 assert_eq!(got, field, "{message}");
                 assert!(!message.is_empty());

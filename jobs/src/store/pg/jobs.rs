@@ -181,7 +181,12 @@ WITH picked AS (
       AND run_at <= now()
       AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)
     ORDER BY priority, run_at, id
-    LIMIT $2
+    -- A queue's global concurrency limit caps the claim at the slots it has left. Claims
+    -- racing on two connections may each see the same slots: the limit can be passed by
+    -- one claim's worth for a moment, never more.
+    LIMIT LEAST($2, (SELECT GREATEST(0, q.concurrency - (SELECT count(*) FROM jobs r
+                                                        WHERE r.queue = $1 AND r.state = 'running'))
+                     FROM queues q WHERE q.name = $1 AND q.concurrency IS NOT NULL))
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE jobs j
@@ -576,15 +581,28 @@ impl PgStore {
         .await
         .map_err(query("prune jobs"))?
         .rows_affected();
-        let events = sqlx::query::<Postgres>(
-            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < $1 LIMIT $2)",
+        // The highest pruned id is kept: a stream resuming below it has lost events and is
+        // told so (an in-band reset) instead of silently skipping them.
+        let events: i64 = sqlx::query_scalar::<Postgres, i64>(
+            r#"
+            WITH d AS (
+                DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < $1 LIMIT $2)
+                RETURNING id
+            ), mark AS (
+                INSERT INTO settings (key, value)
+                SELECT 'events_pruned_through', max(id)::text FROM d HAVING count(*) > 0
+                ON CONFLICT (key) DO UPDATE
+                SET value = GREATEST(settings.value::bigint, EXCLUDED.value::bigint)::text
+            )
+            SELECT count(*) FROM d
+            "#,
         )
         .bind(limits.events_before)
         .bind(limits.batch)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
-        .map_err(query("prune events"))?
-        .rows_affected();
+        .map_err(query("prune events"))?;
+        let events = events as u64;
         Ok(Pruned { jobs, events })
     }
 }

@@ -16,6 +16,7 @@ use crate::error::{StoreError, query};
 use crate::id::JobId;
 use crate::store::{Signal, StoreConfig, Wakeups};
 
+mod admin;
 mod events;
 pub mod jobs;
 mod queues;

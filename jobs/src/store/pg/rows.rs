@@ -17,7 +17,7 @@ pub(super) const JOB_COLUMNS: &str = "id, queue, kind, args, priority, state, at
     max_attempts, run_at, created_at, attempted_at, finished_at, locked_by, lease_expires_at, \
     cancel_requested_at, unique_key, tags, metadata, result, last_error, timeout_ms";
 
-fn get<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, StoreError>
+pub(super) fn get<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {

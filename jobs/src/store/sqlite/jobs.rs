@@ -33,7 +33,10 @@ impl SqliteStore {
                 WHERE queue = ?4 AND state IN ('available', 'scheduled', 'retryable') \
                   AND run_at <= ?1 \
                   AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused) \
-                ORDER BY priority, run_at, id LIMIT ?5) \
+                ORDER BY priority, run_at, id \
+                LIMIT min(?5, coalesce((SELECT max(0, q.concurrency - \
+                    (SELECT count(*) FROM jobs r WHERE r.queue = ?4 AND r.state = 'running')) \
+                    FROM queues q WHERE q.name = ?4 AND q.concurrency IS NOT NULL), ?5))) \
              RETURNING id, queue, kind, args, priority, attempt, max_attempts, created_at, \
                 run_at, timeout_ms, metadata",
         )
@@ -276,15 +279,36 @@ impl SqliteStore {
         .await
         .map_err(query("prune jobs"))?
         .rows_affected();
-        let events = sqlx::query::<Sqlite>(
-            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? LIMIT ?)",
+        let mut tx = self.write("prune events").await?;
+        let last: Option<i64> = sqlx::query_scalar::<Sqlite, Option<i64>>(
+            "SELECT max(id) FROM (SELECT id FROM events WHERE at < ? ORDER BY id LIMIT ?)",
         )
         .bind(micros(limits.events_before))
         .bind(limits.batch)
-        .execute(&self.writer)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(query("prune events"))?
-        .rows_affected();
+        .map_err(query("prune events"))?;
+        let mut events = 0;
+        if let Some(last) = last {
+            events = sqlx::query::<Sqlite>("DELETE FROM events WHERE id <= ? AND at < ?")
+                .bind(last)
+                .bind(micros(limits.events_before))
+                .execute(&mut *tx)
+                .await
+                .map_err(query("prune events"))?
+                .rows_affected();
+            // Kept so that a stream resuming below it is told it lost events.
+            sqlx::query::<Sqlite>(
+                "INSERT INTO settings (key, value) VALUES ('events_pruned_through', ?1) \
+                 ON CONFLICT (key) DO UPDATE \
+                 SET value = max(CAST(value AS INTEGER), CAST(?1 AS INTEGER))",
+            )
+            .bind(last.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(query("prune events"))?;
+        }
+        tx.commit().await.map_err(query("prune events"))?;
         Ok(Pruned { jobs, events })
     }
 }
@@ -348,7 +372,7 @@ async fn rescue_one(
     Ok(state)
 }
 
-async fn current(conn: &mut SqliteConnection, id: JobId) -> Result<Job, StoreError> {
+pub(super) async fn current(conn: &mut SqliteConnection, id: JobId) -> Result<Job, StoreError> {
     let sql = format!("SELECT {} FROM jobs WHERE id = ?", rows::JOB_COLUMNS);
     let row = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql))
         .bind(id.0)
@@ -361,7 +385,7 @@ async fn current(conn: &mut SqliteConnection, id: JobId) -> Result<Job, StoreErr
         .ok_or(StoreError::JobNotFound(id))
 }
 
-fn job_event<'a>(
+pub(super) fn job_event<'a>(
     job: &'a Job,
     event_type: &'a str,
     state: &'a str,
@@ -382,7 +406,7 @@ fn worker_list(workers: &[WorkerId]) -> String {
     serde_json::to_string(workers).unwrap_or_else(|_| "[]".to_owned())
 }
 
-fn unique_conflict(error: sqlx::Error, id: JobId, state: JobState) -> StoreError {
+pub(super) fn unique_conflict(error: sqlx::Error, id: JobId, state: JobState) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
             id,

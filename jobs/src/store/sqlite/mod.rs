@@ -15,6 +15,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use crate::error::{StoreError, query};
 use crate::store::StoreConfig;
 
+mod admin;
 mod batch;
 mod events;
 mod jobs;

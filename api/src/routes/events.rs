@@ -1,0 +1,191 @@
+//! `/events` (JSON pages) and `/events/stream` (SSE): the outbox, resumable by event id.
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use longshore_jobs::admin::Scope;
+use longshore_jobs::{EventId, JobId};
+use poem::web::sse::Event as SseEvent;
+use poem_openapi::param::{Header, Query};
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::{Object, OpenApi};
+
+use super::Tag;
+use crate::ApiState;
+use crate::auth::Auth;
+use crate::events::{EventFilter, StreamItem};
+use crate::model::{EventPage, EventView};
+use crate::problem::ApiError;
+
+/// An item of the SSE stream: an event, or (with SSE event name `reset`) notice that
+/// events after the requested id were deleted by retention.
+#[derive(Clone, Debug, Object, serde::Serialize)]
+pub struct StreamMessage {
+    /// The event; absent on a reset.
+    pub event: Option<EventView>,
+    /// On a reset: the id the client asked to resume after.
+    pub requested: Option<i64>,
+    /// On a reset: the highest deleted id; the stream goes on after it.
+    pub pruned_through: Option<i64>,
+}
+
+pub struct EventsApi {
+    pub state: ApiState,
+}
+
+fn filter(
+    queue: Option<String>,
+    kind: Option<String>,
+    job_id: Option<String>,
+    types: Vec<String>,
+) -> Result<EventFilter, ApiError> {
+    let job_id = match job_id {
+        Some(id) => Some(
+            id.parse::<JobId>()
+                .map_err(|_| ApiError::invalid("job_id", "must be a job id (a UUID)"))?,
+        ),
+        None => None,
+    };
+    if types.len() > 20 {
+        return Err(ApiError::invalid("type", "at most 20 types"));
+    }
+    Ok(EventFilter {
+        queue,
+        kind,
+        job_id,
+        types,
+    })
+}
+
+fn event_id(field: &str, value: Option<&str>) -> Result<EventId, ApiError> {
+    match value {
+        None | Some("") => Ok(EventId(0)),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(EventId)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_event_id",
+                    format!("{field} must be an event id (a non-negative integer), got {v:?}"),
+                )
+            }),
+    }
+}
+
+#[OpenApi(tag = "Tag::Events")]
+impl EventsApi {
+    /// Events after `after` (0 for the oldest kept), oldest first, filtered. Continue with
+    /// `next_after`. `reset` is true when events after `after` were deleted by retention.
+    #[oai(path = "/events", method = "get", operation_id = "list_events")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        auth: Auth,
+        #[oai(validator(max_length = 30))] after: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u32>>,
+        queue: Query<Option<String>>,
+        kind: Query<Option<String>>,
+        job_id: Query<Option<String>>,
+        #[oai(name = "type")] types: Query<Vec<String>>,
+    ) -> Result<Json<EventPage>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        let filter = filter(queue.0, kind.0, job_id.0, types.0)?;
+        let mut last = event_id("after", after.0.as_deref())?;
+        let limit = limit.0.unwrap_or(100).min(1000) as usize;
+        let store = self.state.store();
+        let pruned = store.events_pruned_through().await?;
+        let reset = last.0 > 0 && last < pruned;
+        if reset {
+            last = pruned;
+        }
+        let mut items = Vec::new();
+        // Filtered pages read on until they fill, within a bound of rows scanned.
+        for _ in 0..20 {
+            let events = store.events_after(last, 500).await?;
+            let full = events.len() == 500;
+            for event in &events {
+                last = event.id;
+                if filter.matches(event) {
+                    items.push(EventView::from(event));
+                    if items.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if !full || items.len() == limit {
+                break;
+            }
+        }
+        Ok(Json(EventPage {
+            items,
+            next_after: last.0,
+            reset,
+        }))
+    }
+
+    /// The events as Server-Sent Events, replayed after `Last-Event-ID` (or `after`) and
+    /// then live, with heartbeats. Each SSE id is the event id, so a reconnecting client
+    /// resumes with no gap and no duplicate. An SSE event named `reset` says events after
+    /// the requested id were deleted by retention.
+    #[oai(
+        path = "/events/stream",
+        method = "get",
+        operation_id = "stream_events"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn stream(
+        &self,
+        auth: Auth,
+        #[oai(name = "Last-Event-ID", validator(max_length = 30))] last_event_id: Header<
+            Option<String>,
+        >,
+        #[oai(validator(max_length = 30))] after: Query<Option<String>>,
+        queue: Query<Option<String>>,
+        kind: Query<Option<String>>,
+        job_id: Query<Option<String>>,
+        #[oai(name = "type")] types: Query<Vec<String>>,
+    ) -> Result<EventStream<BoxStream<'static, StreamMessage>>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        let filter = filter(queue.0, kind.0, job_id.0, types.0)?;
+        let after = match last_event_id.0.as_deref() {
+            Some(id) if !id.is_empty() => event_id("Last-Event-ID", Some(id))?,
+            _ => event_id("after", after.0.as_deref())?,
+        };
+        let receiver = self.state.shared.events.stream(after, filter).await?;
+        let messages = futures::stream::unfold(receiver, |mut rx| async move {
+            rx.recv().await.map(|item| {
+                let message = match item {
+                    StreamItem::Event(event) => StreamMessage {
+                        event: Some(EventView::from(event.as_ref())),
+                        requested: None,
+                        pruned_through: None,
+                    },
+                    StreamItem::Reset {
+                        requested,
+                        pruned_through,
+                    } => StreamMessage {
+                        event: None,
+                        requested: Some(requested.0),
+                        pruned_through: Some(pruned_through.0),
+                    },
+                };
+                (message, rx)
+            })
+        })
+        .boxed();
+        Ok(EventStream::new(messages)
+            .keep_alive(self.state.shared.config.sse_heartbeat)
+            .to_event(|message| {
+                use poem_openapi::types::ToJSON;
+                match &message.event {
+                    Some(event) => {
+                        SseEvent::message(event.to_json_string()).id(event.id.to_string())
+                    }
+                    None => SseEvent::message(message.to_json_string())
+                        .id(message.pruned_through.unwrap_or(0).to_string())
+                        .event_type("reset"),
+                }
+            }))
+    }
+}

@@ -1,0 +1,556 @@
+//! `/jobs`: enqueue (one or a batch, idempotent), list with filters, detail, attempts,
+//! events, retry, cancel, run now, edit and delete.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use longshore_jobs::admin::{ArgsMatch, JobEdit, JobFilter, Scope};
+use longshore_jobs::job::UniqueScope;
+use longshore_jobs::store::CancelOutcome;
+use longshore_jobs::{EnqueueRequest, JobId, UniqueOptions};
+use poem::Request;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+
+use super::{Tag, audit, idempotent};
+use crate::auth::Auth;
+use crate::model::{AttemptView, EnqueuedView, EventView, JobPage, JobView, State};
+use crate::problem::{ApiError, Problem};
+use crate::{ApiState, cursor};
+
+/// Most jobs in one list page.
+pub const MAX_LIMIT: u32 = 500;
+/// Most jobs in one batch enqueue.
+pub const MAX_BATCH: usize = 1000;
+
+/// A job to enqueue.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+pub struct EnqueueBody {
+    /// The kind's name, e.g. `sleep`.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub kind: String,
+    /// The handler's input (at most 256 KiB). Defaults to `{}`.
+    pub args: Option<serde_json::Value>,
+    /// The queue. Defaults to the kind's.
+    pub queue: Option<String>,
+    /// 0 (first) to 9 (last). Defaults to the kind's.
+    pub priority: Option<i64>,
+    /// 1 to 1000. Defaults to the kind's.
+    pub max_attempts: Option<i64>,
+    /// Milliseconds to wait before the first attempt; not with `run_at`.
+    pub delay_ms: Option<i64>,
+    /// When to run first; not with `delay_ms`.
+    pub run_at: Option<DateTime<Utc>>,
+    /// At most one job with this key at a time.
+    pub unique: Option<UniqueBody>,
+    /// Labels for filtering (at most 32).
+    #[oai(default)]
+    pub tags: Vec<String>,
+    /// A JSON object of metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// Per-attempt time limit in milliseconds.
+    pub timeout_ms: Option<i64>,
+}
+
+/// Uniqueness of an enqueued job.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+pub struct UniqueBody {
+    /// The key.
+    #[oai(validator(min_length = 1, max_length = 500))]
+    pub key: String,
+    /// `active` (default): held while the job waits or runs; `any`: held for as long as the
+    /// job is stored.
+    pub scope: Option<UniqueScopeView>,
+    /// When set, the key is held per window of this many seconds.
+    #[oai(validator(minimum(value = "1"), maximum(value = "31622400")))]
+    pub window_s: Option<u64>,
+}
+
+/// Which states hold a unique key.
+#[derive(Clone, Copy, Debug, Enum, serde::Serialize, serde::Deserialize)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum UniqueScopeView {
+    /// Waiting or running jobs.
+    Active,
+    /// Any stored job.
+    Any,
+}
+
+impl From<EnqueueBody> for EnqueueRequest {
+    fn from(b: EnqueueBody) -> EnqueueRequest {
+        EnqueueRequest {
+            kind: b.kind,
+            args: b.args,
+            queue: b.queue,
+            priority: b.priority,
+            max_attempts: b.max_attempts,
+            delay_ms: b.delay_ms,
+            run_at: b.run_at,
+            unique: b.unique.map(|u| UniqueOptions {
+                key: u.key,
+                scope: match u.scope {
+                    Some(UniqueScopeView::Any) => UniqueScope::Any,
+                    _ => UniqueScope::Active,
+                },
+                window: u.window_s.map(Duration::from_secs),
+            }),
+            tags: b.tags,
+            metadata: b.metadata,
+            timeout_ms: b.timeout_ms,
+        }
+    }
+}
+
+/// Many jobs to enqueue at once.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+pub struct BatchBody {
+    /// The jobs (1 to 1000). Each is validated on its own.
+    pub jobs: Vec<EnqueueBody>,
+}
+
+/// The outcome of one item of a batch.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+pub struct BatchItem {
+    /// The item's position in the request, from 0.
+    pub index: u32,
+    /// The stored job, when the item was valid.
+    pub job: Option<EnqueuedView>,
+    /// Why the item was refused.
+    pub error: Option<Problem>,
+}
+
+/// The outcomes of a batch, in request order.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+pub struct BatchResult {
+    /// One per item.
+    pub items: Vec<BatchItem>,
+    /// Items stored.
+    pub enqueued: u32,
+    /// Items refused.
+    pub failed: u32,
+}
+
+/// A change to a waiting job. Absent fields stay as they are.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+pub struct EditBody {
+    /// New args, checked against the job's kind.
+    pub args: Option<serde_json::Value>,
+    /// New priority, 0–9.
+    #[oai(validator(minimum(value = "0"), maximum(value = "9")))]
+    pub priority: Option<i16>,
+    /// New time to run.
+    pub run_at: Option<DateTime<Utc>>,
+    /// New attempt limit, 1–1000, above the attempts made.
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub max_attempts: Option<i32>,
+    /// New tags.
+    pub tags: Option<Vec<String>>,
+    /// New metadata (a JSON object).
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(ApiResponse)]
+enum Created {
+    /// Stored (or, for a duplicate of a unique job, found).
+    #[oai(status = 201)]
+    Created(Json<EnqueuedView>),
+}
+
+#[derive(ApiResponse)]
+enum CancelResponse {
+    /// The waiting job was cancelled.
+    #[oai(status = 200)]
+    Cancelled(Json<JobView>),
+    /// The job is running: its worker was asked to stop it.
+    #[oai(status = 202)]
+    Requested(Json<JobView>),
+}
+
+#[derive(ApiResponse)]
+enum Deleted {
+    /// Deleted.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+pub struct JobsApi {
+    pub state: ApiState,
+}
+
+fn job_id(id: &str) -> Result<JobId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::not_found(format!("no job has id {id:?}")))
+}
+
+/// `args.<path>=value` pairs of the query string.
+fn args_filters(req: &Request) -> Result<Vec<ArgsMatch>, ApiError> {
+    let mut matches = Vec::new();
+    for (name, value) in req.uri().query().map(parse_query).unwrap_or_default() {
+        if let Some(path) = name.strip_prefix("args.") {
+            if matches.len() == 8 {
+                return Err(ApiError::invalid(name, "at most 8 args filters"));
+            }
+            matches.push(ArgsMatch::parse(path, &value).map_err(|e| ApiError::invalid(&name, e))?);
+        }
+    }
+    Ok(matches)
+}
+
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[OpenApi(tag = "Tag::Jobs")]
+impl JobsApi {
+    /// Enqueue a job.
+    ///
+    /// With an `Idempotency-Key`, a retried request gets the first response again; the
+    /// same key with a different body is refused (422), and while the first request is
+    /// still running, 409.
+    #[oai(path = "/jobs", method = "post", operation_id = "enqueue_job")]
+    async fn enqueue(
+        &self,
+        auth: Auth,
+        body: Json<EnqueueBody>,
+        #[oai(name = "Idempotency-Key", validator(max_length = 200))] key: Header<Option<String>>,
+    ) -> Result<Created, ApiError> {
+        auth.0.require(Scope::Enqueue)?;
+        let view = idempotent(&self.state, &auth.0, key.0, &body.0, || async {
+            let enqueued = self.state.client.enqueue(body.0.clone().into()).await?;
+            Ok(EnqueuedView {
+                id: enqueued.id.0,
+                state: enqueued.state.into(),
+                duplicate: enqueued.duplicate,
+            })
+        })
+        .await?;
+        Ok(Created::Created(Json(view)))
+    }
+
+    /// Enqueue up to 1,000 jobs in one transaction; each item gets its own result.
+    #[oai(path = "/jobs/batch", method = "post", operation_id = "enqueue_jobs")]
+    async fn enqueue_batch(
+        &self,
+        auth: Auth,
+        body: Json<BatchBody>,
+        #[oai(name = "Idempotency-Key", validator(max_length = 200))] key: Header<Option<String>>,
+    ) -> Result<Json<BatchResult>, ApiError> {
+        auth.0.require(Scope::Enqueue)?;
+        if body.0.jobs.is_empty() || body.0.jobs.len() > MAX_BATCH {
+            return Err(ApiError::invalid(
+                "jobs",
+                format!("give 1 to {MAX_BATCH} jobs"),
+            ));
+        }
+        let result = idempotent(&self.state, &auth.0, key.0, &body.0, || async {
+            let requests = body
+                .0
+                .jobs
+                .iter()
+                .cloned()
+                .map(EnqueueRequest::from)
+                .collect();
+            let results = self.state.client.enqueue_many(requests).await?;
+            let mut out = BatchResult {
+                items: Vec::with_capacity(results.len()),
+                enqueued: 0,
+                failed: 0,
+            };
+            for (index, result) in results.into_iter().enumerate() {
+                let index = index as u32;
+                match result {
+                    Ok(e) => {
+                        out.enqueued += 1;
+                        out.items.push(BatchItem {
+                            index,
+                            job: Some(EnqueuedView {
+                                id: e.id.0,
+                                state: e.state.into(),
+                                duplicate: e.duplicate,
+                            }),
+                            error: None,
+                        });
+                    }
+                    Err(error) => {
+                        out.failed += 1;
+                        let problem = ApiError::from(error).problem().clone();
+                        out.items.push(BatchItem {
+                            index,
+                            job: None,
+                            error: Some(problem),
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok(Json(result))
+    }
+
+    /// List jobs, newest first.
+    ///
+    /// Filters narrow the list: `state` (repeatable), `queue`, `kind`, `tag`, a creation time
+    /// range, and `args.<path>=value` (e.g. `args.user.id=42`) for a value inside the args.
+    /// Pages continue with `cursor`.
+    #[oai(path = "/jobs", method = "get", operation_id = "list_jobs")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        auth: Auth,
+        req: &Request,
+        state: Query<Vec<State>>,
+        queue: Query<Option<String>>,
+        kind: Query<Option<String>>,
+        tag: Query<Option<String>>,
+        created_after: Query<Option<DateTime<Utc>>>,
+        created_before: Query<Option<DateTime<Utc>>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u32>>,
+        #[oai(validator(max_length = 200))] cursor: Query<Option<String>>,
+    ) -> Result<Json<JobPage>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        let filter = JobFilter {
+            states: state.0.into_iter().map(Into::into).collect(),
+            queue: queue.0,
+            kind: kind.0,
+            tag: tag.0,
+            created_after: created_after.0,
+            created_before: created_before.0,
+            args: args_filters(req)?,
+            ids: Vec::new(),
+        };
+        let limit = limit.0.unwrap_or(50).min(MAX_LIMIT);
+        let before = match cursor.0.as_deref() {
+            Some(c) => Some(cursor::decode(&self.state, "jobs", c).await?),
+            None => None,
+        };
+        let jobs = self
+            .state
+            .store()
+            .list_jobs(&filter, before, limit + 1)
+            .await?;
+        let more = jobs.len() > limit as usize;
+        let items: Vec<JobView> = jobs
+            .into_iter()
+            .take(limit as usize)
+            .map(Into::into)
+            .collect();
+        let next_cursor = match (more, items.last()) {
+            (true, Some(last)) => Some(cursor::encode(&self.state, "jobs", JobId(last.id)).await?),
+            _ => None,
+        };
+        Ok(Json(JobPage { items, next_cursor }))
+    }
+
+    /// A job.
+    #[oai(path = "/jobs/:id", method = "get", operation_id = "get_job")]
+    async fn get(&self, auth: Auth, id: Path<String>) -> Result<Json<JobView>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        let id = job_id(&id.0)?;
+        let job = self.state.store().job(id).await?;
+        job.map(|j| Json(j.into()))
+            .ok_or_else(|| ApiError::not_found(format!("no job has id {id}")))
+    }
+
+    /// A job's attempts, oldest first.
+    #[oai(
+        path = "/jobs/:id/attempts",
+        method = "get",
+        operation_id = "list_job_attempts"
+    )]
+    async fn attempts(
+        &self,
+        auth: Auth,
+        id: Path<String>,
+    ) -> Result<Json<Vec<AttemptView>>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        let id = job_id(&id.0)?;
+        if self.state.store().job(id).await?.is_none() {
+            return Err(ApiError::not_found(format!("no job has id {id}")));
+        }
+        let attempts = self.state.store().attempts(id).await?;
+        Ok(Json(attempts.into_iter().map(Into::into).collect()))
+    }
+
+    /// A job's events, oldest first.
+    #[oai(
+        path = "/jobs/:id/events",
+        method = "get",
+        operation_id = "list_job_events"
+    )]
+    async fn events(&self, auth: Auth, id: Path<String>) -> Result<Json<Vec<EventView>>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        let id = job_id(&id.0)?;
+        let events = self.state.store().job_events(id).await?;
+        if events.is_empty() && self.state.store().job(id).await?.is_none() {
+            return Err(ApiError::not_found(format!("no job has id {id}")));
+        }
+        Ok(Json(events.iter().map(Into::into).collect()))
+    }
+
+    /// Retry a job that is not running: it becomes available now, with one more attempt if
+    /// its attempts were used up.
+    #[oai(path = "/jobs/:id/retry", method = "post", operation_id = "retry_job")]
+    async fn retry(&self, auth: Auth, id: Path<String>) -> Result<Json<JobView>, ApiError> {
+        auth.0.require(Scope::Operate)?;
+        let id = job_id(&id.0)?;
+        let job = self.state.store().retry(id).await?;
+        audit(
+            &self.state,
+            &auth.0,
+            "jobs.retry",
+            vec![id.to_string()],
+            None,
+        )
+        .await?;
+        Ok(Json(job.into()))
+    }
+
+    /// Cancel a job: a waiting one at once (200), a running one by asking its worker (202).
+    #[oai(
+        path = "/jobs/:id/cancel",
+        method = "post",
+        operation_id = "cancel_job"
+    )]
+    async fn cancel(&self, auth: Auth, id: Path<String>) -> Result<CancelResponse, ApiError> {
+        auth.0.require(Scope::Operate)?;
+        let id = job_id(&id.0)?;
+        let outcome = self.state.store().cancel(id).await?;
+        audit(
+            &self.state,
+            &auth.0,
+            "jobs.cancel",
+            vec![id.to_string()],
+            None,
+        )
+        .await?;
+        let job = self
+            .state
+            .store()
+            .job(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no job has id {id}")))?;
+        Ok(match outcome {
+            CancelOutcome::Cancelled => CancelResponse::Cancelled(Json(job.into())),
+            CancelOutcome::Requested => CancelResponse::Requested(Json(job.into())),
+        })
+    }
+
+    /// Run a scheduled or retrying job now.
+    #[oai(path = "/jobs/:id/run", method = "post", operation_id = "run_job_now")]
+    async fn run_now(&self, auth: Auth, id: Path<String>) -> Result<Json<JobView>, ApiError> {
+        auth.0.require(Scope::Operate)?;
+        let id = job_id(&id.0)?;
+        let job = self.state.store().promote_job(id).await?;
+        audit(&self.state, &auth.0, "jobs.run", vec![id.to_string()], None).await?;
+        Ok(Json(job.into()))
+    }
+
+    /// Edit a waiting job (scheduled, available or retryable).
+    #[oai(path = "/jobs/:id", method = "patch", operation_id = "edit_job")]
+    async fn edit(
+        &self,
+        auth: Auth,
+        id: Path<String>,
+        body: Json<EditBody>,
+    ) -> Result<Json<JobView>, ApiError> {
+        auth.0.require(Scope::Operate)?;
+        let id = job_id(&id.0)?;
+        let current = self
+            .state
+            .store()
+            .job(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no job has id {id}")))?;
+        let edit = body.0;
+        if let Some(args) = &edit.args {
+            let kind = self
+                .state
+                .client
+                .registry()
+                .get(&current.kind)
+                .ok_or_else(|| {
+                    ApiError::conflict(
+                        "unknown_kind",
+                        format!("kind {} is not registered here", current.kind),
+                    )
+                })?;
+            kind.check_args(args).map_err(|e| {
+                ApiError::invalid("args", format!("do not fit kind {}: {e}", current.kind))
+            })?;
+        }
+        if edit.metadata.as_ref().is_some_and(|m| !m.is_object()) {
+            return Err(ApiError::invalid("metadata", "must be a JSON object"));
+        }
+        if edit.tags.as_ref().is_some_and(|t| t.len() > 32) {
+            return Err(ApiError::invalid("tags", "at most 32 tags"));
+        }
+        let change = JobEdit {
+            args: edit.args,
+            priority: edit.priority,
+            run_at: edit.run_at,
+            max_attempts: edit.max_attempts,
+            tags: edit.tags,
+            metadata: edit.metadata,
+        };
+        let job = self.state.store().edit_job(id, &change).await?;
+        let detail = serde_json::to_value(&change).ok();
+        audit(
+            &self.state,
+            &auth.0,
+            "jobs.edit",
+            vec![id.to_string()],
+            detail,
+        )
+        .await?;
+        Ok(Json(job.into()))
+    }
+
+    /// Delete a job that is not running.
+    #[oai(path = "/jobs/:id", method = "delete", operation_id = "delete_job")]
+    async fn delete(&self, auth: Auth, id: Path<String>) -> Result<Deleted, ApiError> {
+        auth.0.require(Scope::Operate)?;
+        let id = job_id(&id.0)?;
+        self.state.store().delete_job(id).await?;
+        audit(
+            &self.state,
+            &auth.0,
+            "jobs.delete",
+            vec![id.to_string()],
+            None,
+        )
+        .await?;
+        Ok(Deleted::Deleted)
+    }
+}

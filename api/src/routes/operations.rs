@@ -1,0 +1,245 @@
+//! `/operations`: bulk retry, cancel and delete, by ids or by a time-bounded filter, with a
+//! dry run that only counts. A started operation runs in the background in batches and
+//! records its progress, which `GET /operations/{id}` shows.
+
+use chrono::{DateTime, Utc};
+use longshore_jobs::admin::{ArgsMatch, BulkAction, JobFilter, Operation, Scope};
+use longshore_jobs::{JobId, Store, StoreError};
+use poem_openapi::param::{Header, Path};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::{Tag, audit, idempotent};
+use crate::ApiState;
+use crate::auth::Auth;
+use crate::model::{ActionView, OperationView, State};
+use crate::problem::ApiError;
+
+/// Jobs acted on between two progress records.
+const BATCH: u32 = 200;
+/// Most ids in one operation.
+const MAX_IDS: usize = 10_000;
+
+/// Which jobs an operation concerns: `ids`, or a filter bounded by `created_after` and
+/// `created_before`.
+#[derive(Clone, Debug, Default, Object, serde::Serialize, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+pub struct SelectorBody {
+    /// These jobs.
+    #[oai(default)]
+    pub ids: Vec<Uuid>,
+    /// Jobs in any of these states.
+    #[oai(default)]
+    pub states: Vec<State>,
+    /// Of this queue.
+    pub queue: Option<String>,
+    /// Of this kind.
+    pub kind: Option<String>,
+    /// With this tag.
+    pub tag: Option<String>,
+    /// Created at or after (required without `ids`).
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before (required without `ids`).
+    pub created_before: Option<DateTime<Utc>>,
+    /// Values inside the args: `{"user.id": "42"}`.
+    #[oai(default)]
+    pub args: std::collections::BTreeMap<String, String>,
+}
+
+/// A bulk operation to run, or with `dry_run`, to count.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+pub struct OperationBody {
+    /// What to do.
+    pub action: ActionView,
+    /// Which jobs.
+    pub filter: SelectorBody,
+    /// Only count the jobs it would touch.
+    #[oai(default)]
+    pub dry_run: bool,
+}
+
+/// What a dry run found.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+pub struct DryRun {
+    /// Jobs the filter matches now.
+    pub matched: i64,
+}
+
+#[derive(ApiResponse)]
+enum Started {
+    /// The dry run's count; nothing changed.
+    #[oai(status = 200)]
+    DryRun(Json<DryRun>),
+    /// Started; follow its progress at `/operations/{id}`.
+    #[oai(status = 202)]
+    Started(Json<OperationView>),
+}
+
+pub struct OperationsApi {
+    pub state: ApiState,
+}
+
+/// The store filter of a selector, refusing unbounded ones.
+pub fn job_filter(body: &SelectorBody) -> Result<JobFilter, ApiError> {
+    if body.ids.len() > MAX_IDS {
+        return Err(ApiError::invalid(
+            "filter.ids",
+            format!("at most {MAX_IDS} ids"),
+        ));
+    }
+    let mut args = Vec::new();
+    for (path, value) in &body.args {
+        args.push(
+            ArgsMatch::parse(path, value)
+                .map_err(|e| ApiError::invalid(format!("filter.args.{path}"), e))?,
+        );
+    }
+    let filter = JobFilter {
+        states: body.states.iter().copied().map(Into::into).collect(),
+        queue: body.queue.clone(),
+        kind: body.kind.clone(),
+        tag: body.tag.clone(),
+        created_after: body.created_after,
+        created_before: body.created_before,
+        args,
+        ids: body.ids.iter().copied().map(JobId).collect(),
+    };
+    if !filter.is_bounded() {
+        return Err(ApiError::invalid(
+            "filter",
+            "give ids, or both created_after and created_before",
+        ));
+    }
+    if let (Some(a), Some(b)) = (filter.created_after, filter.created_before)
+        && a >= b
+    {
+        return Err(ApiError::invalid(
+            "filter.created_before",
+            "must be after created_after",
+        ));
+    }
+    Ok(filter)
+}
+
+#[OpenApi(tag = "Tag::Operations")]
+impl OperationsApi {
+    /// Start a bulk retry, cancel or delete, or count what it would touch (`dry_run`).
+    #[oai(
+        path = "/operations",
+        method = "post",
+        operation_id = "start_operation"
+    )]
+    async fn start(
+        &self,
+        auth: Auth,
+        body: Json<OperationBody>,
+        #[oai(name = "Idempotency-Key", validator(max_length = 200))] key: Header<Option<String>>,
+    ) -> Result<Started, ApiError> {
+        auth.0.require(Scope::Operate)?;
+        let filter = job_filter(&body.0.filter)?;
+        if body.0.dry_run {
+            let matched = self.state.store().count_jobs(&filter).await?;
+            return Ok(Started::DryRun(Json(DryRun { matched })));
+        }
+        let action: BulkAction = body.0.action.into();
+        let view = idempotent(&self.state, &auth.0, key.0, &body.0, || async {
+            let op = Operation {
+                id: Uuid::now_v7(),
+                action,
+                total: self.state.store().count_jobs(&filter).await?,
+                filter: filter.clone(),
+                state: "running".to_owned(),
+                done: 0,
+                skipped: 0,
+                actor: auth.0.actor.clone(),
+                created_at: Utc::now(),
+                finished_at: None,
+                error: None,
+            };
+            self.state.store().create_operation(&op).await?;
+            let detail = serde_json::json!({ "operation": op.id, "filter": &op.filter });
+            let action_name = format!("operations.{}", action.as_str());
+            audit(
+                &self.state,
+                &auth.0,
+                &action_name,
+                vec![op.id.to_string()],
+                Some(detail),
+            )
+            .await?;
+            tokio::spawn(run(self.state.store().clone(), op.clone()));
+            Ok(OperationView::from(op))
+        })
+        .await?;
+        Ok(Started::Started(Json(view)))
+    }
+
+    /// The latest operations, newest first.
+    #[oai(path = "/operations", method = "get", operation_id = "list_operations")]
+    async fn list(&self, auth: Auth) -> Result<Json<Vec<OperationView>>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        let ops = self.state.store().operations(100).await?;
+        Ok(Json(ops.into_iter().map(Into::into).collect()))
+    }
+
+    /// One operation and its progress.
+    #[oai(
+        path = "/operations/:id",
+        method = "get",
+        operation_id = "get_operation"
+    )]
+    async fn get(&self, auth: Auth, id: Path<String>) -> Result<Json<OperationView>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        let not_found = || ApiError::not_found(format!("no operation has id {:?}", id.0));
+        let uuid: Uuid = id.0.parse().map_err(|_| not_found())?;
+        let op = self
+            .state
+            .store()
+            .operation(uuid)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok(Json(op.into()))
+    }
+}
+
+/// Runs an operation to its end, recording progress after every batch.
+pub async fn run(store: Store, mut op: Operation) {
+    let result = run_batches(&store, &mut op).await;
+    op.finished_at = Some(Utc::now());
+    match result {
+        Ok(()) => op.state = "completed".to_owned(),
+        Err(error) => {
+            op.state = "failed".to_owned();
+            op.error = Some(error.to_string());
+        }
+    }
+    if let Err(error) = store.update_operation(&op).await {
+        tracing::warn!(%error, operation = %op.id, "cannot record the end of an operation");
+    }
+}
+
+async fn run_batches(store: &Store, op: &mut Operation) -> Result<(), StoreError> {
+    let mut before: Option<JobId> = None;
+    loop {
+        let ids = store.job_ids(&op.filter, before, BATCH).await?;
+        let Some(last) = ids.last().copied() else {
+            return Ok(());
+        };
+        for id in &ids {
+            let acted = match op.action {
+                BulkAction::Retry => store.retry(*id).await.map(|_| ()),
+                BulkAction::Cancel => store.cancel(*id).await.map(|_| ()),
+                BulkAction::Delete => store.delete_job(*id).await,
+            };
+            match acted {
+                Ok(()) => op.done += 1,
+                Err(StoreError::Conflict { .. } | StoreError::JobNotFound(_)) => op.skipped += 1,
+                Err(error) => return Err(error),
+            }
+        }
+        store.update_operation(op).await?;
+        before = Some(last);
+    }
+}

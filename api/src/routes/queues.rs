@@ -1,0 +1,199 @@
+//! `/queues`, `/workers` and `/stats`.
+
+use std::time::{Duration, Instant};
+
+use longshore_jobs::admin::Scope;
+use longshore_jobs::client::check_queue_name;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use super::{Tag, audit};
+use crate::ApiState;
+use crate::auth::Auth;
+use crate::model::{QueueView, StatsView, WorkerView};
+use crate::problem::ApiError;
+
+/// How long the stats are served from memory.
+const STATS_TTL: Duration = Duration::from_secs(2);
+
+/// A queue's global concurrency limit.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+pub struct ConcurrencyBody {
+    /// Most jobs of the queue running at once across all workers; `null` removes the limit.
+    #[oai(validator(minimum(value = "0"), maximum(value = "100000")))]
+    pub concurrency: Option<i32>,
+}
+
+pub struct QueuesApi {
+    pub state: ApiState,
+}
+
+fn queue_name(name: &str) -> Result<(), ApiError> {
+    check_queue_name(name)
+        .map_err(|_| ApiError::invalid("name", "queue names are 1 to 100 of A-Z a-z 0-9 _ - . :"))
+}
+
+impl QueuesApi {
+    async fn queue(&self, name: &str) -> Result<QueueView, ApiError> {
+        let queues = self.state.store().queues().await?;
+        queues
+            .into_iter()
+            .find(|q| q.name == name)
+            .map(Into::into)
+            .ok_or_else(|| ApiError::not_found(format!("no queue named {name:?}")))
+    }
+}
+
+#[OpenApi(tag = "Tag::Queues")]
+impl QueuesApi {
+    /// Every queue with jobs, settings or workers, with counts by state, the age of its
+    /// oldest available job, its throughput and its workers.
+    #[oai(path = "/queues", method = "get", operation_id = "list_queues")]
+    async fn list(&self, auth: Auth) -> Result<Json<Vec<QueueView>>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        let queues = self.state.store().queues().await?;
+        Ok(Json(queues.into_iter().map(Into::into).collect()))
+    }
+
+    /// One queue.
+    #[oai(path = "/queues/:name", method = "get", operation_id = "get_queue")]
+    async fn get(&self, auth: Auth, name: Path<String>) -> Result<Json<QueueView>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        queue_name(&name.0)?;
+        Ok(Json(self.queue(&name.0).await?))
+    }
+
+    /// Pause a queue: workers stop claiming its jobs; running ones finish.
+    #[oai(
+        path = "/queues/:name/pause",
+        method = "post",
+        operation_id = "pause_queue"
+    )]
+    async fn pause(&self, auth: Auth, name: Path<String>) -> Result<Json<QueueView>, ApiError> {
+        auth.0.require(Scope::Operate)?;
+        queue_name(&name.0)?;
+        self.state.store().pause_queue(&name.0).await?;
+        audit(
+            &self.state,
+            &auth.0,
+            "queues.pause",
+            vec![name.0.clone()],
+            None,
+        )
+        .await?;
+        Ok(Json(self.queue(&name.0).await?))
+    }
+
+    /// Resume a paused queue.
+    #[oai(
+        path = "/queues/:name/resume",
+        method = "post",
+        operation_id = "resume_queue"
+    )]
+    async fn resume(&self, auth: Auth, name: Path<String>) -> Result<Json<QueueView>, ApiError> {
+        auth.0.require(Scope::Operate)?;
+        queue_name(&name.0)?;
+        self.state.store().resume_queue(&name.0).await?;
+        audit(
+            &self.state,
+            &auth.0,
+            "queues.resume",
+            vec![name.0.clone()],
+            None,
+        )
+        .await?;
+        Ok(Json(self.queue(&name.0).await?))
+    }
+
+    /// Set or remove a queue's global concurrency limit (across all workers).
+    #[oai(
+        path = "/queues/:name/concurrency",
+        method = "put",
+        operation_id = "set_queue_concurrency"
+    )]
+    async fn concurrency(
+        &self,
+        auth: Auth,
+        name: Path<String>,
+        body: Json<ConcurrencyBody>,
+    ) -> Result<Json<QueueView>, ApiError> {
+        auth.0.require(Scope::Operate)?;
+        queue_name(&name.0)?;
+        self.state
+            .store()
+            .set_queue_concurrency(&name.0, body.0.concurrency)
+            .await?;
+        let detail = serde_json::json!({ "concurrency": body.0.concurrency });
+        audit(
+            &self.state,
+            &auth.0,
+            "queues.concurrency",
+            vec![name.0.clone()],
+            Some(detail),
+        )
+        .await?;
+        Ok(Json(self.queue(&name.0).await?))
+    }
+
+    /// Workers seen in the last `within_s` seconds (default 300), oldest first.
+    #[oai(path = "/workers", method = "get", operation_id = "list_workers")]
+    async fn workers(
+        &self,
+        auth: Auth,
+        #[oai(validator(minimum(value = "1"), maximum(value = "86400")))] within_s: Query<
+            Option<i64>,
+        >,
+    ) -> Result<Json<Vec<WorkerView>>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        let since = chrono::Utc::now() - chrono::Duration::seconds(within_s.0.unwrap_or(300));
+        let workers = self.state.store().workers(since).await?;
+        Ok(Json(workers.into_iter().map(Into::into).collect()))
+    }
+
+    /// Jobs by state across all queues, cached for two seconds: a dashboard polling it does
+    /// not count the table on every request.
+    #[oai(path = "/stats", method = "get", operation_id = "get_stats")]
+    async fn stats(&self, auth: Auth) -> Result<Json<StatsView>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        let cached = {
+            let stats = self
+                .state
+                .shared
+                .stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            stats
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < STATS_TTL)
+                .map(|(_, s)| s.clone())
+        };
+        if let Some(stats) = cached {
+            return Ok(Json(stats));
+        }
+        let queues = self.state.store().queues().await?;
+        let mut counts = std::collections::BTreeMap::new();
+        for state in longshore_jobs::JobState::ALL {
+            counts.insert(state.as_str().to_owned(), 0);
+        }
+        for queue in &queues {
+            for (state, n) in &queue.counts {
+                *counts.entry(state.as_str().to_owned()).or_insert(0) += n;
+            }
+        }
+        let stats = StatsView {
+            total: counts.values().sum(),
+            counts,
+            queues: queues.len() as i64,
+            as_of: chrono::Utc::now(),
+        };
+        *self
+            .state
+            .shared
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), stats.clone()));
+        Ok(Json(stats))
+    }
+}

@@ -1,0 +1,194 @@
+//! `/events` and `/events/stream`: pages, filters, SSE resume without gaps or duplicates,
+//! and the in-band reset after retention.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use poem::http::Method;
+use serde_json::{Value, json};
+
+use crate::{TestApi, both};
+
+both!(
+    pages_events_with_filters,
+    streams_and_resumes_without_gaps,
+    resets_when_events_were_pruned
+);
+
+async fn pages_events_with_filters(api: TestApi) {
+    for queue in ["a", "b", "a"] {
+        api.post("/api/v1/jobs", json!({"kind": "noop", "queue": queue}))
+            .await
+            .expect(201);
+    }
+    let all = api.get("/api/v1/events?after=0").await.expect(200).clone();
+    assert_eq!(all["items"].as_array().unwrap().len(), 3);
+    assert_eq!(all["reset"], false);
+    let only_a = api
+        .get("/api/v1/events?queue=a&type=job.*")
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(only_a["items"].as_array().unwrap().len(), 2);
+    let first = all["items"][0]["id"].as_i64().unwrap();
+    let rest = api
+        .get(&format!("/api/v1/events?after={first}&limit=1"))
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["items"][0]["id"], all["items"][1]["id"]);
+    assert_eq!(rest["next_after"], all["items"][1]["id"]);
+    api.get("/api/v1/events?after=yesterday")
+        .await
+        .problem(400, "invalid_event_id");
+    api.get("/api/v1/events?job_id=42")
+        .await
+        .problem(422, "invalid_field");
+}
+
+/// Reads SSE frames as (id, event name, JSON data) until `n` arrive.
+async fn read_frames(
+    stream: &mut (impl futures::Stream<Item = poem::web::sse::Event> + Unpin),
+    n: usize,
+) -> Vec<(i64, String, Value)> {
+    let mut frames = Vec::new();
+    while frames.len() < n {
+        let event = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("an event within 20 s")
+            .expect("the stream goes on");
+        if let poem::web::sse::Event::Message {
+            id, event, data, ..
+        } = event
+        {
+            frames.push((
+                id.parse().unwrap(),
+                event,
+                serde_json::from_str(&data).unwrap(),
+            ));
+        }
+    }
+    frames
+}
+
+async fn streams_and_resumes_without_gaps(api: TestApi) {
+    for _ in 0..5 {
+        api.post("/api/v1/jobs", json!({"kind": "noop", "queue": "s"}))
+            .await
+            .expect(201);
+    }
+    let response = api.cli.get("/api/v1/events/stream").send().await;
+    response.assert_status_is_ok();
+    response.assert_content_type("text/event-stream");
+    let mut stream = response.sse_stream();
+    let first = read_frames(&mut stream, 3).await;
+    drop(stream);
+    let last_seen = first[2].0;
+    // While disconnected, 200 more events are written, from many tasks at once.
+    let mut writers = Vec::new();
+    for _ in 0..8 {
+        let client = api.state.client.clone();
+        writers.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                client
+                    .enqueue(longshore_jobs::EnqueueRequest::new("noop", json!({})))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let response = api
+        .cli
+        .get("/api/v1/events/stream")
+        .header("last-event-id", last_seen.to_string())
+        .send()
+        .await;
+    let mut stream = response.sse_stream();
+    let resumed = read_frames(&mut stream, 202).await;
+    let ids: Vec<i64> = resumed.iter().map(|f| f.0).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "in order, no duplicates");
+    assert!(ids[0] > last_seen);
+    let stored = api
+        .store
+        .events_after(longshore_jobs::EventId(last_seen), 1000)
+        .await
+        .unwrap();
+    let stored_ids: Vec<i64> = stored.iter().map(|e| e.id.0).collect();
+    assert_eq!(ids, stored_ids, "exactly the missed events");
+    assert_eq!(resumed[0].2["type"], "job.enqueued");
+    // Then live: a new event arrives on the open stream.
+    api.post("/api/v1/jobs", json!({"kind": "noop", "queue": "live"}))
+        .await
+        .expect(201);
+    let live = read_frames(&mut stream, 1).await;
+    assert_eq!(live[0].2["queue"], "live");
+    assert!(live[0].0 > *ids.last().unwrap());
+    // Filters apply to the stream too.
+    let response = api.cli.get("/api/v1/events/stream?queue=live").send().await;
+    let mut filtered = response.sse_stream();
+    let only = read_frames(&mut filtered, 1).await;
+    assert_eq!(only[0].2["queue"], "live");
+    let bad = api
+        .call(
+            Method::GET,
+            "/api/v1/events/stream?after=abc",
+            None,
+            None,
+            &[],
+        )
+        .await;
+    bad.problem(400, "invalid_event_id");
+}
+
+async fn resets_when_events_were_pruned(api: TestApi) {
+    for _ in 0..4 {
+        api.post("/api/v1/jobs", json!({"kind": "noop"}))
+            .await
+            .expect(201);
+    }
+    let events = api
+        .store
+        .events_after(longshore_jobs::EventId(0), 10)
+        .await
+        .unwrap();
+    let first = events[0].id.0;
+    api.store
+        .prune(longshore_jobs::store::PruneLimits {
+            finished_before: chrono::Utc::now() - chrono::Duration::days(1),
+            discarded_before: chrono::Utc::now() - chrono::Duration::days(1),
+            events_before: chrono::Utc::now() + chrono::Duration::seconds(1),
+            batch: 2,
+        })
+        .await
+        .unwrap();
+    let page = api
+        .get(&format!("/api/v1/events?after={first}"))
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(page["reset"], true);
+    assert_eq!(
+        page["items"].as_array().unwrap().len(),
+        2,
+        "the two events left"
+    );
+    let response = api
+        .cli
+        .get("/api/v1/events/stream")
+        .header("last-event-id", first.to_string())
+        .send()
+        .await;
+    let mut stream = response.sse_stream();
+    let frames = read_frames(&mut stream, 3).await;
+    assert_eq!(frames[0].1, "reset");
+    assert_eq!(frames[0].2["requested"], first);
+    assert_eq!(frames[1].0, events[2].id.0);
+    assert_eq!(frames[2].0, events[3].id.0);
+}

@@ -1,0 +1,177 @@
+//! The API, driven in-process through `api::app(state)`, on SQLite and on Postgres
+//! (`name::sqlite`, `name::postgres`).
+
+mod auth;
+mod events;
+mod jobs;
+mod operations;
+mod queues;
+
+use std::sync::Arc;
+
+use longshore_api::{ApiConfig, ApiState, app};
+use longshore_jobs::admin::{Scope, new_token};
+use longshore_jobs::{Client, Registry, Store, StoreConfig, kinds};
+use poem::endpoint::BoxEndpoint;
+use poem::http::{HeaderMap, Method, StatusCode};
+use poem::test::TestClient;
+use poem::{EndpointExt, Response};
+use serde_json::Value;
+
+/// A fresh database and an API over it.
+pub struct TestApi {
+    pub store: Store,
+    pub url: String,
+    pub state: ApiState,
+    pub cli: TestClient<BoxEndpoint<'static, Response>>,
+    _dir: Option<longshore_testkit::TempDir>,
+}
+
+/// An answer: status, headers, JSON body (`Null` when empty or not JSON).
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        &self.body
+    }
+
+    /// Asserts a problem+json answer with this status and code.
+    #[track_caller]
+    pub fn problem(&self, status: u16, code: &str) -> &Value {
+        self.expect(status);
+        let content_type = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(
+            content_type,
+            Some("application/problem+json"),
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["code"], code, "{}", self.body);
+        assert_eq!(self.body["status"], status, "{}", self.body);
+        assert!(self.body["request_id"].is_string(), "{}", self.body);
+        &self.body
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl TestApi {
+    pub async fn new(backend: Backend) -> Option<TestApi> {
+        TestApi::with_config(backend, ApiConfig::default()).await
+    }
+
+    pub async fn with_config(backend: Backend, config: ApiConfig) -> Option<TestApi> {
+        let (url, dir) = match backend {
+            Backend::Sqlite => {
+                let (url, dir) = longshore_testkit::sqlite_url();
+                (url, Some(dir))
+            }
+            Backend::Postgres => (longshore_testkit::postgres_url().await?, None),
+        };
+        let store = Store::connect(&StoreConfig {
+            url: url.clone(),
+            ..StoreConfig::default()
+        })
+        .await
+        .expect("store connects");
+        let mut registry = Registry::new();
+        kinds::register_builtins(&mut registry);
+        let state = ApiState::new(Client::new(store.clone(), Arc::new(registry)), config);
+        let cli = TestClient::new(app(state.clone()).map_to_response().boxed());
+        Some(TestApi {
+            store,
+            url,
+            state,
+            cli,
+            _dir: dir,
+        })
+    }
+
+    /// Stores a token with `scope` and returns its secret.
+    pub async fn token(&self, scope: Scope) -> String {
+        let (row, token, hash) = new_token(&format!("{scope}-token"), vec![scope]);
+        self.store.create_token(&row, &hash).await.unwrap();
+        self.state.forget_tokens();
+        token
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self.cli.request(method, path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body_json(&body);
+        }
+        let response = request.send().await;
+        let status = response.0.status();
+        let headers = response.0.headers().clone();
+        let text = response
+            .0
+            .into_body()
+            .into_string()
+            .await
+            .unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, None, Some(body), &[]).await
+    }
+}
+
+/// Runs a test body once per backend.
+#[macro_export]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let api = $crate::TestApi::new($crate::Backend::Sqlite).await.expect("sqlite");
+                super::$name(api).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(api) = $crate::TestApi::new($crate::Backend::Postgres).await else {
+                    eprintln!("skipped: Postgres is unreachable");
+                    return;
+                };
+                super::$name(api).await;
+            }
+        }
+    )*};
+}

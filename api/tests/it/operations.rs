@@ -1,0 +1,132 @@
+//! `/operations`: bulk actions with a dry run and recorded progress.
+
+use std::time::Duration;
+
+use poem::http::Method;
+use serde_json::json;
+
+use crate::{TestApi, both};
+
+both!(bulk_retries_after_a_dry_run, refuses_unbounded_operations);
+
+async fn bulk_retries_after_a_dry_run(api: TestApi) {
+    let start = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let mut ids = Vec::new();
+    for i in 0..450 {
+        let queue = if i < 300 { "bulk" } else { "other" };
+        let created = api
+            .post(
+                "/api/v1/jobs",
+                json!({"kind": "noop", "queue": queue, "delay_ms": 60000}),
+            )
+            .await;
+        ids.push(created.expect(201)["id"].as_str().unwrap().to_owned());
+    }
+    // Cancel them all, so that there is something to retry.
+    for id in &ids {
+        api.call(
+            Method::POST,
+            &format!("/api/v1/jobs/{id}/cancel"),
+            None,
+            None,
+            &[],
+        )
+        .await
+        .expect(200);
+    }
+    let filter = json!({"states": ["cancelled"], "queue": "bulk",
+        "created_after": start.to_rfc3339(), "created_before": (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339()});
+    let dry = api
+        .post(
+            "/api/v1/operations",
+            json!({"action": "retry", "filter": filter, "dry_run": true}),
+        )
+        .await;
+    assert_eq!(dry.expect(200)["matched"], 300);
+    let cancelled = api.get("/api/v1/jobs?state=cancelled&limit=500").await;
+    assert_eq!(
+        cancelled.expect(200)["items"].as_array().unwrap().len(),
+        450,
+        "a dry run changes nothing"
+    );
+    let started = api
+        .post(
+            "/api/v1/operations",
+            json!({"action": "retry", "filter": filter}),
+        )
+        .await;
+    let op = started.expect(202).clone();
+    assert_eq!(op["total"], 300);
+    let id = op["id"].as_str().unwrap().to_owned();
+    let done = longshore_testkit::eventually(
+        Duration::from_secs(30),
+        "the operation to complete",
+        || async {
+            let op = api.get(&format!("/api/v1/operations/{id}")).await.body;
+            (op["state"] == "completed").then_some(op)
+        },
+    )
+    .await;
+    assert_eq!(done["done"], 300);
+    assert_eq!(done["skipped"], 0);
+    let available = api.get("/api/v1/jobs?state=available&limit=500").await;
+    assert_eq!(
+        available.expect(200)["items"].as_array().unwrap().len(),
+        300
+    );
+    let list = api.get("/api/v1/operations").await.expect(200).clone();
+    assert_eq!(list[0]["id"], id.as_str());
+    api.get(&format!("/api/v1/operations/{}", uuid::Uuid::now_v7()))
+        .await
+        .problem(404, "not_found");
+    // Delete by ids: cancelled ones go, and the audit log names the operation.
+    let del = api
+        .post(
+            "/api/v1/operations",
+            json!({"action": "delete", "filter": {"ids": [ids[400], ids[401]]}}),
+        )
+        .await;
+    let del_id = del.expect(202)["id"].as_str().unwrap().to_owned();
+    longshore_testkit::eventually(
+        Duration::from_secs(10),
+        "the delete to complete",
+        || async {
+            (api.get(&format!("/api/v1/operations/{del_id}")).await.body["state"] == "completed")
+                .then_some(())
+        },
+    )
+    .await;
+    api.get(&format!("/api/v1/jobs/{}", ids[400]))
+        .await
+        .problem(404, "not_found");
+    let audit = api.get("/api/v1/audit").await.expect(200).clone();
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "operations.delete")
+    );
+}
+
+async fn refuses_unbounded_operations(api: TestApi) {
+    api.post(
+        "/api/v1/operations",
+        json!({"action": "delete", "filter": {"states": ["completed"]}}),
+    )
+    .await
+    .problem(422, "invalid_field");
+    api.post(
+        "/api/v1/operations",
+        json!({"action": "delete", "filter": {
+        "created_after": "2026-01-02T00:00:00Z", "created_before": "2026-01-01T00:00:00Z"}}),
+    )
+    .await
+    .problem(422, "invalid_field");
+    api.post(
+        "/api/v1/operations",
+        json!({"action": "explode", "filter": {"ids": []}}),
+    )
+    .await
+    .problem(400, "bad_request");
+}

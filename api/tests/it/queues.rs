@@ -1,0 +1,121 @@
+//! `/queues`, `/workers` and `/stats`.
+
+use poem::http::Method;
+use serde_json::json;
+
+use crate::{TestApi, both};
+
+both!(operates_queues_and_reads_counts);
+
+async fn operates_queues_and_reads_counts(api: TestApi) {
+    for _ in 0..3 {
+        api.post("/api/v1/jobs", json!({"kind": "noop", "queue": "mail"}))
+            .await
+            .expect(201);
+    }
+    api.post(
+        "/api/v1/jobs",
+        json!({"kind": "noop", "queue": "mail", "delay_ms": 60000}),
+    )
+    .await
+    .expect(201);
+    let queues = api.get("/api/v1/queues").await.expect(200).clone();
+    let mail = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "mail")
+        .unwrap()
+        .clone();
+    assert_eq!(mail["counts"]["available"], 3);
+    assert_eq!(mail["counts"]["scheduled"], 1);
+    assert_eq!(mail["paused"], false);
+    assert!(mail["oldest_available_s"].as_f64().unwrap() >= 0.0);
+    let paused = api
+        .call(Method::POST, "/api/v1/queues/mail/pause", None, None, &[])
+        .await;
+    assert_eq!(paused.expect(200)["paused"], true);
+    let resumed = api
+        .call(Method::POST, "/api/v1/queues/mail/resume", None, None, &[])
+        .await;
+    assert_eq!(resumed.expect(200)["paused"], false);
+    let limited = api
+        .call(
+            Method::PUT,
+            "/api/v1/queues/mail/concurrency",
+            None,
+            Some(json!({"concurrency": 2})),
+            &[],
+        )
+        .await;
+    assert_eq!(limited.expect(200)["concurrency"], 2);
+    let unlimited = api
+        .call(
+            Method::PUT,
+            "/api/v1/queues/mail/concurrency",
+            None,
+            Some(json!({"concurrency": null})),
+            &[],
+        )
+        .await;
+    assert!(unlimited.expect(200)["concurrency"].is_null());
+    api.call(
+        Method::PUT,
+        "/api/v1/queues/mail/concurrency",
+        None,
+        Some(json!({"concurrency": -1})),
+        &[],
+    )
+    .await
+    .problem(400, "bad_request");
+    api.call(
+        Method::POST,
+        "/api/v1/queues/bad%20name!/pause",
+        None,
+        None,
+        &[],
+    )
+    .await
+    .problem(422, "invalid_field");
+    api.get("/api/v1/queues/nothing-here")
+        .await
+        .problem(404, "not_found");
+    assert_eq!(
+        api.get("/api/v1/queues/mail").await.expect(200)["name"],
+        "mail"
+    );
+    // Stats: counts by state, cached.
+    let stats = api.get("/api/v1/stats").await.expect(200).clone();
+    assert_eq!(stats["counts"]["available"], 3);
+    assert_eq!(stats["total"], 4);
+    api.post("/api/v1/jobs", json!({"kind": "noop", "queue": "mail"}))
+        .await
+        .expect(201);
+    let cached = api.get("/api/v1/stats").await.expect(200).clone();
+    assert_eq!(cached["as_of"], stats["as_of"], "served from the cache");
+    // Workers: none registered by the API alone; a registered one shows.
+    assert_eq!(
+        api.get("/api/v1/workers")
+            .await
+            .expect(200)
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    api.get("/api/v1/workers?within_s=0")
+        .await
+        .problem(400, "bad_request");
+    let info = longshore_jobs::store::WorkerInfo {
+        id: longshore_jobs::WorkerId("mail@host:1:abcd".to_owned()),
+        queue: "mail".to_owned(),
+        host: "host".to_owned(),
+        pid: 1,
+        concurrency: 4,
+        kinds: vec!["noop".to_owned()],
+    };
+    api.store.register_worker(&info).await.unwrap();
+    let workers = api.get("/api/v1/workers").await.expect(200).clone();
+    assert_eq!(workers[0]["id"], "mail@host:1:abcd");
+    assert_eq!(workers[0]["concurrency"], 4);
+}

@@ -1,0 +1,690 @@
+//! The client commands: the HTTP API from the terminal. Errors are one readable line (the
+//! server's problem detail and code), and `-o json` prints the API's JSON for scripts.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::cli::{
+    BulkArgs, ClientArgs, EventsCommand, JobSelector, JobsCommand, Output, QueuesCommand,
+};
+
+/// The API, as a client sees it.
+pub struct Api {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+    pub output: Output,
+}
+
+impl Api {
+    pub fn new(args: &ClientArgs) -> anyhow::Result<Api> {
+        Api::with(&args.server, args.token.clone(), args.output)
+    }
+
+    pub fn with(server: &str, token: Option<String>, output: Output) -> anyhow::Result<Api> {
+        let base = server.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("--server must be an http:// or https:// URL, got {server:?}");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Api {
+            base,
+            token,
+            http,
+            output,
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    /// Sends a request and returns its JSON body (`null` for an empty one); a problem
+    /// becomes an error with its detail and code.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request = self.request(method, path).timeout(Duration::from_secs(60));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let text = response.text().await.context("reading the response")?;
+        if status.is_success() {
+            if text.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).context("the server's answer is not JSON");
+        }
+        Err(problem(status, &text))
+    }
+
+    fn unreachable(&self, error: reqwest::Error) -> anyhow::Error {
+        if error.is_connect() || error.is_timeout() {
+            anyhow::anyhow!(
+                "cannot reach Longshore at {} (is `longshore serve` running? set --server or LONGSHORE_SERVER)",
+                self.base
+            )
+        } else {
+            anyhow::Error::new(error).context(format!("request to {} failed", self.base))
+        }
+    }
+
+    pub fn print(&self, value: &Value, table: impl FnOnce(&Value)) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            ),
+            Output::Table => table(value),
+        }
+    }
+}
+
+fn problem(status: StatusCode, text: &str) -> anyhow::Error {
+    match serde_json::from_str::<Value>(text) {
+        Ok(p) if p.get("detail").is_some() => {
+            let detail = p["detail"].as_str().unwrap_or_default();
+            let code = p["code"].as_str().unwrap_or("error");
+            anyhow::anyhow!("{detail} ({code}, HTTP {})", status.as_u16())
+        }
+        _ => anyhow::anyhow!(
+            "the server answered HTTP {}: {}",
+            status.as_u16(),
+            text.trim()
+        ),
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_rows(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count().min(60));
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let c: String = c.chars().take(60).collect();
+                format!("{c:<width$}", width = widths[i])
+            })
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn job_rows(jobs: &[Value]) {
+    let rows = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                s(&j["id"]),
+                s(&j["kind"]),
+                s(&j["queue"]),
+                s(&j["state"]),
+                format!("{}/{}", j["attempt"], j["max_attempts"]),
+                s(&j["created_at"]),
+                s(&j["last_error"]),
+            ]
+        })
+        .collect();
+    print_rows(
+        &[
+            "id",
+            "kind",
+            "queue",
+            "state",
+            "attempt",
+            "created",
+            "last error",
+        ],
+        rows,
+    );
+}
+
+fn print_job(job: &Value) {
+    for key in [
+        "id",
+        "kind",
+        "queue",
+        "state",
+        "priority",
+        "attempt",
+        "max_attempts",
+        "run_at",
+        "created_at",
+        "attempted_at",
+        "finished_at",
+        "locked_by",
+        "unique_key",
+        "tags",
+        "args",
+        "result",
+        "last_error",
+    ] {
+        println!("{key:<13} {}", s(&job[key]));
+    }
+}
+
+fn selector_query(select: &JobSelector) -> anyhow::Result<Vec<(String, String)>> {
+    let mut query = Vec::new();
+    for state in &select.states {
+        query.push(("state".to_owned(), state.clone()));
+    }
+    for (name, value) in [
+        ("queue", &select.queue),
+        ("kind", &select.kind),
+        ("tag", &select.tag),
+    ] {
+        if let Some(value) = value {
+            query.push((name.to_owned(), value.clone()));
+        }
+    }
+    if let Some(since) = select.since {
+        let from = chrono::Utc::now() - chrono::Duration::from_std(since.into())?;
+        query.push(("created_after".to_owned(), from.to_rfc3339()));
+    }
+    for arg in &select.args {
+        let (path, value) = arg
+            .split_once('=')
+            .with_context(|| format!("--arg {arg:?}: expected path=value, e.g. user.id=42"))?;
+        query.push((format!("args.{path}"), value.to_owned()));
+    }
+    Ok(query)
+}
+
+fn encode_query(pairs: &[(String, String)]) -> String {
+    let encode = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn terminal(state: &str) -> bool {
+    matches!(state, "completed" | "cancelled" | "discarded")
+}
+
+/// Polls a job until it is finished, showing its state on a spinner.
+async fn wait_for(api: &Api, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let job = api.call(Method::GET, &format!("/jobs/{id}"), None).await?;
+        let state = job["state"].as_str().unwrap_or("?").to_owned();
+        spinner.set_message(format!("job {id}: {state} (attempt {})", job["attempt"]));
+        if terminal(&state) {
+            spinner.finish_with_message(format!("job {id}: {state}"));
+            return Ok(job);
+        }
+        if Instant::now() > deadline {
+            spinner.abandon();
+            bail!(
+                "job {id} is still {state} after {}",
+                humantime::format_duration(timeout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
+    match command {
+        JobsCommand::Enqueue {
+            kind,
+            args,
+            queue,
+            priority,
+            max_attempts,
+            delay,
+            unique,
+            tags,
+            wait,
+            client,
+        } => {
+            let api = Api::new(&client)?;
+            let args: Value = serde_json::from_str(&args)
+                .with_context(|| format!("--args is not valid JSON: {args}"))?;
+            let mut body = json!({ "kind": kind, "args": args, "tags": tags });
+            if let Some(q) = queue {
+                body["queue"] = json!(q);
+            }
+            if let Some(p) = priority {
+                body["priority"] = json!(p);
+            }
+            if let Some(m) = max_attempts {
+                body["max_attempts"] = json!(m);
+            }
+            if let Some(d) = delay {
+                body["delay_ms"] = json!(Duration::from(d).as_millis() as u64);
+            }
+            if let Some(u) = unique {
+                body["unique"] = json!({ "key": u });
+            }
+            let created = api.call(Method::POST, "/jobs", Some(body)).await?;
+            let id = s(&created["id"]);
+            if wait {
+                let job = wait_for(&api, &id, Duration::from_secs(600)).await?;
+                api.print(&job, print_job);
+            } else {
+                api.print(&created, |c| {
+                    let note = if c["duplicate"] == json!(true) {
+                        " (duplicate of an existing unique job)"
+                    } else {
+                        ""
+                    };
+                    println!("{} {}{note}", s(&c["id"]), s(&c["state"]));
+                });
+            }
+        }
+        JobsCommand::List {
+            select,
+            limit,
+            client,
+        } => {
+            let api = Api::new(&client)?;
+            let mut query = selector_query(&select)?;
+            query.push(("limit".to_owned(), limit.min(500).to_string()));
+            let page = api
+                .call(
+                    Method::GET,
+                    &format!("/jobs?{}", encode_query(&query)),
+                    None,
+                )
+                .await?;
+            api.print(&page, |p| {
+                job_rows(p["items"].as_array().map(Vec::as_slice).unwrap_or(&[]))
+            });
+        }
+        JobsCommand::Get { id, client } => {
+            let api = Api::new(&client)?;
+            let job = api.call(Method::GET, &format!("/jobs/{id}"), None).await?;
+            api.print(&job, print_job);
+        }
+        JobsCommand::Attempts { id, client } => {
+            let api = Api::new(&client)?;
+            let attempts = api
+                .call(Method::GET, &format!("/jobs/{id}/attempts"), None)
+                .await?;
+            api.print(&attempts, |a| {
+                let rows = a
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            s(&a["attempt"]),
+                            s(&a["outcome"]),
+                            s(&a["started_at"]),
+                            s(&a["finished_at"]),
+                            s(&a["worker"]),
+                            s(&a["error"]),
+                        ]
+                    })
+                    .collect();
+                print_rows(
+                    &[
+                        "attempt", "outcome", "started", "finished", "worker", "error",
+                    ],
+                    rows,
+                );
+            });
+        }
+        JobsCommand::Retry(args) => bulk(args, "retry").await?,
+        JobsCommand::Cancel(args) => bulk(args, "cancel").await?,
+        JobsCommand::Delete(args) => bulk(args, "delete").await?,
+        JobsCommand::Watch {
+            id,
+            timeout,
+            client,
+        } => {
+            let api = Api::new(&client)?;
+            let job = wait_for(&api, &id, timeout.into()).await?;
+            api.print(&job, print_job);
+        }
+    }
+    Ok(())
+}
+
+/// One job by id, or a bulk operation with a dry run, a confirmation and a progress bar.
+async fn bulk(args: BulkArgs, action: &str) -> anyhow::Result<()> {
+    let api = Api::new(&args.client)?;
+    if let Some(id) = &args.id {
+        let (method, path) = match action {
+            "delete" => (Method::DELETE, format!("/jobs/{id}")),
+            _ => (Method::POST, format!("/jobs/{id}/{action}")),
+        };
+        let job = api.call(method, &path, None).await?;
+        if job.is_null() {
+            println!("{id} deleted");
+        } else {
+            api.print(&job, |j| println!("{} {}", s(&j["id"]), s(&j["state"])));
+        }
+        return Ok(());
+    }
+    let select = &args.select;
+    let Some(since) = select.since else {
+        bail!("give a job id, or a selector with --since (e.g. --state discarded --since 24h)");
+    };
+    let now = chrono::Utc::now();
+    let mut filter = json!({
+        "states": select.states,
+        "created_after": (now - chrono::Duration::from_std(since.into())?).to_rfc3339(),
+        "created_before": (now + chrono::Duration::seconds(1)).to_rfc3339(),
+    });
+    for (name, value) in [
+        ("queue", &select.queue),
+        ("kind", &select.kind),
+        ("tag", &select.tag),
+    ] {
+        if let Some(value) = value {
+            filter[name] = json!(value);
+        }
+    }
+    let mut arg_map = serde_json::Map::new();
+    for arg in &select.args {
+        let (path, value) = arg
+            .split_once('=')
+            .with_context(|| format!("--arg {arg:?}: expected path=value"))?;
+        arg_map.insert(path.to_owned(), json!(value));
+    }
+    filter["args"] = Value::Object(arg_map);
+    let dry = api
+        .call(
+            Method::POST,
+            "/operations",
+            Some(json!({ "action": action, "filter": filter, "dry_run": true })),
+        )
+        .await?;
+    let matched = dry["matched"].as_i64().unwrap_or(0);
+    if args.dry_run {
+        api.print(&dry, |_| {
+            println!("{action} would touch {matched} jobs (dry run; nothing changed)")
+        });
+        return Ok(());
+    }
+    if matched == 0 {
+        println!("no jobs match; nothing to {action}");
+        return Ok(());
+    }
+    if !args.yes {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            bail!("{action} would touch {matched} jobs; pass --yes to go ahead without a terminal");
+        }
+        print!("{action} {matched} jobs? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("nothing changed");
+            return Ok(());
+        }
+    }
+    let op = api
+        .call(
+            Method::POST,
+            "/operations",
+            Some(json!({ "action": action, "filter": filter })),
+        )
+        .await?;
+    let id = s(&op["id"]);
+    let bar = ProgressBar::new(op["total"].as_u64().unwrap_or(0));
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")?);
+    let op = loop {
+        let op = api
+            .call(Method::GET, &format!("/operations/{id}"), None)
+            .await?;
+        bar.set_length(op["total"].as_u64().unwrap_or(0).max(1));
+        bar.set_position(
+            (op["done"].as_u64().unwrap_or(0) + op["skipped"].as_u64().unwrap_or(0))
+                .min(bar.length().unwrap_or(0)),
+        );
+        if op["state"] != json!("running") {
+            break op;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    bar.finish_and_clear();
+    api.print(&op, |o| {
+        println!(
+            "operation {} {}: {} done, {} skipped of {}{}",
+            s(&o["id"]),
+            s(&o["state"]),
+            o["done"],
+            o["skipped"],
+            o["total"],
+            o["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        )
+    });
+    if op["state"] == json!("failed") {
+        bail!("the operation failed: {}", s(&op["error"]));
+    }
+    Ok(())
+}
+
+pub async fn events(command: EventsCommand) -> anyhow::Result<()> {
+    let EventsCommand::Tail {
+        after,
+        queue,
+        job,
+        types,
+        count,
+        client,
+    } = command;
+    let api = Api::new(&client)?;
+    let mut query = Vec::new();
+    if let Some(q) = queue {
+        query.push(("queue".to_owned(), q));
+    }
+    if let Some(j) = job {
+        query.push(("job_id".to_owned(), j));
+    }
+    for t in types {
+        query.push(("type".to_owned(), t));
+    }
+    let path = format!("/events/stream?{}", encode_query(&query));
+    let mut last = after.unwrap_or(0);
+    let mut seen = 0u64;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let request = api
+            .request(Method::GET, &path)
+            .header("Last-Event-ID", last.to_string());
+        let response = match request.send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                let status = r.status();
+                return Err(problem(status, &r.text().await.unwrap_or_default()));
+            }
+            Err(error) => {
+                eprintln!(
+                    "{}; reconnecting after event {last}",
+                    api.unreachable(error)
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(500);
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else { break };
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                let mut data = String::new();
+                let mut name = "message".to_owned();
+                for line in frame.lines() {
+                    if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    }
+                    if let Some(i) = line.strip_prefix("id:") {
+                        last = i.trim().parse().unwrap_or(last);
+                    }
+                    if let Some(e) = line.strip_prefix("event:") {
+                        name = e.trim().to_owned();
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                let value: Value = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                if name == "reset" {
+                    eprintln!(
+                        "events up to {} were deleted by retention; continuing after them",
+                        s(&value["pruned_through"])
+                    );
+                    continue;
+                }
+                api.print(&value, |e| {
+                    println!(
+                        "{:<20} {:<22} {:<38} {:<10} {}",
+                        s(&e["id"]),
+                        s(&e["type"]),
+                        s(&e["job_id"]),
+                        s(&e["queue"]),
+                        s(&e["state"])
+                    )
+                });
+                seen += 1;
+                if count.is_some_and(|c| seen >= c) {
+                    return Ok(());
+                }
+            }
+        }
+        eprintln!("stream ended; resuming after event {last}");
+    }
+}
+
+pub async fn queues(command: QueuesCommand) -> anyhow::Result<()> {
+    let (api, value) = match command {
+        QueuesCommand::List(client) => {
+            let api = Api::new(&client)?;
+            let v = api.call(Method::GET, "/queues", None).await?;
+            (api, v)
+        }
+        QueuesCommand::Pause { name, client } => {
+            let api = Api::new(&client)?;
+            let v = api
+                .call(Method::POST, &format!("/queues/{name}/pause"), None)
+                .await?;
+            (api, json!([v]))
+        }
+        QueuesCommand::Resume { name, client } => {
+            let api = Api::new(&client)?;
+            let v = api
+                .call(Method::POST, &format!("/queues/{name}/resume"), None)
+                .await?;
+            (api, json!([v]))
+        }
+    };
+    api.print(&value, |queues| {
+        let rows = queues
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .map(|q| {
+                let c = &q["counts"];
+                let n = |k: &str| c[k].as_i64().unwrap_or(0).to_string();
+                vec![
+                    s(&q["name"]),
+                    if q["paused"] == json!(true) {
+                        "paused".into()
+                    } else {
+                        "active".into()
+                    },
+                    n("available"),
+                    n("scheduled"),
+                    n("running"),
+                    n("retryable"),
+                    n("completed"),
+                    n("discarded"),
+                    s(&q["workers"]),
+                ]
+            })
+            .collect();
+        print_rows(
+            &[
+                "queue",
+                "status",
+                "available",
+                "scheduled",
+                "running",
+                "retryable",
+                "completed",
+                "discarded",
+                "workers",
+            ],
+            rows,
+        );
+    });
+    Ok(())
+}
+
+pub async fn stats(client: ClientArgs) -> anyhow::Result<()> {
+    let api = Api::new(&client)?;
+    let stats = api.call(Method::GET, "/stats", None).await?;
+    api.print(&stats, |st| {
+        let rows = st["counts"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| vec![k.clone(), s(v)])
+            .collect();
+        print_rows(&["state", "jobs"], rows);
+        println!("total {} in {} queues", s(&st["total"]), s(&st["queues"]));
+    });
+    Ok(())
+}
