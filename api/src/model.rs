@@ -83,26 +83,35 @@ pub struct JobView {
     /// When it was enqueued.
     pub created_at: DateTime<Utc>,
     /// When its latest attempt started.
+    #[oai(skip_serializing_if_is_none)]
     pub attempted_at: Option<DateTime<Utc>>,
     /// When it reached a terminal state.
+    #[oai(skip_serializing_if_is_none)]
     pub finished_at: Option<DateTime<Utc>>,
     /// The worker running it.
+    #[oai(skip_serializing_if_is_none)]
     pub locked_by: Option<String>,
     /// When the running attempt's lease ends unless renewed.
+    #[oai(skip_serializing_if_is_none)]
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// When an operator asked the running job to stop.
+    #[oai(skip_serializing_if_is_none)]
     pub cancel_requested_at: Option<DateTime<Utc>>,
     /// Its uniqueness key.
+    #[oai(skip_serializing_if_is_none)]
     pub unique_key: Option<String>,
     /// Labels.
     pub tags: Vec<String>,
     /// Free-form metadata.
     pub metadata: serde_json::Value,
     /// The handler's result once completed.
+    #[oai(skip_serializing_if_is_none)]
     pub result: Option<serde_json::Value>,
     /// The latest attempt's error.
+    #[oai(skip_serializing_if_is_none)]
     pub last_error: Option<String>,
     /// Per-attempt time limit in milliseconds.
+    #[oai(skip_serializing_if_is_none)]
     pub timeout_ms: Option<i64>,
 }
 
@@ -140,6 +149,7 @@ pub struct JobPage {
     /// The jobs.
     pub items: Vec<JobView>,
     /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
     pub next_cursor: Option<String>,
 }
 
@@ -149,6 +159,7 @@ pub struct AttemptView {
     /// Its number, from 1.
     pub attempt: i32,
     /// The worker that ran it.
+    #[oai(skip_serializing_if_is_none)]
     pub worker: Option<String>,
     /// When it started.
     pub started_at: DateTime<Utc>,
@@ -157,6 +168,7 @@ pub struct AttemptView {
     /// How it ended, e.g. `completed`, `failed`, `rescued`.
     pub outcome: String,
     /// Its error message.
+    #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
     /// The error's causes, outermost first.
     pub error_chain: Vec<String>,
@@ -188,16 +200,22 @@ pub struct EventView {
     #[serde(rename = "type")]
     pub event_type: String,
     /// The job it concerns.
+    #[oai(skip_serializing_if_is_none)]
     pub job_id: Option<Uuid>,
     /// The queue it concerns.
+    #[oai(skip_serializing_if_is_none)]
     pub queue: Option<String>,
     /// The job's kind.
+    #[oai(skip_serializing_if_is_none)]
     pub kind: Option<String>,
     /// The job's state after the change.
+    #[oai(skip_serializing_if_is_none)]
     pub state: Option<State>,
     /// The job's attempt after the change.
+    #[oai(skip_serializing_if_is_none)]
     pub attempt: Option<i32>,
     /// Details.
+    #[oai(skip_serializing_if_is_none)]
     pub data: Option<serde_json::Value>,
 }
 
@@ -248,10 +266,12 @@ pub struct QueueView {
     /// Whether workers skip it.
     pub paused: bool,
     /// Its global limit of running jobs across all workers.
+    #[oai(skip_serializing_if_is_none)]
     pub concurrency: Option<i32>,
     /// Jobs by state.
     pub counts: BTreeMap<String, i64>,
     /// Age in seconds of the longest-waiting available job.
+    #[oai(skip_serializing_if_is_none)]
     pub oldest_available_s: Option<f64>,
     /// Jobs completed in the last minute.
     pub completed_last_minute: i64,
@@ -297,6 +317,7 @@ pub struct WorkerView {
     /// Its last heartbeat.
     pub last_seen_at: DateTime<Utc>,
     /// When it stopped cleanly.
+    #[oai(skip_serializing_if_is_none)]
     pub stopped_at: Option<DateTime<Utc>>,
     /// Jobs it runs now.
     pub running: i64,
@@ -383,10 +404,13 @@ pub struct TokenView {
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last used (to the minute).
+    #[oai(skip_serializing_if_is_none)]
     pub last_used_at: Option<DateTime<Utc>>,
     /// When it was revoked.
+    #[oai(skip_serializing_if_is_none)]
     pub revoked_at: Option<DateTime<Utc>>,
     /// The token itself: only in the response that created it.
+    #[oai(skip_serializing_if_is_none)]
     pub token: Option<String>,
 }
 
@@ -419,8 +443,10 @@ pub struct AuditView {
     /// Which ids.
     pub targets: Vec<String>,
     /// Details.
+    #[oai(skip_serializing_if_is_none)]
     pub detail: Option<serde_json::Value>,
     /// The request it came from.
+    #[oai(skip_serializing_if_is_none)]
     pub request_id: Option<String>,
 }
 
@@ -444,6 +470,7 @@ pub struct AuditPage {
     /// The records.
     pub items: Vec<AuditView>,
     /// Pass as `before` for the next page.
+    #[oai(skip_serializing_if_is_none)]
     pub next_before: Option<i64>,
 }
 
@@ -502,8 +529,10 @@ pub struct OperationView {
     /// When it started.
     pub created_at: DateTime<Utc>,
     /// When it ended.
+    #[oai(skip_serializing_if_is_none)]
     pub finished_at: Option<DateTime<Utc>>,
     /// Why it failed.
+    #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
 }
 

@@ -26,7 +26,7 @@ pub struct Problem {
     /// A stable, machine-readable code, e.g. `invalid_field`.
     pub code: String,
     /// The fields at fault, for validation errors.
-    #[oai(skip_serializing_if_is_empty)]
+    #[oai(default, skip_serializing_if_is_empty)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// The request's id (also in the `x-request-id` header).

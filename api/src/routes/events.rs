@@ -21,10 +21,13 @@ use crate::problem::ApiError;
 #[derive(Clone, Debug, Object, serde::Serialize)]
 pub struct StreamMessage {
     /// The event; absent on a reset.
+    #[oai(skip_serializing_if_is_none)]
     pub event: Option<EventView>,
     /// On a reset: the id the client asked to resume after.
+    #[oai(skip_serializing_if_is_none)]
     pub requested: Option<i64>,
     /// On a reset: the highest deleted id; the stream goes on after it.
+    #[oai(skip_serializing_if_is_none)]
     pub pruned_through: Option<i64>,
 }
 

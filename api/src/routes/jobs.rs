@@ -32,25 +32,34 @@ pub struct EnqueueBody {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub kind: String,
     /// The handler's input (at most 256 KiB). Defaults to `{}`.
+    #[oai(skip_serializing_if_is_none)]
     pub args: Option<serde_json::Value>,
     /// The queue. Defaults to the kind's.
+    #[oai(skip_serializing_if_is_none)]
     pub queue: Option<String>,
     /// 0 (first) to 9 (last). Defaults to the kind's.
+    #[oai(skip_serializing_if_is_none)]
     pub priority: Option<i64>,
     /// 1 to 1000. Defaults to the kind's.
+    #[oai(skip_serializing_if_is_none)]
     pub max_attempts: Option<i64>,
     /// Milliseconds to wait before the first attempt; not with `run_at`.
+    #[oai(skip_serializing_if_is_none)]
     pub delay_ms: Option<i64>,
     /// When to run first; not with `delay_ms`.
+    #[oai(skip_serializing_if_is_none)]
     pub run_at: Option<DateTime<Utc>>,
     /// At most one job with this key at a time.
+    #[oai(skip_serializing_if_is_none)]
     pub unique: Option<UniqueBody>,
     /// Labels for filtering (at most 32).
     #[oai(default)]
     pub tags: Vec<String>,
     /// A JSON object of metadata.
+    #[oai(skip_serializing_if_is_none)]
     pub metadata: Option<serde_json::Value>,
     /// Per-attempt time limit in milliseconds.
+    #[oai(skip_serializing_if_is_none)]
     pub timeout_ms: Option<i64>,
 }
 
@@ -63,9 +72,11 @@ pub struct UniqueBody {
     pub key: String,
     /// `active` (default): held while the job waits or runs; `any`: held for as long as the
     /// job is stored.
+    #[oai(skip_serializing_if_is_none)]
     pub scope: Option<UniqueScopeView>,
     /// When set, the key is held per window of this many seconds.
     #[oai(validator(minimum(value = "1"), maximum(value = "31622400")))]
+    #[oai(skip_serializing_if_is_none)]
     pub window_s: Option<u64>,
 }
 
@@ -119,8 +130,10 @@ pub struct BatchItem {
     /// The item's position in the request, from 0.
     pub index: u32,
     /// The stored job, when the item was valid.
+    #[oai(skip_serializing_if_is_none)]
     pub job: Option<EnqueuedView>,
     /// Why the item was refused.
+    #[oai(skip_serializing_if_is_none)]
     pub error: Option<Problem>,
 }
 
@@ -140,18 +153,24 @@ pub struct BatchResult {
 #[oai(deny_unknown_fields)]
 pub struct EditBody {
     /// New args, checked against the job's kind.
+    #[oai(skip_serializing_if_is_none)]
     pub args: Option<serde_json::Value>,
     /// New priority, 0–9.
     #[oai(validator(minimum(value = "0"), maximum(value = "9")))]
+    #[oai(skip_serializing_if_is_none)]
     pub priority: Option<i16>,
     /// New time to run.
+    #[oai(skip_serializing_if_is_none)]
     pub run_at: Option<DateTime<Utc>>,
     /// New attempt limit, 1–1000, above the attempts made.
     #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    #[oai(skip_serializing_if_is_none)]
     pub max_attempts: Option<i32>,
     /// New tags.
+    #[oai(skip_serializing_if_is_none)]
     pub tags: Option<Vec<String>>,
     /// New metadata (a JSON object).
+    #[oai(skip_serializing_if_is_none)]
     pub metadata: Option<serde_json::Value>,
 }
 

@@ -33,14 +33,19 @@ pub struct SelectorBody {
     #[oai(default)]
     pub states: Vec<State>,
     /// Of this queue.
+    #[oai(skip_serializing_if_is_none)]
     pub queue: Option<String>,
     /// Of this kind.
+    #[oai(skip_serializing_if_is_none)]
     pub kind: Option<String>,
     /// With this tag.
+    #[oai(skip_serializing_if_is_none)]
     pub tag: Option<String>,
     /// Created at or after (required without `ids`).
+    #[oai(skip_serializing_if_is_none)]
     pub created_after: Option<DateTime<Utc>>,
     /// Created before (required without `ids`).
+    #[oai(skip_serializing_if_is_none)]
     pub created_before: Option<DateTime<Utc>>,
     /// Values inside the args: `{"user.id": "42"}`.
     #[oai(default)]

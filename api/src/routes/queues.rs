@@ -23,6 +23,7 @@ const STATS_TTL: Duration = Duration::from_secs(2);
 pub struct ConcurrencyBody {
     /// Most jobs of the queue running at once across all workers; `null` removes the limit.
     #[oai(validator(minimum(value = "0"), maximum(value = "100000")))]
+    #[oai(skip_serializing_if_is_none)]
     pub concurrency: Option<i32>,
 }
 
