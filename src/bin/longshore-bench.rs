@@ -7,7 +7,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "postgres,sqlite")]
     backends: Vec<String>,
     /// Workloads to run.
-    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,m1")]
+    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,w3-http,m1")]
     workloads: Vec<String>,
     /// Runs of each workload; the table shows the median.
     #[arg(long, default_value_t = 3)]
@@ -300,6 +300,82 @@ async fn w3(db: &Database) -> anyhow::Result<Value> {
     Ok(json!({ "jobs_per_s": JOBS as f64 / elapsed }))
 }
 
+/// Starts `longshore <role>` from beside this binary on `db`, listening on a free port.
+fn spawn_longshore(db: &Database, role: &str, extra: &[&str]) -> anyhow::Result<(Child, u16)> {
+    let binary = std::env::current_exe()?.with_file_name("longshore");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(&binary)
+        .arg(role)
+        .args(["--listen", &listen])
+        .args(extra)
+        .env("DATABASE_URL", &db.url)
+        .env("LONGSHORE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (build it first: cargo build --release)",
+                binary.display()
+            )
+        })?;
+    Ok((child, port))
+}
+
+/// W3-http: W3 through `POST /api/v1/jobs` of a `longshore api` process, 16 connections.
+async fn w3_http(db: &Database) -> anyhow::Result<Value> {
+    const JOBS: usize = 10_000;
+    const CONNECTIONS: usize = 16;
+    let (mut child, port) = spawn_longshore(db, "api", &[])?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()?;
+    let result = async {
+        let ready = Instant::now();
+        while http.get(format!("{base}/readyz")).send().await.is_err() {
+            anyhow::ensure!(ready.elapsed() < Duration::from_secs(30), "the API did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let url = format!("{base}/api/v1/jobs");
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let (http, url) = (http.clone(), url.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(JOBS / CONNECTIONS);
+                for _ in 0..JOBS / CONNECTIONS {
+                    let at = Instant::now();
+                    let response = http
+                        .post(&url)
+                        .json(&json!({"kind": "noop", "queue": "bench"}))
+                        .send()
+                        .await?;
+                    anyhow::ensure!(response.status() == 201, "enqueue answered {}", response.status());
+                    latencies.push(at.elapsed().as_secs_f64() * 1000.0);
+                }
+                anyhow::Ok(latencies)
+            }));
+        }
+        let mut latencies = Vec::with_capacity(JOBS);
+        for task in tasks {
+            latencies.extend(task.await??);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        latencies.sort_by(f64::total_cmp);
+        let p99 = latencies[(latencies.len() as f64 * 0.99) as usize];
+        anyhow::Ok(json!({ "jobs_per_s": latencies.len() as f64 / elapsed, "p99_ms": p99 }))
+    }
+    .await;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    result
+}
+
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -309,24 +385,7 @@ fn rss_mib(pid: u32) -> Option<f64> {
 
 /// M1: resident memory of `longshore serve` idle, and its peak while it drains W1's jobs.
 async fn m1(db: &Database, jobs: u64) -> anyhow::Result<Value> {
-    let binary = std::env::current_exe()?.with_file_name("longshore");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = Command::new(&binary)
-        .args([
-            "serve",
-            "--queues",
-            "default=16",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("DATABASE_URL", &db.url)
-        .env("LONGSHORE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let (mut child, _port) = spawn_longshore(db, "serve", &["--queues", "default=16"])?;
     let pid = child.id();
     let store = connect(&db.url).await?;
     let result = async {
@@ -388,6 +447,7 @@ async fn main() -> anyhow::Result<()> {
                     "w1" => w1(&db, args.drain_jobs).await?,
                     "w2" => w2(&db, backend).await?,
                     "w3" => w3(&db).await?,
+                    "w3-http" => w3_http(&db).await?,
                     "m1" => m1(&db, args.drain_jobs).await?,
                     other => bail!("unknown workload {other}"),
                 };
