@@ -337,7 +337,10 @@ async fn w3_http(db: &Database) -> anyhow::Result<Value> {
     let result = async {
         let ready = Instant::now();
         while http.get(format!("{base}/readyz")).send().await.is_err() {
-            anyhow::ensure!(ready.elapsed() < Duration::from_secs(30), "the API did not start");
+            anyhow::ensure!(
+                ready.elapsed() < Duration::from_secs(30),
+                "the API did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let url = format!("{base}/api/v1/jobs");
@@ -354,7 +357,11 @@ async fn w3_http(db: &Database) -> anyhow::Result<Value> {
                         .json(&json!({"kind": "noop", "queue": "bench"}))
                         .send()
                         .await?;
-                    anyhow::ensure!(response.status() == 201, "enqueue answered {}", response.status());
+                    anyhow::ensure!(
+                        response.status() == 201,
+                        "enqueue answered {}",
+                        response.status()
+                    );
                     latencies.push(at.elapsed().as_secs_f64() * 1000.0);
                 }
                 anyhow::Ok(latencies)
