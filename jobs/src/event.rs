@@ -40,6 +40,12 @@ pub const JOB_UPDATED: &str = "job.updated";
 pub const JOB_PROMOTED: &str = "job.promoted";
 /// A queue got a global concurrency limit, or lost it.
 pub const QUEUE_UPDATED: &str = "queue.updated";
+/// A schedule's tick enqueued its job.
+pub const SCHEDULE_FIRED: &str = "schedule.fired";
+/// A tick was skipped: the previous fire's job had not finished (overlap `skip`).
+pub const SCHEDULE_SKIPPED: &str = "schedule.skipped";
+/// Ticks missed during downtime were dropped by the catch-up policy.
+pub const SCHEDULE_MISSED: &str = "schedule.missed";
 /// A queue was paused.
 pub const QUEUE_PAUSED: &str = "queue.paused";
 /// A queue was resumed.

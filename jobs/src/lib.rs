@@ -29,6 +29,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod client;
+pub mod cron;
 pub mod error;
 pub mod event;
 pub mod id;
@@ -37,6 +38,7 @@ pub mod kind;
 pub mod kinds;
 pub mod outcome;
 pub mod registry;
+pub mod schedule;
 pub mod state;
 pub mod store;
 pub mod telemetry;

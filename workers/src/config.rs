@@ -55,6 +55,28 @@ pub struct PoolConfig {
     pub rescue_interval: Duration,
     /// How long finished jobs, events and stale workers are kept.
     pub retention: RetentionConfig,
+    /// The cron scheduler of this process.
+    pub scheduler: SchedulerConfig,
+}
+
+/// The cron scheduler. Any number of processes may run it: each tick still yields one job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Whether this process runs it. Defaults to true.
+    pub enabled: bool,
+    /// How often it looks for due ticks. Defaults to 250 ms.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            enabled: true,
+            interval: Duration::from_millis(250),
+        }
+    }
 }
 
 impl Default for PoolConfig {
@@ -68,6 +90,7 @@ impl Default for PoolConfig {
             cancel_grace: Duration::from_secs(5),
             rescue_interval: Duration::from_secs(5),
             retention: RetentionConfig::default(),
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -141,6 +164,7 @@ impl PoolConfig {
             ("poll_interval", self.poll_interval),
             ("rescue_interval", self.rescue_interval),
             ("retention.interval", self.retention.interval),
+            ("scheduler.interval", self.scheduler.interval),
         ] {
             if value.is_zero() {
                 return bad(field, "must be above zero");

@@ -34,6 +34,8 @@ pub mod pool;
 pub mod pruner;
 pub mod rescuer;
 pub mod running;
+pub mod scheduler;
 
-pub use config::{PoolConfig, QueueConfig, RetentionConfig};
+pub use config::{PoolConfig, QueueConfig, RetentionConfig, SchedulerConfig};
 pub use pool::{Pool, PoolError};
+pub use scheduler::Scheduler;

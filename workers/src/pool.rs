@@ -9,7 +9,7 @@ use apalis::layers::tracing::TraceLayer;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use apalis_core::task::Task;
 use longshore_jobs::store::WorkerInfo;
-use longshore_jobs::{ClaimedJob, ProcessId, Registry, Store, StoreError, WorkerId};
+use longshore_jobs::{ClaimedJob, Client, ProcessId, Registry, Store, StoreError, WorkerId};
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::HandlerPanicked;
@@ -21,6 +21,7 @@ use crate::heartbeat::Heartbeat;
 use crate::pruner::Pruner;
 use crate::rescuer::Rescuer;
 use crate::running::{RunningJobs, StopReason};
+use crate::scheduler::Scheduler;
 
 /// The pool failed to start or to run.
 #[derive(Debug, thiserror::Error)]
@@ -162,8 +163,29 @@ impl Pool {
         tokio::spawn(heartbeat.run(stop.clone()));
         tokio::spawn(Rescuer::new(self.store.clone(), config.rescue_interval).run(stop.clone()));
         tokio::spawn(Pruner::new(self.store.clone(), config.retention.clone()).run(stop.clone()));
+        if config.scheduler.enabled {
+            let client = Client::new(self.store.clone(), Arc::clone(&self.registry));
+            let mut scheduler = Scheduler::new(client, config.scheduler.interval);
+            if let Some(offset) = clock_offset() {
+                tracing::warn!(
+                    offset_ms = offset.num_milliseconds(),
+                    "the scheduler reads a skewed clock (LONGSHORE_TEST_CLOCK_OFFSET_MS)"
+                );
+                scheduler = scheduler.with_clock_offset(offset);
+            }
+            tokio::spawn(scheduler.run(stop.clone()));
+        }
         stop
     }
+}
+
+/// A clock skew for the scheduler, for tests of skewed hosts only.
+fn clock_offset() -> Option<chrono::Duration> {
+    let ms: i64 = std::env::var("LONGSHORE_TEST_CLOCK_OFFSET_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(chrono::Duration::milliseconds(ms))
 }
 
 /// After the shutdown grace, asks every job still running to stop; each is handed back

@@ -20,6 +20,7 @@ use crate::event::Event;
 use crate::id::{EventId, JobId, WorkerId};
 use crate::job::{Attempt, ClaimedJob, Enqueued, Job, NewJob};
 use crate::outcome::Completion;
+use crate::schedule::Schedule;
 use crate::state::JobState;
 
 mod inserter;
@@ -630,6 +631,57 @@ impl Store {
     /// The id of the oldest event still stored.
     pub async fn oldest_event(&self) -> Result<Option<EventId>, StoreError> {
         Ok(on_backend!(self, s => s.oldest_event().await)?.map(EventId))
+    }
+}
+
+/// Cron schedules.
+impl Store {
+    /// Creates or replaces a schedule's definition and next tick.
+    pub async fn put_schedule(&self, schedule: &Schedule) -> Result<Schedule, StoreError> {
+        on_backend!(self, s => s.put_schedule(schedule).await)
+    }
+
+    /// One schedule.
+    pub async fn schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
+        on_backend!(self, s => s.schedule(id).await)
+    }
+
+    /// Every schedule, by id.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        on_backend!(self, s => s.schedules().await)
+    }
+
+    /// Enabled schedules whose next tick is at or before `now`.
+    pub async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<Schedule>, StoreError> {
+        on_backend!(self, s => s.due_schedules(now).await)
+    }
+
+    /// Deletes a schedule (its jobs stay); false when there was none.
+    pub async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        on_backend!(self, s => s.delete_schedule(id).await)
+    }
+
+    /// Moves a schedule's next tick from `expected` to `next`, recording the latest fire;
+    /// false when another scheduler moved it first.
+    pub async fn advance_schedule(
+        &self,
+        id: &str,
+        expected: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+        fired: Option<(DateTime<Utc>, JobId)>,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, s => s.advance_schedule(id, expected, next, fired).await)
+    }
+
+    /// Writes an event that no job change carries (e.g. `schedule.missed`).
+    pub async fn write_event(
+        &self,
+        event_type: &str,
+        queue: Option<&str>,
+        job_id: Option<JobId>,
+        data: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, s => s.write_event(event_type, queue, job_id, data).await)
     }
 }
 

@@ -9,5 +9,6 @@ mod completion;
 mod enqueue;
 mod events;
 mod rescue;
+mod schedules;
 mod shutdown;
 mod unique;

@@ -21,6 +21,7 @@ mod events;
 mod jobs;
 mod queues;
 mod rows;
+mod schedules;
 mod workers;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");

@@ -1,0 +1,156 @@
+//! The `schedules` table on Postgres.
+
+use chrono::{DateTime, Utc};
+use sqlx::Postgres;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+
+use super::{PgStore, rows};
+use crate::error::{StoreError, query};
+use crate::id::JobId;
+use crate::schedule::{
+    Schedule, catch_up_name, overlap_name, parse_catch_up, parse_overlap, parse_source, source_name,
+};
+
+const COLUMNS: &str = "id, cron, timezone, template, catch_up, catch_up_window_s, catch_up_cap, \
+    overlap, enabled, source, last_fire_at, last_job_id, next_fire_at, created_at, updated_at";
+
+fn schedule(row: &PgRow) -> Result<Schedule, StoreError> {
+    let Json(template) = rows::get(row, "template")?;
+    let window: i64 = rows::get(row, "catch_up_window_s")?;
+    let cap: i32 = rows::get(row, "catch_up_cap")?;
+    Ok(Schedule {
+        id: rows::get(row, "id")?,
+        cron: rows::get(row, "cron")?,
+        timezone: rows::get(row, "timezone")?,
+        template,
+        catch_up: parse_catch_up(&rows::get::<String>(row, "catch_up")?)?,
+        catch_up_window: std::time::Duration::from_secs(window.max(0) as u64),
+        catch_up_cap: cap.max(0) as u32,
+        overlap: parse_overlap(&rows::get::<String>(row, "overlap")?)?,
+        enabled: rows::get(row, "enabled")?,
+        source: parse_source(&rows::get::<String>(row, "source")?)?,
+        last_fire_at: rows::get(row, "last_fire_at")?,
+        last_job_id: rows::get::<Option<uuid::Uuid>>(row, "last_job_id")?.map(JobId),
+        next_fire_at: rows::get(row, "next_fire_at")?,
+        created_at: rows::get(row, "created_at")?,
+        updated_at: rows::get(row, "updated_at")?,
+    })
+}
+
+impl PgStore {
+    pub(crate) async fn put_schedule(&self, s: &Schedule) -> Result<Schedule, StoreError> {
+        let sql = format!(
+            "INSERT INTO schedules (id, cron, timezone, template, catch_up, catch_up_window_s, \
+                catch_up_cap, overlap, enabled, source, next_fire_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (id) DO UPDATE SET cron = $2, timezone = $3, template = $4, \
+                catch_up = $5, catch_up_window_s = $6, catch_up_cap = $7, overlap = $8, \
+                enabled = $9, source = $10, next_fire_at = $11, updated_at = now() \
+             RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql))
+            .bind(&s.id)
+            .bind(&s.cron)
+            .bind(&s.timezone)
+            .bind(Json(&s.template))
+            .bind(catch_up_name(s.catch_up))
+            .bind(s.catch_up_window.as_secs() as i64)
+            .bind(s.catch_up_cap as i32)
+            .bind(overlap_name(s.overlap))
+            .bind(s.enabled)
+            .bind(source_name(s.source))
+            .bind(s.next_fire_at)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query("store schedule"))?;
+        schedule(&row)
+    }
+
+    pub(crate) async fn schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
+        let row = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM schedules WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query("read schedule"))?;
+        row.as_ref().map(schedule).transpose()
+    }
+
+    pub(crate) async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        let rows = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM schedules ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("list schedules"))?;
+        rows.iter().map(schedule).collect()
+    }
+
+    pub(crate) async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        let rows = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM schedules WHERE enabled AND next_fire_at <= $1 ORDER BY next_fire_at LIMIT 100"
+        )))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("due schedules"))?;
+        rows.iter().map(schedule).collect()
+    }
+
+    pub(crate) async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query::<Postgres>("DELETE FROM schedules WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query("delete schedule"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn advance_schedule(
+        &self,
+        id: &str,
+        expected: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+        fired: Option<(DateTime<Utc>, JobId)>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query::<Postgres>(
+            "UPDATE schedules SET next_fire_at = $3, \
+                last_fire_at = COALESCE($4, last_fire_at), last_job_id = COALESCE($5, last_job_id) \
+             WHERE id = $1 AND next_fire_at = $2",
+        )
+        .bind(id)
+        .bind(expected)
+        .bind(next)
+        .bind(fired.map(|f| f.0))
+        .bind(fired.map(|f| f.1.0))
+        .execute(&self.pool)
+        .await
+        .map_err(query("advance schedule"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn write_event(
+        &self,
+        event_type: &str,
+        queue: Option<&str>,
+        job_id: Option<JobId>,
+        data: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query::<Postgres>(
+            "INSERT INTO events (type, queue, job_id, data) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(event_type)
+        .bind(queue)
+        .bind(job_id.map(|j| j.0))
+        .bind(Json(data))
+        .execute(&self.pool)
+        .await
+        .map_err(query("write event"))?;
+        Ok(())
+    }
+}

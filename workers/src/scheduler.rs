@@ -1,0 +1,177 @@
+//! The scheduler: every process may run it. It looks for schedules whose next tick is due,
+//! lets the catch-up policy decide which ticks fire, enqueues each with the unique key
+//! `(schedule, tick)` — so however many schedulers see a tick, it yields one job — and moves
+//! the schedule's next tick forward by compare-and-set.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use longshore_jobs::cron::CronSpec;
+use longshore_jobs::schedule::{self, Overlap, Schedule};
+use longshore_jobs::{
+    Client, EnqueueRequest, JobId, StoreError, UniqueOptions, UniqueScope, event,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// What one look found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Jobs enqueued (duplicates of another scheduler's fire not counted).
+    pub fired: u32,
+    /// Ticks skipped because the previous job had not finished.
+    pub skipped: u32,
+    /// Ticks dropped by the catch-up policy.
+    pub missed: u32,
+}
+
+/// Fires due schedules.
+pub struct Scheduler {
+    client: Client,
+    interval: Duration,
+    /// Added to this process's clock (tests use it to play a skewed host).
+    offset: chrono::Duration,
+}
+
+impl Scheduler {
+    /// A scheduler that looks every `interval`.
+    pub fn new(client: Client, interval: Duration) -> Scheduler {
+        Scheduler {
+            client,
+            interval,
+            offset: chrono::Duration::zero(),
+        }
+    }
+
+    /// Reads the clock `offset` ahead (negative: behind).
+    pub fn with_clock_offset(mut self, offset: chrono::Duration) -> Scheduler {
+        self.offset = offset;
+        self
+    }
+
+    /// This scheduler's now.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+
+    /// Fires every schedule due at `now`.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, StoreError> {
+        let store = self.client.store();
+        let mut report = TickReport::default();
+        for schedule in store.due_schedules(now).await? {
+            let Some(due) = schedule.next_fire_at else {
+                continue;
+            };
+            let spec = match CronSpec::parse(&schedule.cron, &schedule.timezone) {
+                Ok(spec) => spec,
+                Err(error) => {
+                    tracing::warn!(schedule = %schedule.id, %error, "schedule cannot be evaluated; disabled in effect");
+                    continue;
+                }
+            };
+            let plan = schedule::plan(&schedule, &spec, due, now);
+            let mut fired: Option<(DateTime<Utc>, JobId)> = None;
+            let mut previous = schedule.last_job_id;
+            for tick in &plan.fire {
+                if schedule.overlap == Overlap::Skip && self.unfinished(previous).await? {
+                    report.skipped += 1;
+                    store
+                        .write_event(
+                            event::SCHEDULE_SKIPPED,
+                            None,
+                            previous,
+                            json!({ "schedule": schedule.id, "tick": tick, "reason": "the previous job has not finished" }),
+                        )
+                        .await?;
+                    continue;
+                }
+                match self.client.enqueue(fire_request(&schedule, *tick)).await {
+                    Ok(enqueued) => {
+                        if !enqueued.duplicate {
+                            report.fired += 1;
+                            store
+                                .write_event(
+                                    event::SCHEDULE_FIRED,
+                                    None,
+                                    Some(enqueued.id),
+                                    json!({ "schedule": schedule.id, "tick": tick }),
+                                )
+                                .await?;
+                        }
+                        fired = Some((*tick, enqueued.id));
+                        previous = Some(enqueued.id);
+                    }
+                    Err(longshore_jobs::EnqueueError::Store(error)) => return Err(error),
+                    Err(error) => {
+                        tracing::warn!(schedule = %schedule.id, %error, "the schedule's job template is invalid; tick dropped");
+                    }
+                }
+            }
+            if !plan.missed.is_empty() {
+                report.missed += plan.missed.len() as u32;
+                store
+                    .write_event(
+                        event::SCHEDULE_MISSED,
+                        None,
+                        None,
+                        json!({
+                            "schedule": schedule.id,
+                            "count": plan.missed.len(),
+                            "first": plan.missed.first(),
+                            "last": plan.missed.last(),
+                            "policy": schedule.catch_up,
+                        }),
+                    )
+                    .await?;
+            }
+            store
+                .advance_schedule(&schedule.id, due, plan.next, fired)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    async fn unfinished(&self, job: Option<JobId>) -> Result<bool, StoreError> {
+        let Some(id) = job else { return Ok(false) };
+        Ok(self
+            .client
+            .store()
+            .job(id)
+            .await?
+            .is_some_and(|job| !job.state.is_terminal()))
+    }
+
+    /// Looks every interval until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while stop.run_until_cancelled(ticker.tick()).await.is_some() {
+            if let Err(error) = self.tick(self.now()).await {
+                tracing::warn!(%error, "scheduler look failed; retrying at the next interval");
+            }
+        }
+    }
+}
+
+/// The job of one tick: the template, due at the tick, unique per (schedule, tick).
+pub fn fire_request(schedule: &Schedule, tick: DateTime<Utc>) -> EnqueueRequest {
+    let template = &schedule.template;
+    let mut tags = template.tags.clone();
+    tags.push(schedule.tag());
+    EnqueueRequest {
+        kind: template.kind.clone(),
+        args: template.args.clone(),
+        queue: template.queue.clone(),
+        priority: template.priority,
+        max_attempts: template.max_attempts,
+        run_at: Some(tick),
+        unique: Some(UniqueOptions {
+            key: schedule.fire_key(tick),
+            scope: UniqueScope::Any,
+            window: None,
+        }),
+        tags,
+        metadata: Some(json!({ "schedule": schedule.id, "tick": tick })),
+        ..EnqueueRequest::default()
+    }
+}
