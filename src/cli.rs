@@ -36,6 +36,9 @@ pub enum Command {
     Queues(QueuesCommand),
     /// Counts of jobs by state (over the HTTP API).
     Stats(ClientArgs),
+    /// Cron schedules: list, create, update, pause, trigger, upcoming ticks (over the HTTP API).
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
     /// Create, list and revoke API tokens: over the HTTP API with `--server`, else directly
     /// in the database (how the first token is made).
     #[command(subcommand)]
@@ -320,4 +323,105 @@ pub struct RuntimeArgs {
     /// Register the fault-test kinds. Never in production.
     #[arg(long, env = "LONGSHORE_ENABLE_TEST_KINDS")]
     pub enable_test_kinds: bool,
+}
+
+/// A schedule's fields, as flags.
+#[derive(Debug, Default, Args)]
+pub struct ScheduleFields {
+    /// `sec min hour day month weekday`, e.g. '0 30 2 * * *'.
+    #[arg(long)]
+    pub cron: Option<String>,
+    /// An IANA time zone, e.g. Europe/Berlin (default UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// The kind each tick enqueues.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// The job's args as JSON.
+    #[arg(long)]
+    pub args: Option<String>,
+    /// The job's queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Missed ticks after downtime: skip, latest or all.
+    #[arg(long)]
+    pub catch_up: Option<String>,
+    /// With `--catch-up all`: how far back, e.g. 6h.
+    #[arg(long)]
+    pub catch_up_window: Option<humantime::Duration>,
+    /// With `--catch-up all`: most ticks back-filled at once.
+    #[arg(long)]
+    pub catch_up_cap: Option<u32>,
+    /// While the previous job runs: allow or skip.
+    #[arg(long)]
+    pub overlap: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Every schedule with its next tick.
+    List(ClientArgs),
+    /// One schedule.
+    Get {
+        /// The schedule's id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create a schedule (`--cron` and `--kind` required).
+    Create {
+        /// A stable id, e.g. nightly-cleanup.
+        id: String,
+        #[command(flatten)]
+        fields: ScheduleFields,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change a schedule made through the API.
+    Update {
+        /// The schedule's id.
+        id: String,
+        #[command(flatten)]
+        fields: ScheduleFields,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a schedule made through the API (its jobs stay).
+    Delete {
+        /// The schedule's id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop a schedule from firing.
+    Pause {
+        /// The schedule's id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Let a paused schedule fire again.
+    Resume {
+        /// The schedule's id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Fire now, once.
+    Trigger {
+        /// The schedule's id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The next ticks.
+    Upcoming {
+        /// The schedule's id.
+        id: String,
+        /// How many.
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }

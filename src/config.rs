@@ -26,6 +26,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Registers the fault-test kinds (`test.abort`). Never in production. Defaults to false.
     pub enable_test_kinds: bool,
+    /// Cron schedules declared here (`[[schedules]]`), reconciled into the database at start.
+    pub schedules: Vec<longshore_jobs::schedule::ScheduleDef>,
 }
 
 /// How logs are written.
@@ -149,6 +151,24 @@ impl Config {
         self.pool
             .validate()
             .map_err(|(field, message)| ConfigError::new(format!("pool.{field}"), message))?;
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, def) in self.schedules.iter().enumerate() {
+            let name = if def.id.is_empty() {
+                format!("schedules[{i}]")
+            } else {
+                format!("schedules.{}", def.id)
+            };
+            if !ids.insert(def.id.clone()) {
+                return Err(ConfigError::new(name, "declared twice"));
+            }
+            def.clone()
+                .into_schedule(
+                    longshore_jobs::schedule::Source::Config,
+                    chrono::Utc::now(),
+                    None,
+                )
+                .map_err(|e| ConfigError::new(format!("{name}.{}", e.field), e.message))?;
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return Err(ConfigError::new("log.filter", "not a valid tracing filter"));
         }

@@ -65,6 +65,7 @@ fn client_main(command: Command) -> ExitCode {
             Command::Events(c) => client::events(c).await,
             Command::Queues(c) => client::queues(c).await,
             Command::Stats(c) => client::stats(c).await,
+            Command::Schedules(c) => client::schedules(c).await,
             Command::Tokens(c) => tokens::run(c).await,
             _ => unreachable!("server commands are handled in main"),
         }

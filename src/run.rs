@@ -43,6 +43,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Store> {
 pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = connect(&config).await?;
     let registry = Arc::new(registry(&config));
+    reconcile_schedules(&config, &store, &registry).await?;
     if role != Role::Worker {
         longshore_api::check_exposure(&config.api, &store)
             .await
@@ -66,6 +67,53 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
     }
     if let Some(workers) = workers {
         workers.await.context("worker pool task")??;
+    }
+    Ok(())
+}
+
+/// Makes the database's config-declared schedules match the config file: creates and
+/// updates those declared, deletes those no longer declared. A schedule paused by an
+/// operator stays paused; an API schedule with the same id becomes the config's.
+pub async fn reconcile_schedules(
+    config: &Config,
+    store: &Store,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    use longshore_jobs::schedule::Source;
+    let now = chrono::Utc::now();
+    for def in &config.schedules {
+        if registry.get(&def.job.kind).is_none() {
+            anyhow::bail!(
+                "invalid configuration: schedules.{}.job.kind: no kind {:?} is registered",
+                def.id,
+                def.job.kind
+            );
+        }
+        let existing = store.schedule(&def.id).await?;
+        let mut def = def.clone();
+        if let Some(e) = existing.as_ref().filter(|e| e.source == Source::Config) {
+            def.enabled = def.enabled && e.enabled;
+        }
+        let mut schedule = def
+            .into_schedule(Source::Config, now, existing.as_ref())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid configuration: schedules.{}: {}",
+                    e.field,
+                    e.message
+                )
+            })?;
+        if !schedule.enabled {
+            schedule.next_fire_at = None;
+        }
+        store.put_schedule(&schedule).await?;
+    }
+    for stored in store.schedules().await? {
+        let declared = config.schedules.iter().any(|d| d.id == stored.id);
+        if stored.source == Source::Config && !declared {
+            store.delete_schedule(&stored.id).await?;
+            tracing::info!(schedule = %stored.id, "schedule no longer in the config file; deleted");
+        }
     }
     Ok(())
 }

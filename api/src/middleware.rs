@@ -148,6 +148,14 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> Scope {
     if *method == Method::POST && (path == "/api/v1/jobs" || path == "/api/v1/jobs/batch") {
         return Scope::Enqueue;
     }
+    // Defining what runs on a timer is for admins; pausing, resuming and triggering operate.
+    let schedule_definition = (path == "/api/v1/schedules" && *method == Method::POST)
+        || (path.starts_with("/api/v1/schedules/")
+            && path.matches('/').count() == 4
+            && (*method == Method::PATCH || *method == Method::DELETE));
+    if schedule_definition {
+        return Scope::Admin;
+    }
     Scope::Operate
 }
 

@@ -64,9 +64,17 @@ impl CronSpec {
                 });
             }
         };
-        let schedule = cron::Schedule::from_str(&full).map_err(|e| CronError {
-            field: "cron",
-            message: format!("{expr:?}: {e}"),
+        let schedule = cron::Schedule::from_str(&full).map_err(|e| {
+            // The parser's message points at the input over several lines; keep its verdict.
+            let text = e.to_string();
+            let verdict = text
+                .lines()
+                .map(str::trim)
+                .rfind(|l| !l.is_empty() && *l != "^");
+            CronError {
+                field: "cron",
+                message: format!("{expr:?}: {}", verdict.unwrap_or("not a cron expression")),
+            }
         })?;
         let hour = full.split_whitespace().nth(2).unwrap_or("*");
         let hourly = hour == "*" || hour.contains('/');

@@ -6,4 +6,5 @@ mod api;
 mod cli;
 mod crash;
 mod poison;
+mod schedules;
 mod sigterm;

@@ -17,6 +17,7 @@ pub mod health;
 pub mod jobs;
 pub mod operations;
 pub mod queues;
+pub mod schedules;
 
 #[derive(Tags)]
 pub(crate) enum Tag {
@@ -26,6 +27,8 @@ pub(crate) enum Tag {
     Operations,
     /// Queues, workers and counts.
     Queues,
+    /// Cron schedules.
+    Schedules,
     /// The event outbox: JSON pages and the SSE stream.
     Events,
     /// Tokens and the audit log.
@@ -40,6 +43,7 @@ pub(crate) fn apis(
     operations::OperationsApi,
     queues::QueuesApi,
     events::EventsApi,
+    schedules::SchedulesApi,
     admin::AdminApi,
 ) {
     (
@@ -53,6 +57,9 @@ pub(crate) fn apis(
             state: state.clone(),
         },
         events::EventsApi {
+            state: state.clone(),
+        },
+        schedules::SchedulesApi {
             state: state.clone(),
         },
         admin::AdminApi { state },

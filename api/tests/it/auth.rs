@@ -26,13 +26,19 @@ fn body_for(operation: &str, job_created_at: &str) -> Option<Value> {
         "start_operation" => json!({"action": "retry", "dry_run": true, "filter": {
             "created_after": job_created_at, "created_before": "2100-01-01T00:00:00Z"}}),
         "create_token" => json!({"name": "made-by-matrix", "scopes": ["read"]}),
+        "create_schedule" => {
+            json!({"id": "made-by-matrix", "cron": "0 0 * * * *", "job": {"kind": "noop"}})
+        }
+        "edit_schedule" => json!({"cron": "0 5 * * * *"}),
         _ => return None,
     })
 }
 
 /// The scope each mutation needs, by path: what the README documents.
 fn needed(path: &str, method: &Method) -> Scope {
-    if path.starts_with("/tokens") || path.starts_with("/audit") {
+    let schedule_definition = (path == "/schedules" && *method == Method::POST)
+        || (path == "/schedules/{id}" && (*method == Method::PATCH || *method == Method::DELETE));
+    if path.starts_with("/tokens") || path.starts_with("/audit") || schedule_definition {
         Scope::Admin
     } else if *method == Method::POST && (path == "/jobs" || path == "/jobs/batch") {
         Scope::Enqueue
@@ -101,6 +107,19 @@ async fn every_mutation_needs_a_token_with_its_scope(api: TestApi) {
             let victim_id = victim_id.to_string();
             let target = if path.starts_with("/tokens") {
                 victim_id
+            } else if path.starts_with("/schedules/") {
+                let id = format!("matrix-{checked}");
+                let made = api
+                    .call(
+                        Method::POST,
+                        "/api/v1/schedules",
+                        Some(&admin),
+                        Some(json!({"id": id, "cron": "0 0 * * * *", "job": {"kind": "noop"}})),
+                        &[],
+                    )
+                    .await;
+                made.expect(201);
+                id
             } else if path.starts_with("/operations") {
                 let op = api
                     .call(

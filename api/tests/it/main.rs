@@ -6,6 +6,7 @@ mod events;
 mod jobs;
 mod operations;
 mod queues;
+mod schedules;
 
 use std::sync::Arc;
 
