@@ -14,6 +14,17 @@ pub const MAX_TICKS_PER_LOOK: usize = 10_000;
 /// A tick this recent is on time: with `skip`, it still fires.
 pub const ON_TIME: Duration = Duration::from_secs(10);
 
+/// Ticks of a schedule by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickCounts {
+    /// Ticks that enqueued their job.
+    pub fired: i64,
+    /// Ticks skipped because the previous job had not finished.
+    pub skipped: i64,
+    /// Ticks dropped by the catch-up policy.
+    pub missed: i64,
+}
+
 /// What a fire enqueues.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -93,6 +104,8 @@ pub struct Schedule {
     pub last_job_id: Option<JobId>,
     /// The next tick.
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// Ticks by outcome so far.
+    pub counts: TickCounts,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
@@ -188,6 +201,7 @@ mod tests {
             last_fire_at: None,
             last_job_id: None,
             next_fire_at: None,
+            counts: TickCounts::default(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }
@@ -426,6 +440,7 @@ impl ScheduleDef {
             last_fire_at: existing.and_then(|e| e.last_fire_at),
             last_job_id: existing.and_then(|e| e.last_job_id),
             next_fire_at,
+            counts: existing.map(|e| e.counts).unwrap_or_default(),
             created_at: existing.map_or(now, |e| e.created_at),
             updated_at: now,
         })

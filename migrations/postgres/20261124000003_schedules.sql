@@ -16,6 +16,10 @@ CREATE TABLE schedules (
     last_fire_at      timestamptz,
     last_job_id       uuid,
     next_fire_at      timestamptz,
+    -- Ticks by outcome, for the schedule's metrics.
+    fired_count       bigint      NOT NULL DEFAULT 0,
+    skipped_count     bigint      NOT NULL DEFAULT 0,
+    missed_count      bigint      NOT NULL DEFAULT 0,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT schedules_catch_up_check CHECK (catch_up IN ('skip', 'latest', 'all')),

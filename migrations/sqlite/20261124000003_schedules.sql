@@ -14,6 +14,9 @@ CREATE TABLE schedules (
     last_fire_at      INTEGER,
     last_job_id       BLOB,
     next_fire_at      INTEGER,
+    fired_count       INTEGER NOT NULL DEFAULT 0,
+    skipped_count     INTEGER NOT NULL DEFAULT 0,
+    missed_count      INTEGER NOT NULL DEFAULT 0,
     created_at        INTEGER NOT NULL,
     updated_at        INTEGER NOT NULL
 );

@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "postgres,sqlite")]
     backends: Vec<String>,
     /// Workloads to run.
-    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,w3-http,m1")]
+    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,w3-http,w5,m1")]
     workloads: Vec<String>,
     /// Runs of each workload; the table shows the median.
     #[arg(long, default_value_t = 3)]
@@ -45,6 +45,9 @@ struct Args {
     /// Jobs in W1 and M1.
     #[arg(long, default_value_t = 20_000)]
     drain_jobs: u64,
+    /// Seconds W5's schedule runs.
+    #[arg(long, default_value_t = 60)]
+    w5_seconds: u64,
 }
 
 /// The no-op handler of the benchmarks: counts its runs and records when each started.
@@ -383,6 +386,59 @@ async fn w3_http(db: &Database) -> anyhow::Result<Value> {
     result
 }
 
+/// W5: a one-second schedule for `seconds` with three `longshore worker` processes on
+/// Postgres: ticks fired, duplicates, gaps, and the insert delay after each tick.
+async fn w5(db: &Database, seconds: u64) -> anyhow::Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("w5.toml");
+    std::fs::write(
+        &config,
+        "[pool.queues.w5]\nconcurrency = 4\n\n[[schedules]]\nid = \"w5\"\ncron = \"* * * * * *\"\njob = { kind = \"noop\", queue = \"w5\" }\n",
+    )?;
+    let config = config.to_string_lossy().into_owned();
+    let mut children = Vec::new();
+    for _ in 0..3 {
+        children.push(spawn_longshore(db, "worker", &["--config", &config])?.0);
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    for child in &mut children {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    }
+    for mut child in children {
+        let _ = child.wait();
+    }
+    let store = connect(&db.url).await?;
+    let filter = longshore_jobs::admin::JobFilter {
+        tag: Some("schedule:w5".to_owned()),
+        ..Default::default()
+    };
+    let jobs = store.list_jobs(&filter, None, 100_000).await?;
+    let mut ticks: Vec<_> = jobs.iter().map(|j| j.run_at).collect();
+    ticks.sort();
+    let fired = ticks.len();
+    ticks.dedup();
+    let gaps = ticks
+        .windows(2)
+        .filter(|w| w[1] - w[0] != chrono::Duration::seconds(1))
+        .count();
+    let mut delays: Vec<f64> = jobs
+        .iter()
+        .map(|j| (j.created_at - j.run_at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        .collect();
+    delays.sort_by(f64::total_cmp);
+    let pct =
+        |p: f64| delays[((delays.len() as f64 * p) as usize).min(delays.len().saturating_sub(1))];
+    anyhow::ensure!(!delays.is_empty(), "W5 fired nothing");
+    Ok(json!({
+        "fires": fired,
+        "duplicates": fired - ticks.len(),
+        "gaps": gaps,
+        "insert_delay_p50_ms": pct(0.5),
+        "insert_delay_p99_ms": pct(0.99),
+    }))
+}
+
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -455,6 +511,9 @@ async fn main() -> anyhow::Result<()> {
                     "w2" => w2(&db, backend).await?,
                     "w3" => w3(&db).await?,
                     "w3-http" => w3_http(&db).await?,
+                    // One process on an embedded file is not what W5 measures.
+                    "w5" if backend == "sqlite" => continue,
+                    "w5" => w5(&db, args.w5_seconds).await?,
                     "m1" => m1(&db, args.drain_jobs).await?,
                     other => bail!("unknown workload {other}"),
                 };

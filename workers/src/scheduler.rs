@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use longshore_jobs::cron::CronSpec;
-use longshore_jobs::schedule::{self, Overlap, Schedule};
+use longshore_jobs::schedule::{self, Overlap, Schedule, TickCounts};
 use longshore_jobs::{
     Client, EnqueueRequest, JobId, StoreError, UniqueOptions, UniqueScope, event,
 };
@@ -71,10 +71,12 @@ impl Scheduler {
             };
             let plan = schedule::plan(&schedule, &spec, due, now);
             let mut fired: Option<(DateTime<Utc>, JobId)> = None;
+            let mut counts = TickCounts::default();
             let mut previous = schedule.last_job_id;
             for tick in &plan.fire {
                 if schedule.overlap == Overlap::Skip && self.unfinished(previous).await? {
                     report.skipped += 1;
+                    counts.skipped += 1;
                     store
                         .write_event(
                             event::SCHEDULE_SKIPPED,
@@ -89,6 +91,7 @@ impl Scheduler {
                     Ok(enqueued) => {
                         if !enqueued.duplicate {
                             report.fired += 1;
+                            counts.fired += 1;
                             store
                                 .write_event(
                                     event::SCHEDULE_FIRED,
@@ -109,6 +112,7 @@ impl Scheduler {
             }
             if !plan.missed.is_empty() {
                 report.missed += plan.missed.len() as u32;
+                counts.missed += plan.missed.len() as i64;
                 store
                     .write_event(
                         event::SCHEDULE_MISSED,
@@ -125,7 +129,7 @@ impl Scheduler {
                     .await?;
             }
             store
-                .advance_schedule(&schedule.id, due, plan.next, fired)
+                .advance_schedule(&schedule.id, due, plan.next, fired, counts)
                 .await?;
         }
         Ok(report)

@@ -122,6 +122,12 @@ pub struct ScheduleView {
     /// The next tick.
     #[oai(skip_serializing_if_is_none)]
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// Ticks that enqueued their job.
+    pub fired_count: i64,
+    /// Ticks skipped while the previous job ran (overlap `skip`).
+    pub skipped_count: i64,
+    /// Ticks dropped by the catch-up policy.
+    pub missed_count: i64,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it was last changed.
@@ -154,6 +160,9 @@ impl From<Schedule> for ScheduleView {
             last_fire_at: s.last_fire_at,
             last_job_id: s.last_job_id.map(|j| j.0),
             next_fire_at: s.next_fire_at,
+            fired_count: s.counts.fired,
+            skipped_count: s.counts.skipped,
+            missed_count: s.counts.missed,
             created_at: s.created_at,
             updated_at: s.updated_at,
         }

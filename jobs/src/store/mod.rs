@@ -661,16 +661,17 @@ impl Store {
         on_backend!(self, s => s.delete_schedule(id).await)
     }
 
-    /// Moves a schedule's next tick from `expected` to `next`, recording the latest fire;
-    /// false when another scheduler moved it first.
+    /// Moves a schedule's next tick from `expected` to `next`, recording the latest fire and
+    /// adding to its tick counts; false when another scheduler moved it first.
     pub async fn advance_schedule(
         &self,
         id: &str,
         expected: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
         fired: Option<(DateTime<Utc>, JobId)>,
+        counts: crate::schedule::TickCounts,
     ) -> Result<bool, StoreError> {
-        on_backend!(self, s => s.advance_schedule(id, expected, next, fired).await)
+        on_backend!(self, s => s.advance_schedule(id, expected, next, fired, counts).await)
     }
 
     /// Writes an event that no job change carries (e.g. `schedule.missed`).

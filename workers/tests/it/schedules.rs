@@ -141,7 +141,14 @@ async fn overlap_skip_waits_for_the_previous_job(db: TestDb) {
         .unwrap();
     let first = fires(&db.store, "nightly").await;
     assert_eq!(first.len(), 1);
-    // The job has not run (no workers): the next tick is skipped.
+    // A worker is running the job: the next tick is skipped.
+    let worker = longshore_jobs::WorkerId("q-nightly@test:1:abcd".to_owned());
+    let claimed = db
+        .store
+        .claim("q-nightly", &worker, 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].id, first[0].id);
     let report = scheduler
         .tick(at("2026-11-24T10:00:02.100Z"))
         .await
@@ -149,7 +156,14 @@ async fn overlap_skip_waits_for_the_previous_job(db: TestDb) {
     assert_eq!((report.fired, report.skipped), (0, 1));
     assert_eq!(fires(&db.store, "nightly").await.len(), 1);
     // Once it is finished, ticks fire again.
-    db.store.cancel(first[0].id).await.unwrap();
+    let done = longshore_jobs::Completion {
+        id: first[0].id,
+        queue: "q-nightly".to_owned(),
+        attempt: claimed[0].attempt,
+        worker: worker.clone(),
+        outcome: longshore_jobs::Outcome::Completed { result: None },
+    };
+    assert_eq!(db.store.complete(&[done]).await.unwrap(), [first[0].id]);
     let report = scheduler
         .tick(at("2026-11-24T10:00:03.100Z"))
         .await
@@ -161,6 +175,8 @@ async fn overlap_skip_waits_for_the_previous_job(db: TestDb) {
         .await
         .unwrap();
     assert!(events.iter().any(|e| e.event_type == "schedule.skipped"));
+    let s = db.store.schedule("nightly").await.unwrap().unwrap();
+    assert_eq!((s.counts.fired, s.counts.skipped), (2, 1));
 }
 
 async fn daylight_saving_days_fire_once_per_local_time(db: TestDb) {

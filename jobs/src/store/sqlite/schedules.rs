@@ -8,12 +8,14 @@ use super::events::{self, NewEvent};
 use super::{SqliteStore, micros, now_us, rows};
 use crate::error::{StoreError, query};
 use crate::id::JobId;
+use crate::schedule::TickCounts;
 use crate::schedule::{
     Schedule, catch_up_name, overlap_name, parse_catch_up, parse_overlap, parse_source, source_name,
 };
 
 const COLUMNS: &str = "id, cron, timezone, template, catch_up, catch_up_window_s, catch_up_cap, \
-    overlap, enabled, source, last_fire_at, last_job_id, next_fire_at, created_at, updated_at";
+    overlap, enabled, source, last_fire_at, last_job_id, next_fire_at, fired_count, skipped_count, \
+    missed_count, created_at, updated_at";
 
 fn schedule(row: &SqliteRow) -> Result<Schedule, StoreError> {
     let window: i64 = rows::get(row, "catch_up_window_s")?;
@@ -32,6 +34,11 @@ fn schedule(row: &SqliteRow) -> Result<Schedule, StoreError> {
         last_fire_at: rows::opt_time(row, "last_fire_at")?,
         last_job_id: rows::get::<Option<uuid::Uuid>>(row, "last_job_id")?.map(JobId),
         next_fire_at: rows::opt_time(row, "next_fire_at")?,
+        counts: TickCounts {
+            fired: rows::get(row, "fired_count")?,
+            skipped: rows::get(row, "skipped_count")?,
+            missed: rows::get(row, "missed_count")?,
+        },
         created_at: rows::time(row, "created_at")?,
         updated_at: rows::time(row, "updated_at")?,
     })
@@ -118,10 +125,13 @@ impl SqliteStore {
         expected: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
         fired: Option<(DateTime<Utc>, JobId)>,
+        counts: TickCounts,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query::<Sqlite>(
             "UPDATE schedules SET next_fire_at = ?3, \
-                last_fire_at = COALESCE(?4, last_fire_at), last_job_id = COALESCE(?5, last_job_id) \
+                last_fire_at = COALESCE(?4, last_fire_at), last_job_id = COALESCE(?5, last_job_id), \
+                fired_count = fired_count + ?6, skipped_count = skipped_count + ?7, \
+                missed_count = missed_count + ?8 \
              WHERE id = ?1 AND next_fire_at = ?2",
         )
         .bind(id)
@@ -129,6 +139,9 @@ impl SqliteStore {
         .bind(next.map(micros))
         .bind(fired.map(|f| micros(f.0)))
         .bind(fired.map(|f| f.1.0))
+        .bind(counts.fired)
+        .bind(counts.skipped)
+        .bind(counts.missed)
         .execute(&self.writer)
         .await
         .map_err(query("advance schedule"))?;
