@@ -114,7 +114,7 @@ fn problem(status: StatusCode, text: &str) -> anyhow::Error {
     }
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".to_owned(),
         Value::String(s) => s.clone(),

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::cli::{TokenTarget, TokensCommand};
-use crate::client::Api;
+use crate::client::{Api, s};
 use crate::config::Config;
 
 fn parse_scopes(scopes: &[String]) -> anyhow::Result<Vec<Scope>> {
@@ -114,14 +114,6 @@ fn token_json(row: &TokenRow) -> Value {
         "id": row.id, "name": row.name, "prefix": row.prefix, "scopes": row.scopes,
         "created_at": row.created_at, "last_used_at": row.last_used_at, "revoked_at": row.revoked_at,
     })
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn print_tokens(v: &Value) {

@@ -6,8 +6,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::client::EnqueueRequest;
 use crate::cron::CronSpec;
 use crate::id::JobId;
+use crate::job::{UniqueOptions, UniqueScope};
 
 /// Most ticks the scheduler considers for one schedule in one look.
 pub const MAX_TICKS_PER_LOOK: usize = 10_000;
@@ -121,6 +123,40 @@ impl Schedule {
     /// The tag every job of this schedule has.
     pub fn tag(&self) -> String {
         format!("schedule:{}", self.id)
+    }
+
+    /// The job of the tick at `tick`: the template, due at the tick, unique per
+    /// (schedule, tick). Without a tick, a manual fire: due now, not unique.
+    pub fn fire_request(&self, tick: Option<DateTime<Utc>>) -> EnqueueRequest {
+        let template = &self.template;
+        let mut tags = template.tags.clone();
+        tags.push(self.tag());
+        let (unique, metadata) = match tick {
+            Some(tick) => (
+                Some(UniqueOptions {
+                    key: self.fire_key(tick),
+                    scope: UniqueScope::Any,
+                    window: None,
+                }),
+                serde_json::json!({ "schedule": self.id, "tick": tick }),
+            ),
+            None => (
+                None,
+                serde_json::json!({ "schedule": self.id, "triggered_at": Utc::now() }),
+            ),
+        };
+        EnqueueRequest {
+            kind: template.kind.clone(),
+            args: template.args.clone(),
+            queue: template.queue.clone(),
+            priority: template.priority,
+            max_attempts: template.max_attempts,
+            run_at: tick,
+            unique,
+            tags,
+            metadata: Some(metadata),
+            ..EnqueueRequest::default()
+        }
     }
 }
 

@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use longshore_jobs::cron::CronSpec;
-use longshore_jobs::schedule::{self, Overlap, Schedule, TickCounts};
-use longshore_jobs::{
-    Client, EnqueueRequest, JobId, StoreError, UniqueOptions, UniqueScope, event,
-};
+use longshore_jobs::schedule::{self, Overlap, TickCounts};
+use longshore_jobs::{Client, JobId, StoreError, event};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -87,7 +85,11 @@ impl Scheduler {
                         .await?;
                     continue;
                 }
-                match self.client.enqueue(fire_request(&schedule, *tick)).await {
+                match self
+                    .client
+                    .enqueue(schedule.fire_request(Some(*tick)))
+                    .await
+                {
                     Ok(enqueued) => {
                         if !enqueued.duplicate {
                             report.fired += 1;
@@ -154,28 +156,5 @@ impl Scheduler {
                 tracing::warn!(%error, "scheduler look failed; retrying at the next interval");
             }
         }
-    }
-}
-
-/// The job of one tick: the template, due at the tick, unique per (schedule, tick).
-pub fn fire_request(schedule: &Schedule, tick: DateTime<Utc>) -> EnqueueRequest {
-    let template = &schedule.template;
-    let mut tags = template.tags.clone();
-    tags.push(schedule.tag());
-    EnqueueRequest {
-        kind: template.kind.clone(),
-        args: template.args.clone(),
-        queue: template.queue.clone(),
-        priority: template.priority,
-        max_attempts: template.max_attempts,
-        run_at: Some(tick),
-        unique: Some(UniqueOptions {
-            key: schedule.fire_key(tick),
-            scope: UniqueScope::Any,
-            window: None,
-        }),
-        tags,
-        metadata: Some(json!({ "schedule": schedule.id, "tick": tick })),
-        ..EnqueueRequest::default()
     }
 }

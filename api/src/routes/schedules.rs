@@ -293,7 +293,7 @@ impl SchedulesApi {
             .into_schedule(Source::Api, Utc::now(), existing)
             .map_err(|e| ApiError::invalid(e.field, e.message))?;
         // The template must make a valid job: check it as an enqueue would.
-        let probe = fire_template(&schedule);
+        let probe = schedule.fire_request(None);
         self.state
             .client
             .prepare(probe)
@@ -320,19 +320,6 @@ impl SchedulesApi {
             ));
         }
         Ok(())
-    }
-}
-
-/// The enqueue request of a tick, to validate a template (the scheduler builds the same).
-fn fire_template(schedule: &Schedule) -> longshore_jobs::EnqueueRequest {
-    longshore_jobs::EnqueueRequest {
-        kind: schedule.template.kind.clone(),
-        args: schedule.template.args.clone(),
-        queue: schedule.template.queue.clone(),
-        priority: schedule.template.priority,
-        max_attempts: schedule.template.max_attempts,
-        tags: schedule.template.tags.clone(),
-        ..longshore_jobs::EnqueueRequest::default()
     }
 }
 
@@ -516,12 +503,12 @@ impl SchedulesApi {
     async fn trigger(&self, auth: Auth, id: Path<String>) -> Result<Triggered, ApiError> {
         auth.0.require(Scope::Operate)?;
         let schedule = self.load(&id.0).await?;
-        let mut request = fire_template(&schedule);
         let now = Utc::now();
-        request.tags.push(schedule.tag());
-        request.metadata =
-            Some(serde_json::json!({ "schedule": schedule.id, "triggered_at": now }));
-        let enqueued = self.state.client.enqueue(request).await?;
+        let enqueued = self
+            .state
+            .client
+            .enqueue(schedule.fire_request(None))
+            .await?;
         self.state
             .store()
             .write_event(

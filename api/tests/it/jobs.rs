@@ -187,6 +187,22 @@ async fn replays_idempotent_enqueues(api: TestApi) {
     )
     .await
     .problem(409, "idempotency_in_flight");
+    // A key left unanswered for over a minute (its process died) is taken over by a retry.
+    if let Some(pool) = api.store.pg_pool() {
+        sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '2 minutes' WHERE key = 'busy-key'")
+            .execute(pool)
+            .await
+            .unwrap();
+        api.call(
+            Method::POST,
+            "/api/v1/jobs",
+            None,
+            Some(json!({"kind": "noop"})),
+            &[("idempotency-key", "busy-key")],
+        )
+        .await
+        .expect(201);
+    }
 }
 
 async fn lists_with_filters_and_signed_cursors(api: TestApi) {

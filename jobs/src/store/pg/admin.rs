@@ -477,9 +477,14 @@ impl PgStore {
         key: &str,
         request_hash: &str,
     ) -> Result<IdempotencyClaim, StoreError> {
+        // A key still unanswered after a minute belongs to a request whose process died:
+        // the retry takes it over instead of meeting 409 until the key expires.
         let inserted = sqlx::query::<Postgres>(
             "INSERT INTO idempotency_keys (actor, key, request_hash) VALUES ($1, $2, $3) \
-             ON CONFLICT (actor, key) DO NOTHING",
+             ON CONFLICT (actor, key) DO UPDATE \
+                SET request_hash = EXCLUDED.request_hash, created_at = now() \
+                WHERE idempotency_keys.status IS NULL \
+                  AND idempotency_keys.created_at < now() - interval '1 minute'",
         )
         .bind(actor)
         .bind(key)

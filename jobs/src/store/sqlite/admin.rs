@@ -461,14 +461,20 @@ impl SqliteStore {
         key: &str,
         request_hash: &str,
     ) -> Result<IdempotencyClaim, StoreError> {
+        // A key still unanswered after a minute belongs to a request whose process died:
+        // the retry takes it over instead of meeting 409 until the key expires.
+        let now = now_us();
         let inserted = sqlx::query::<Sqlite>(
             "INSERT INTO idempotency_keys (actor, key, request_hash, created_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (actor, key) DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (actor, key) DO UPDATE \
+                SET request_hash = excluded.request_hash, created_at = ?4 \
+                WHERE idempotency_keys.status IS NULL AND idempotency_keys.created_at < ?5",
         )
         .bind(actor)
         .bind(key)
         .bind(request_hash)
-        .bind(now_us())
+        .bind(now)
+        .bind(now - 60_000_000)
         .execute(&self.writer)
         .await
         .map_err(query("claim idempotency key"))?;
