@@ -21,6 +21,11 @@ pub(crate) async fn around<E: Endpoint>(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(request_id.clone()));
+    let (method, path, started) = (
+        req.method().clone(),
+        req.uri().path().to_owned(),
+        std::time::Instant::now(),
+    );
     let response = match prepare(&mut req).await {
         Err(response) => response,
         Ok(()) => match ep.call(req).await {
@@ -52,6 +57,13 @@ pub(crate) async fn around<E: Endpoint>(
             }
         },
     };
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, ms, request_id = %request_id, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status, ms, request_id = %request_id, "request");
+    }
     Ok(finish(response, &request_id).await)
 }
 
