@@ -28,6 +28,10 @@ pub struct Config {
     pub enable_test_kinds: bool,
     /// Cron schedules declared here (`[[schedules]]`), reconciled into the database at start.
     pub schedules: Vec<longshore_jobs::schedule::ScheduleDef>,
+    /// Databases sweeps work on, by name (`[targets.<name>]`).
+    pub targets: BTreeMap<String, longshore_jobs::sweep::TargetDef>,
+    /// Sweeps (`[[sweeps]]`); those with a `schedule` get a config schedule `sweep:<name>`.
+    pub sweeps: Vec<longshore_jobs::sweep::SweepDef>,
 }
 
 /// How logs are written.
@@ -168,6 +172,20 @@ impl Config {
                     None,
                 )
                 .map_err(|e| ConfigError::new(format!("{name}.{}", e.field), e.message))?;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, sweep) in self.sweeps.iter().enumerate() {
+            let name = if sweep.name.is_empty() {
+                format!("sweeps[{i}]")
+            } else {
+                format!("sweeps.{}", sweep.name)
+            };
+            if !names.insert(sweep.name.clone()) {
+                return Err(ConfigError::new(name, "declared twice"));
+            }
+            sweep
+                .validate(&self.targets)
+                .map_err(|(field, message)| ConfigError::new(format!("{name}.{field}"), message))?;
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return Err(ConfigError::new("log.filter", "not a valid tracing filter"));

@@ -21,14 +21,28 @@ pub enum Role {
     Api,
 }
 
-/// The kinds this process knows.
-pub fn registry(config: &Config) -> Registry {
+/// The kinds this process knows, wired to the store (sweeps checkpoint there and enqueue
+/// their fan-out children through the registry itself).
+pub fn registry(config: &Config, store: &Store) -> Arc<Registry> {
     let mut registry = Registry::new();
     kinds::register_builtins(&mut registry);
+    let set = longshore_jobs::sweep::SweepSet {
+        targets: config.targets.clone(),
+        sweeps: config
+            .sweeps
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect(),
+    };
+    let sweep = kinds::Sweep::new(std::sync::Arc::new(set), store.clone());
+    let slot = sweep.registry_slot();
+    registry.register(sweep);
     if config.enable_test_kinds {
         tracing::warn!("test kinds are enabled: test.abort kills this process");
         registry.register(kinds::Abort);
     }
+    let registry = Arc::new(registry);
+    let _ = slot.set(Arc::downgrade(&registry));
     registry
 }
 
@@ -42,7 +56,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Store> {
 /// Runs `role` until `shutdown` fires.
 pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = connect(&config).await?;
-    let registry = Arc::new(registry(&config));
+    let registry = registry(&config, &store);
     reconcile_schedules(&config, &store, &registry).await?;
     if role != Role::Worker {
         longshore_api::check_exposure(&config.api, &store)
@@ -81,7 +95,27 @@ pub async fn reconcile_schedules(
 ) -> anyhow::Result<()> {
     use longshore_jobs::schedule::Source;
     let now = chrono::Utc::now();
-    for def in &config.schedules {
+    let mut declared = config.schedules.clone();
+    for sweep in &config.sweeps {
+        if let Some(cron) = &sweep.schedule {
+            declared.push(longshore_jobs::schedule::ScheduleDef {
+                id: format!("sweep:{}", sweep.name),
+                cron: cron.clone(),
+                timezone: sweep.timezone.clone(),
+                job: longshore_jobs::schedule::JobTemplate {
+                    kind: "sweep".to_owned(),
+                    args: Some(serde_json::json!({ "sweep": sweep.name })),
+                    ..Default::default()
+                },
+                catch_up: longshore_jobs::schedule::CatchUp::Latest,
+                catch_up_window: std::time::Duration::from_secs(3600),
+                catch_up_cap: 1,
+                overlap: longshore_jobs::schedule::Overlap::Skip,
+                enabled: true,
+            });
+        }
+    }
+    for def in &declared {
         if registry.get(&def.job.kind).is_none() {
             anyhow::bail!(
                 "invalid configuration: schedules.{}.job.kind: no kind {:?} is registered",
@@ -109,8 +143,8 @@ pub async fn reconcile_schedules(
         store.put_schedule(&schedule).await?;
     }
     for stored in store.schedules().await? {
-        let declared = config.schedules.iter().any(|d| d.id == stored.id);
-        if stored.source == Source::Config && !declared {
+        let still = declared.iter().any(|d| d.id == stored.id);
+        if stored.source == Source::Config && !still {
             store.delete_schedule(&stored.id).await?;
             tracing::info!(schedule = %stored.id, "schedule no longer in the config file; deleted");
         }

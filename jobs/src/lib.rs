@@ -41,6 +41,7 @@ pub mod registry;
 pub mod schedule;
 pub mod state;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 
 pub use backoff::Backoff;

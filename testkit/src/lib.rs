@@ -30,14 +30,28 @@ pub fn sqlite_url() -> (String, tempfile::TempDir) {
 /// The URL of a fresh, empty Postgres schema, or `None` when Postgres is unreachable
 /// outside CI.
 pub async fn postgres_url() -> Option<String> {
+    fresh_schema(&pg_base_url()).await
+}
+
+/// The URL of a fresh schema in a database of its own (`<test database>_targets`), for
+/// tests whose subject works on another application's database.
+pub async fn postgres_target_url() -> Option<String> {
     let base = pg_base_url();
-    let admin = match connect_creating(&base).await {
+    let (server, name) = base.rsplit_once('/')?;
+    let (name, query) = name.split_once('?').unwrap_or((name, ""));
+    let sep = if query.is_empty() { "" } else { "?" };
+    fresh_schema(&format!("{server}/{name}_targets{sep}{query}")).await
+}
+
+/// A new schema in the database at `url` (created when missing), as a URL that uses it.
+async fn fresh_schema(url: &str) -> Option<String> {
+    let admin = match connect_creating(url).await {
         Ok(pool) => pool,
         Err(error) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping: Postgres at {base} is not reachable: {error}");
+            eprintln!("skipping: Postgres at {url} is not reachable: {error}");
             return None;
         }
-        Err(error) => panic!("Postgres at {base} is not reachable, and CI=true: {error}"),
+        Err(error) => panic!("Postgres at {url} is not reachable, and CI=true: {error}"),
     };
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
@@ -45,8 +59,8 @@ pub async fn postgres_url() -> Option<String> {
         .await
         .expect("create the test schema");
     admin.close().await;
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
 }
 
 /// Connects, creating the database first when it does not exist.

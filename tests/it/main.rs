@@ -8,3 +8,4 @@ mod crash;
 mod poison;
 mod schedules;
 mod sigterm;
+mod sweeps;

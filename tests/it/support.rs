@@ -38,6 +38,8 @@ impl TestDb {
         let mut registry = Registry::new();
         kinds::register_builtins(&mut registry);
         registry.register(kinds::Abort);
+        let sweeps = Arc::new(longshore_jobs::sweep::SweepSet::default());
+        registry.register(kinds::Sweep::new(sweeps, self.store.clone()));
         Client::new(self.store.clone(), Arc::new(registry))
     }
 

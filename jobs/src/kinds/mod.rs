@@ -2,10 +2,12 @@
 
 mod noop;
 mod sleep;
+mod sweep;
 mod testing;
 
 pub use noop::{Noop, NoopArgs};
 pub use sleep::{Sleep, SleepArgs};
+pub use sweep::{Sweep, SweepArgs};
 pub use testing::{Abort, AbortArgs};
 
 use crate::registry::Registry;

@@ -628,6 +628,23 @@ impl Store {
         Ok(EventId(value.and_then(|v| v.parse().ok()).unwrap_or(0)))
     }
 
+    /// A job's progress (a sweep's checkpoint).
+    pub async fn job_progress(&self, id: JobId) -> Result<Option<serde_json::Value>, StoreError> {
+        on_backend!(self, s => s.job_progress(id).await)
+    }
+
+    /// Records a running job's progress; only the worker holding the attempt may. False when
+    /// it no longer does.
+    pub async fn save_progress(
+        &self,
+        id: JobId,
+        attempt: i32,
+        worker: &WorkerId,
+        progress: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, s => s.save_progress(id, attempt, worker, progress).await)
+    }
+
     /// The id of the oldest event still stored.
     pub async fn oldest_event(&self) -> Result<Option<EventId>, StoreError> {
         Ok(on_backend!(self, s => s.oldest_event().await)?.map(EventId))

@@ -14,7 +14,7 @@ use crate::admin::{
     check_editable, idempotency_answer,
 };
 use crate::error::{StoreError, query};
-use crate::id::JobId;
+use crate::id::{JobId, WorkerId};
 use crate::job::Job;
 use crate::state::JobState;
 use crate::store::QueueTotals;
@@ -660,6 +660,42 @@ impl PgStore {
         .fetch_one(&self.pool)
         .await
         .map_err(query("event horizon"))
+    }
+
+    pub(crate) async fn job_progress(
+        &self,
+        id: JobId,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let progress: Option<Option<Json<serde_json::Value>>> =
+            sqlx::query_scalar::<Postgres, Option<Json<serde_json::Value>>>(
+                "SELECT progress FROM jobs WHERE id = $1",
+            )
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query("read progress"))?;
+        Ok(progress.flatten().map(|p| p.0))
+    }
+
+    pub(crate) async fn save_progress(
+        &self,
+        id: JobId,
+        attempt: i32,
+        worker: &WorkerId,
+        progress: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query::<Postgres>(
+            "UPDATE jobs SET progress = $4 WHERE id = $1 AND attempt = $2 AND locked_by = $3 \
+               AND state = 'running'",
+        )
+        .bind(id.0)
+        .bind(attempt)
+        .bind(worker.as_str())
+        .bind(Json(progress))
+        .execute(&self.pool)
+        .await
+        .map_err(query("save progress"))?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub(crate) async fn oldest_event(&self) -> Result<Option<i64>, StoreError> {

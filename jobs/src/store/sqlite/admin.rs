@@ -15,7 +15,7 @@ use crate::admin::{
 };
 use crate::error::{StoreError, query};
 use crate::event;
-use crate::id::JobId;
+use crate::id::{JobId, WorkerId};
 use crate::job::Job;
 use crate::state::JobState;
 use crate::store::QueueTotals;
@@ -648,6 +648,42 @@ impl SqliteStore {
             .await
             .map(|max| max.unwrap_or(0) + 1)
             .map_err(query("event horizon"))
+    }
+
+    pub(crate) async fn job_progress(
+        &self,
+        id: JobId,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let progress: Option<Option<String>> =
+            sqlx::query_scalar::<Sqlite, Option<String>>("SELECT progress FROM jobs WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&self.writer)
+                .await
+                .map_err(query("read progress"))?;
+        Ok(progress
+            .flatten()
+            .and_then(|p| serde_json::from_str(&p).ok()))
+    }
+
+    pub(crate) async fn save_progress(
+        &self,
+        id: JobId,
+        attempt: i32,
+        worker: &WorkerId,
+        progress: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query::<Sqlite>(
+            "UPDATE jobs SET progress = ?4 WHERE id = ?1 AND attempt = ?2 AND locked_by = ?3 \
+               AND state = 'running'",
+        )
+        .bind(id.0)
+        .bind(attempt)
+        .bind(worker.as_str())
+        .bind(progress.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(query("save progress"))?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub(crate) async fn oldest_event(&self) -> Result<Option<i64>, StoreError> {

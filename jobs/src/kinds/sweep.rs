@@ -1,0 +1,328 @@
+//! `sweep`: one pass of a declared sweep (see [`crate::sweep`]). `{"sweep": "guests"}` acts;
+//! `{"sweep": "guests", "dry_run": true}` only counts what a pass would touch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Row, SqlitePool};
+
+use crate::client::{Client, EnqueueRequest};
+use crate::job::{UniqueOptions, UniqueScope};
+use crate::kind::{JobContext, JobError, JobResult, Kind, KindOptions};
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::sweep::{SweepAction, SweepDef, SweepProgress, SweepSet};
+
+/// Runs sweep passes.
+pub struct Sweep {
+    set: Arc<SweepSet>,
+    store: Store,
+    pools: Mutex<HashMap<String, Target>>,
+    /// The registry this kind is in, for enqueueing fan-out children (weak: the registry
+    /// owns this kind).
+    registry: Arc<OnceLock<Weak<Registry>>>,
+}
+
+#[derive(Clone)]
+enum Target {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// `{"sweep": "guests", "dry_run": false}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepArgs {
+    /// The sweep's name.
+    pub sweep: String,
+    /// Count only; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl Sweep {
+    /// The kind for the sweeps of `set`; checkpoints go to `store`.
+    pub fn new(set: Arc<SweepSet>, store: Store) -> Sweep {
+        Sweep {
+            set,
+            store,
+            pools: Mutex::new(HashMap::new()),
+            registry: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Where the registry goes once built: fan-out sweeps enqueue their children through it.
+    /// `let slot = sweep.registry_slot(); registry.register(sweep); … slot.set(Arc::downgrade(&registry))`.
+    pub fn registry_slot(&self) -> Arc<OnceLock<Weak<Registry>>> {
+        Arc::clone(&self.registry)
+    }
+
+    fn client(&self) -> Result<Client, JobError> {
+        let registry = self
+            .registry
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| JobError::retry("the sweep kind is not wired to its registry"))?;
+        Ok(Client::new(self.store.clone(), registry))
+    }
+
+    async fn target(&self, name: &str) -> Result<Target, JobError> {
+        if let Some(pool) = self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(pool.clone());
+        }
+        let def = self
+            .set
+            .targets
+            .get(name)
+            .ok_or_else(|| JobError::fatal(format!("no target {name:?} is declared")))?;
+        let unreachable =
+            |e: sqlx::Error| JobError::retry(format!("target {name} is unreachable: {e}"));
+        let target = if def.url.starts_with("sqlite:") {
+            Target::Sqlite(target_pool().connect(&def.url).await.map_err(unreachable)?)
+        } else {
+            Target::Postgres(target_pool().connect(&def.url).await.map_err(unreachable)?)
+        };
+        self.pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), target.clone());
+        Ok(target)
+    }
+}
+
+/// A small pool per target: a pass runs one query at a time.
+fn target_pool<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+}
+
+/// A candidate: its key, and the args of its child job when the query gives them.
+struct Candidate {
+    key: String,
+    args: Option<serde_json::Value>,
+}
+
+/// One page of candidates.
+async fn page(
+    target: &Target,
+    def: &SweepDef,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    after: Option<&str>,
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(def.query.clone());
+    let limit = i64::from(def.batch);
+    match target {
+        Target::Postgres(pool) => sqlx::query(sql)
+            .bind(cutoff)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Candidate {
+                    key: r.try_get("key")?,
+                    args: r
+                        .try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>("args")
+                        .ok()
+                        .flatten()
+                        .map(|a| a.0),
+                })
+            })
+            .collect(),
+        Target::Sqlite(pool) => sqlx::query(sql)
+            .bind(cutoff.to_rfc3339())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Candidate {
+                    key: r.try_get("key")?,
+                    args: r
+                        .try_get::<Option<String>, _>("args")
+                        .ok()
+                        .flatten()
+                        .and_then(|a| serde_json::from_str(&a).ok()),
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Runs the page's statement; returns the rows it changed.
+async fn act(target: &Target, sql: &str, keys: &[String]) -> Result<u64, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    Ok(match target {
+        Target::Postgres(pool) => sqlx::query(sql)
+            .bind(keys)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        Target::Sqlite(pool) => {
+            let keys = serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned());
+            sqlx::query(sql)
+                .bind(keys)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }
+    })
+}
+
+impl Kind for Sweep {
+    const NAME: &'static str = "sweep";
+    type Args = SweepArgs;
+
+    fn options(&self) -> KindOptions {
+        KindOptions {
+            max_attempts: 5,
+            ..KindOptions::default()
+        }
+    }
+
+    async fn run(&self, job: JobContext, args: SweepArgs) -> JobResult {
+        let def = self
+            .set
+            .sweeps
+            .get(&args.sweep)
+            .ok_or_else(|| JobError::fatal(format!("no sweep {:?} is declared", args.sweep)))?
+            .clone();
+        let target = self.target(&def.target).await?;
+        // Resume from the checkpoint of an earlier attempt of this pass.
+        let mut progress: SweepProgress = self
+            .store
+            .job_progress(job.id)
+            .await
+            .map_err(|e| JobError::retry(e.to_string()))?
+            .and_then(|p| serde_json::from_value(p).ok())
+            .unwrap_or_default();
+        progress.dry_run = args.dry_run;
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(def.retention).map_err(JobError::fatal)?;
+        let started = Instant::now();
+        let mut acted_this_pass = 0u64;
+        loop {
+            if job.cancel.is_cancelled() {
+                return Err(JobError::retry(
+                    "stopped; the next attempt resumes from the checkpoint",
+                ));
+            }
+            if started.elapsed() >= def.max_time {
+                progress.stopped_by = Some("max_time".to_owned());
+                break;
+            }
+            if def.max_rows.is_some_and(|max| acted_this_pass >= max) {
+                progress.stopped_by = Some("max_rows".to_owned());
+                break;
+            }
+            let candidates = page(&target, &def, cutoff, progress.last_key.as_deref())
+                .await
+                .map_err(|e| query_error(&def, "candidate query", e))?;
+            let Some(last) = candidates.last().map(|c| c.key.clone()) else {
+                progress.complete = true;
+                break;
+            };
+            progress.matched += candidates.len() as u64;
+            acted_this_pass += candidates.len() as u64;
+            if !args.dry_run {
+                match &def.action {
+                    SweepAction::Statement { sql } => {
+                        let keys: Vec<String> = candidates.into_iter().map(|c| c.key).collect();
+                        let changed = act(&target, sql, &keys)
+                            .await
+                            .map_err(|e| query_error(&def, "action statement", e))?;
+                        progress.acted += changed;
+                    }
+                    SweepAction::FanOut { kind, queue } => {
+                        let requests = candidates
+                            .into_iter()
+                            .map(|c| child(&def, kind, queue.as_deref(), job.id, c))
+                            .collect();
+                        let results = self
+                            .client()?
+                            .enqueue_many(requests)
+                            .await
+                            .map_err(|e| JobError::retry(e.to_string()))?;
+                        for result in results {
+                            match result {
+                                Ok(e) if !e.duplicate => progress.acted += 1,
+                                Ok(_) => {}
+                                Err(error) => {
+                                    progress.refused += 1;
+                                    tracing::warn!(sweep = %def.name, %error, "a child job was refused");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            progress.pages += 1;
+            progress.last_key = Some(last);
+            if !def.pause.is_zero() {
+                tokio::time::sleep(def.pause).await;
+            }
+            if !args.dry_run {
+                self.store
+                    .save_progress(
+                        job.id,
+                        job.attempt as i32,
+                        &job.worker,
+                        &serde_json::json!(progress),
+                    )
+                    .await
+                    .map_err(|e| JobError::retry(e.to_string()))?;
+            }
+        }
+        Ok(serde_json::to_value(&progress).unwrap_or_default())
+    }
+}
+
+/// The child job of one fan-out candidate: unique per (sweep, key) while it waits or runs,
+/// so passes that overlap never act twice on one item.
+fn child(
+    def: &SweepDef,
+    kind: &str,
+    queue: Option<&str>,
+    pass: crate::id::JobId,
+    candidate: Candidate,
+) -> EnqueueRequest {
+    let key = candidate.key;
+    EnqueueRequest {
+        kind: kind.to_owned(),
+        args: Some(
+            candidate
+                .args
+                .unwrap_or_else(|| serde_json::json!({ "key": key })),
+        ),
+        queue: queue.map(str::to_owned),
+        unique: Some(UniqueOptions {
+            key: format!("sweep:{}:{key}", def.name),
+            scope: UniqueScope::Active,
+            window: None,
+        }),
+        tags: vec![format!("sweep:{}", def.name)],
+        metadata: Some(serde_json::json!({ "sweep": def.name, "pass": pass, "key": key })),
+        ..EnqueueRequest::default()
+    }
+}
+
+/// A failed query: a syntax or schema error will not heal by retrying; a lost connection may.
+fn query_error(def: &SweepDef, what: &str, error: sqlx::Error) -> JobError {
+    let message = format!("sweep {}: {what} failed: {error}", def.name);
+    match error {
+        sqlx::Error::Database(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnDecode { .. } => JobError::fatal(message),
+        _ => JobError::retry(message),
+    }
+}

@@ -1,0 +1,170 @@
+//! Sweeps: declared, bounded, resumable clean-up passes over another database.
+//!
+//! A sweep names a target database, a candidate query, a retention, a batch size, a budget
+//! and an action. A pass is a job of kind `sweep`: it pages through the candidates by key
+//! (keyset pagination, never OFFSET), acts on each page, and checkpoints the last key in the
+//! job's progress, so a pass that crashes or runs out of budget resumes where it stopped.
+//!
+//! ## The candidate query
+//! Its parameters: `$1` the cutoff (now − retention), `$2` the last key done (NULL at the
+//! start), `$3` the page size. It returns a text column `key`, in ascending key order, and
+//! may return a JSON column `args` for fan-out. On Postgres the cutoff is a `timestamptz`; on
+//! SQLite it is RFC 3339 text.
+//!
+//! ## The actions
+//! - `statement`: one statement per page; `$1` holds the page's keys (a `text[]` on
+//!   Postgres, a JSON array on SQLite). It runs in a transaction with the checkpoint's page.
+//! - `fan_out`: one job of `kind` per candidate, its args the row's `args` (or `{"key": …}`),
+//!   unique per (sweep, key), so each item has its own retries and a failure never stops the
+//!   pass.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A named database a sweep works on (never Longshore's own).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetDef {
+    /// `postgres://…` or `sqlite:…`.
+    pub url: String,
+}
+
+/// What a sweep does with a page of candidates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SweepAction {
+    /// One statement per page; `$1` is the page's keys.
+    Statement {
+        /// The statement, e.g. `DELETE FROM accounts WHERE id = ANY($1::text[]::bigint[])`.
+        sql: String,
+    },
+    /// One job per candidate.
+    FanOut {
+        /// The kind of the child jobs.
+        kind: String,
+        /// Their queue (default: the kind's).
+        #[serde(default)]
+        queue: Option<String>,
+    },
+}
+
+/// A sweep as declared.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepDef {
+    /// A stable name: 1 to 100 of `A-Z a-z 0-9 _ - . :`.
+    pub name: String,
+    /// The name of a target in `[targets]`.
+    pub target: String,
+    /// The candidate query (see the module's documentation).
+    pub query: String,
+    /// Candidates older than this are swept, e.g. `30days`.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Candidates per page. Defaults to 500.
+    #[serde(default = "batch")]
+    pub batch: u32,
+    /// Most candidates one pass acts on; the next pass goes on from the checkpoint.
+    /// Defaults to no limit.
+    #[serde(default)]
+    pub max_rows: Option<u64>,
+    /// A pause between pages, to spare the target. Defaults to none.
+    #[serde(default, with = "humantime_serde")]
+    pub pause: Duration,
+    /// Longest one pass runs. Defaults to 10 minutes.
+    #[serde(default = "ten_minutes", with = "humantime_serde")]
+    pub max_time: Duration,
+    /// A cron expression (with seconds) that starts a pass; none: passes start on request.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Its time zone. Defaults to UTC.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// What happens to each page.
+    pub action: SweepAction,
+}
+
+fn batch() -> u32 {
+    500
+}
+fn ten_minutes() -> Duration {
+    Duration::from_secs(600)
+}
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+/// The sweeps of a process, with their targets.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepSet {
+    /// Target databases by name.
+    pub targets: BTreeMap<String, TargetDef>,
+    /// Sweeps by name.
+    pub sweeps: BTreeMap<String, SweepDef>,
+}
+
+impl SweepDef {
+    /// Checks the definition against the known targets, naming the bad field.
+    pub fn validate(&self, targets: &BTreeMap<String, TargetDef>) -> Result<(), (String, String)> {
+        let bad = |field: &str, message: &str| Err((field.to_owned(), message.to_owned()));
+        let plain = !self.name.is_empty()
+            && self.name.len() <= 100
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+        if !plain {
+            return bad("name", "1 to 100 of A-Z a-z 0-9 _ - . :");
+        }
+        if !targets.contains_key(&self.target) {
+            return bad("target", "names no target in [targets]");
+        }
+        if !(self.query.contains("$1") && self.query.contains("$2") && self.query.contains("$3")) {
+            return bad(
+                "query",
+                "use $1 (the cutoff), $2 (the last key) and $3 (the page size)",
+            );
+        }
+        if self.batch == 0 || self.batch > 10_000 {
+            return bad("batch", "must be 1 to 10000");
+        }
+        if self.max_time.is_zero() {
+            return bad("max_time", "must be above zero");
+        }
+        if let SweepAction::Statement { sql } = &self.action
+            && !sql.contains("$1")
+        {
+            return bad("action.sql", "use $1 for the page's keys");
+        }
+        if let Some(cron) = &self.schedule {
+            crate::cron::CronSpec::parse(cron, &self.timezone)
+                .map_err(|e| (e.field.replace("cron", "schedule"), e.message))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a pass stands: stored as the job's progress after every page, and as its result.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepProgress {
+    /// The last key done; the next page starts after it.
+    pub last_key: Option<String>,
+    /// Candidates found so far.
+    pub matched: u64,
+    /// Candidates acted on (rows changed by the statement, or child jobs enqueued).
+    pub acted: u64,
+    /// Fan-out children refused at enqueue (e.g. args that do not fit their kind).
+    #[serde(default)]
+    pub refused: u64,
+    /// Pages done.
+    pub pages: u64,
+    /// Whether the pass reached the end of the candidates.
+    pub complete: bool,
+    /// Why the pass stopped early: `max_rows` or `max_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+}
