@@ -10,13 +10,22 @@ use sqlx::PgPool;
 
 use crate::support::{FAST, TestDb, eventually};
 
-const SCHEMA: &str = r#"
-CREATE TABLE accounts (id bigserial PRIMARY KEY, kind text NOT NULL, created_at timestamptz NOT NULL);
-CREATE TABLE seats (account_id bigint NOT NULL REFERENCES accounts ON DELETE CASCADE, game_id bigint NOT NULL);
-CREATE TABLE sessions (account_id bigint NOT NULL REFERENCES accounts ON DELETE CASCADE, token text NOT NULL);
-CREATE TABLE identities (account_id bigint NOT NULL REFERENCES accounts ON DELETE CASCADE, provider text NOT NULL);
-CREATE TABLE stats (account_id bigint NOT NULL REFERENCES accounts ON DELETE CASCADE, games integer NOT NULL);
-"#;
+/// The example's schema and config, as README shows them.
+const SCHEMA: &str = include_str!("../../examples/sweeps/schema.sql");
+const EXAMPLE: &str = include_str!("../../examples/sweeps/longshore.toml");
+
+/// The example config on `target_url`, with small pages and a pause so that a pass lasts
+/// long enough to be killed half-way, and no schedule (the test starts the passes).
+fn example_config(target_url: &str) -> String {
+    let mut config: toml::Table = EXAMPLE.replace("TARGET_URL", target_url).parse().unwrap();
+    let sweep = config["sweeps"].as_array_mut().unwrap()[0]
+        .as_table_mut()
+        .unwrap();
+    sweep.insert("batch".into(), 100.into());
+    sweep.insert("pause".into(), "100ms".into());
+    sweep.remove("schedule");
+    toml::to_string(&config).unwrap()
+}
 
 async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -51,31 +60,7 @@ async fn the_guest_sweep_deletes_exactly_the_old_unseated_guests_and_resumes_aft
     assert!(doomed > 3000 && seated_old > 1500, "{doomed} {seated_old}");
 
     let config = db.path("longshore.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[targets.game]
-url = "{target_url}"
-
-[[sweeps]]
-name = "guests"
-target = "game"
-retention = "30days"
-batch = 100
-pause = "100ms"
-query = """
-SELECT a.id::text AS key FROM accounts a
-WHERE a.kind = 'guest' AND a.created_at < $1
-  AND ($2::text IS NULL OR a.id > $2::bigint)
-  AND NOT EXISTS (SELECT 1 FROM seats s WHERE s.account_id = a.id)
-ORDER BY a.id LIMIT $3
-"""
-action = {{ type = "statement", sql = "DELETE FROM accounts WHERE id = ANY($1::text[]::bigint[])" }}
-"#
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, example_config(&target_url)).unwrap();
     let config = config.to_str().unwrap().to_owned();
     let args = [&["worker", "--config", &config], FAST].concat();
     let client = db.client();
@@ -294,23 +279,49 @@ action = { type = "statement", sql = "DELETE FROM t WHERE id = ANY($1::text[]::b
     let config = config.to_str().unwrap().to_owned();
     let _worker = db.spawn("worker", &["worker", "--config", &config]);
     let client = db.client();
-    let typo = client.enqueue(EnqueueRequest::new("sweep", json!({"sweep": "typo"}))).await.unwrap();
-    let unreachable = client.enqueue(EnqueueRequest::new("sweep", json!({"sweep": "unreachable"}))).await.unwrap();
-    let missing = client.enqueue(EnqueueRequest::new("sweep", json!({"sweep": "no-such-sweep"}))).await.unwrap();
+    let typo = client
+        .enqueue(EnqueueRequest::new("sweep", json!({"sweep": "typo"})))
+        .await
+        .unwrap();
+    let unreachable = client
+        .enqueue(EnqueueRequest::new(
+            "sweep",
+            json!({"sweep": "unreachable"}),
+        ))
+        .await
+        .unwrap();
+    let missing = client
+        .enqueue(EnqueueRequest::new(
+            "sweep",
+            json!({"sweep": "no-such-sweep"}),
+        ))
+        .await
+        .unwrap();
     // A broken query will not heal: discarded at once, saying what failed.
-    for (id, says) in [(typo.id, "candidate query failed"), (missing.id, "no sweep \"no-such-sweep\"")] {
+    for (id, says) in [
+        (typo.id, "candidate query failed"),
+        (missing.id, "no sweep \"no-such-sweep\""),
+    ] {
         let job = eventually(Duration::from_secs(30), "the broken sweep ends", || async {
             let job = db.store.job(id).await.unwrap()?;
             (job.state == JobState::Discarded).then_some(job)
         })
         .await;
-        assert!(job.last_error.as_deref().unwrap_or_default().contains(says), "{:?}", job.last_error);
+        assert!(
+            job.last_error.as_deref().unwrap_or_default().contains(says),
+            "{:?}",
+            job.last_error
+        );
     }
     // An unreachable target may come back: the attempt fails and waits for its backoff.
-    let job = eventually(Duration::from_secs(30), "the unreachable target fails an attempt", || async {
-        let job = db.store.job(unreachable.id).await.unwrap()?;
-        (job.state == JobState::Retryable).then_some(job)
-    })
+    let job = eventually(
+        Duration::from_secs(30),
+        "the unreachable target fails an attempt",
+        || async {
+            let job = db.store.job(unreachable.id).await.unwrap()?;
+            (job.state == JobState::Retryable).then_some(job)
+        },
+    )
     .await;
     assert!(job.last_error.unwrap_or_default().contains("unreachable"));
 }
