@@ -114,6 +114,17 @@ fn problem(status: StatusCode, text: &str) -> anyhow::Error {
     }
 }
 
+/// Prints `value` as JSON, or as `table` draws it.
+pub(crate) fn print(output: Output, value: &Value, table: impl FnOnce(&Value)) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        ),
+        Output::Table => table(value),
+    }
+}
+
 pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".to_owned(),
@@ -227,21 +238,9 @@ fn selector_query(select: &JobSelector) -> anyhow::Result<Vec<(String, String)>>
 }
 
 fn encode_query(pairs: &[(String, String)]) -> String {
-    let encode = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 fn terminal(state: &str) -> bool {

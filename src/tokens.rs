@@ -6,8 +6,8 @@ use longshore_jobs::admin::{Scope, TokenRow, new_token};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{TokenTarget, TokensCommand};
-use crate::client::{Api, s};
+use crate::cli::TokensCommand;
+use crate::client::{Api, print, s};
 use crate::config::Config;
 
 fn parse_scopes(scopes: &[String]) -> anyhow::Result<Vec<Scope>> {
@@ -21,15 +21,11 @@ fn parse_scopes(scopes: &[String]) -> anyhow::Result<Vec<Scope>> {
     Ok(parsed)
 }
 
-fn target(t: &TokenTarget) -> &TokenTarget {
-    t
-}
-
 pub async fn run(command: TokensCommand) -> anyhow::Result<()> {
     let t = match &command {
         TokensCommand::Create { target: t, .. }
         | TokensCommand::List { target: t }
-        | TokensCommand::Revoke { target: t, .. } => target(t),
+        | TokensCommand::Revoke { target: t, .. } => t,
     };
     if let Some(server) = &t.server {
         let api = Api::with(server, t.token.clone(), t.output)?;
@@ -39,13 +35,6 @@ pub async fn run(command: TokensCommand) -> anyhow::Result<()> {
     let config = Config::load(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = crate::run::connect(&config).await?;
     let output = t.output;
-    let print = |value: Value, table: &dyn Fn(&Value)| match output {
-        crate::cli::Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        ),
-        crate::cli::Output::Table => table(&value),
-    };
     match &command {
         TokensCommand::Create { name, scopes, .. } => {
             let scopes = parse_scopes(scopes)?;
@@ -53,7 +42,7 @@ pub async fn run(command: TokensCommand) -> anyhow::Result<()> {
             store.create_token(&row, &hash).await?;
             let mut value = token_json(&row);
             value["token"] = json!(token);
-            print(value, &|v| {
+            print(output, &value, |v| {
                 println!("{}", s(&v["token"]));
                 eprintln!(
                     "token {} ({}) created with scopes {}; it is shown only now",
@@ -65,7 +54,7 @@ pub async fn run(command: TokensCommand) -> anyhow::Result<()> {
         }
         TokensCommand::List { .. } => {
             let rows: Vec<Value> = store.tokens().await?.iter().map(token_json).collect();
-            print(json!(rows), &print_tokens);
+            print(output, &json!(rows), print_tokens);
         }
         TokensCommand::Revoke { id, .. } => {
             let uuid = id

@@ -210,44 +210,18 @@ fn job_id(id: &str) -> Result<JobId, ApiError> {
 /// `args.<path>=value` pairs of the query string.
 fn args_filters(req: &Request) -> Result<Vec<ArgsMatch>, ApiError> {
     let mut matches = Vec::new();
-    for (name, value) in req.uri().query().map(parse_query).unwrap_or_default() {
+    let query = req.uri().query().unwrap_or_default();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if let Some(path) = name.strip_prefix("args.") {
             if matches.len() == 8 {
-                return Err(ApiError::invalid(name, "at most 8 args filters"));
+                return Err(ApiError::invalid(name.as_ref(), "at most 8 args filters"));
             }
-            matches.push(ArgsMatch::parse(path, &value).map_err(|e| ApiError::invalid(&name, e))?);
+            matches.push(
+                ArgsMatch::parse(path, &value).map_err(|e| ApiError::invalid(name.as_ref(), e))?,
+            );
         }
     }
     Ok(matches)
-}
-
-fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((decode(k)?, decode(v)?))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 #[OpenApi(tag = "Tag::Jobs")]

@@ -54,6 +54,23 @@ fn push_filter(qb: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
     }
 }
 
+/// `columns` of the jobs matching `filter`, newest first, older than `before`.
+fn newest_first(
+    columns: &str,
+    filter: &JobFilter,
+    before: Option<JobId>,
+    limit: u32,
+) -> QueryBuilder<Postgres> {
+    let mut qb = QueryBuilder::new(format!("SELECT {columns} FROM jobs"));
+    push_filter(&mut qb, filter);
+    if let Some(before) = before {
+        qb.push(" AND id < ").push_bind(before.0);
+    }
+    qb.push(" ORDER BY id DESC LIMIT ")
+        .push_bind(i64::from(limit));
+    qb
+}
+
 impl PgStore {
     pub(crate) async fn list_jobs(
         &self,
@@ -61,14 +78,7 @@ impl PgStore {
         before: Option<JobId>,
         limit: u32,
     ) -> Result<Vec<Job>, StoreError> {
-        let mut qb =
-            QueryBuilder::<Postgres>::new(format!("SELECT {} FROM jobs", rows::JOB_COLUMNS));
-        push_filter(&mut qb, filter);
-        if let Some(before) = before {
-            qb.push(" AND id < ").push_bind(before.0);
-        }
-        qb.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(limit));
+        let mut qb = newest_first(rows::JOB_COLUMNS, filter, before, limit);
         let rows = qb
             .build()
             .fetch_all(&self.pool)
@@ -83,13 +93,7 @@ impl PgStore {
         before: Option<JobId>,
         limit: u32,
     ) -> Result<Vec<JobId>, StoreError> {
-        let mut qb = QueryBuilder::<Postgres>::new("SELECT id FROM jobs");
-        push_filter(&mut qb, filter);
-        if let Some(before) = before {
-            qb.push(" AND id < ").push_bind(before.0);
-        }
-        qb.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(limit));
+        let mut qb = newest_first("id", filter, before, limit);
         let rows = qb
             .build()
             .fetch_all(&self.pool)
