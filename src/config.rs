@@ -32,6 +32,8 @@ pub struct Config {
     pub targets: BTreeMap<String, longshore_jobs::sweep::TargetDef>,
     /// Sweeps (`[[sweeps]]`); those with a `schedule` get a config schedule `sweep:<name>`.
     pub sweeps: Vec<longshore_jobs::sweep::SweepDef>,
+    /// The runtime manager (`[runtime]`): registers the `runtime.remove` kind.
+    pub runtime: Option<longshore_jobs::kinds::RuntimeConfig>,
 }
 
 /// How logs are written.
@@ -172,6 +174,18 @@ impl Config {
                     None,
                 )
                 .map_err(|e| ConfigError::new(format!("{name}.{}", e.field), e.message))?;
+        }
+        for (name, target) in &self.targets {
+            target.validate().map_err(|(field, message)| {
+                ConfigError::new(format!("targets.{name}.{field}"), message)
+            })?;
+        }
+        if let Some(runtime) = &self.runtime {
+            runtime
+                .validate(&self.targets)
+                .map_err(|(field, message)| {
+                    ConfigError::new(format!("runtime.{field}"), message)
+                })?;
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, sweep) in self.sweeps.iter().enumerate() {

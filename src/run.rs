@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use longshore_api::ApiState;
+use longshore_jobs::target::Targets;
 use longshore_jobs::{Client, Registry, Store, kinds};
 use longshore_workers::Pool;
 use tokio_util::sync::CancellationToken;
@@ -21,22 +22,20 @@ pub enum Role {
     Api,
 }
 
-/// The kinds this process knows, wired to the store (sweeps checkpoint there and enqueue
-/// their fan-out children through the registry itself).
-pub fn registry(config: &Config, store: &Store) -> Arc<Registry> {
+/// The kinds this process knows, wired to the store and the target databases (sweeps
+/// checkpoint in the store and enqueue their fan-out children through the registry itself).
+pub fn registry(config: &Config, store: &Store, targets: &Arc<Targets>) -> Arc<Registry> {
     let mut registry = Registry::new();
     kinds::register_builtins(&mut registry);
-    let set = longshore_jobs::sweep::SweepSet {
-        targets: config.targets.clone(),
-        sweeps: config
-            .sweeps
-            .iter()
-            .map(|s| (s.name.clone(), s.clone()))
-            .collect(),
-    };
-    let sweep = kinds::Sweep::new(std::sync::Arc::new(set), store.clone());
+    let sweep = kinds::Sweep::new(Arc::clone(targets), store.clone());
     let slot = sweep.registry_slot();
     registry.register(sweep);
+    if let Some(runtime) = &config.runtime {
+        registry.register(kinds::RemoveContainer::new(
+            runtime.clone(),
+            Arc::clone(targets),
+        ));
+    }
     if config.enable_test_kinds {
         tracing::warn!("test kinds are enabled: test.abort kills this process");
         registry.register(kinds::Abort);
@@ -56,7 +55,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Store> {
 /// Runs `role` until `shutdown` fires.
 pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = connect(&config).await?;
-    let registry = registry(&config, &store);
+    let targets = Arc::new(Targets::new(config.targets.clone()));
+    let registry = registry(&config, &store, &targets);
+    reconcile_sweeps(&config, &store).await?;
     reconcile_schedules(&config, &store, &registry).await?;
     if role != Role::Worker {
         longshore_api::check_exposure(&config.api, &store)
@@ -68,7 +69,8 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
         tokio::spawn(pool.run(shutdown.clone()))
     });
     if role != Role::Worker {
-        let state = ApiState::new(Client::new(store, registry), config.api.clone());
+        let state =
+            ApiState::new(Client::new(store, registry), config.api.clone()).with_targets(targets);
         let served = longshore_api::serve(&config.api, state, shutdown.clone()).await;
         if let Err(error) = served {
             shutdown.cancel();
@@ -85,6 +87,23 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
     Ok(())
 }
 
+/// Makes the database's config-declared sweeps match the config file; a sweep that was
+/// declared through the API under the same name becomes the config's.
+pub async fn reconcile_sweeps(config: &Config, store: &Store) -> anyhow::Result<()> {
+    use longshore_jobs::schedule::Source;
+    for def in &config.sweeps {
+        store.put_sweep(def, Source::Config).await?;
+    }
+    for stored in store.sweeps().await? {
+        let still = config.sweeps.iter().any(|d| d.name == stored.def.name);
+        if stored.source == Source::Config && !still {
+            store.delete_sweep(&stored.def.name).await?;
+            tracing::info!(sweep = %stored.def.name, "sweep no longer in the config file; deleted");
+        }
+    }
+    Ok(())
+}
+
 /// Makes the database's config-declared schedules match the config file: creates and
 /// updates those declared, deletes those no longer declared. A schedule paused by an
 /// operator stays paused; an API schedule with the same id becomes the config's.
@@ -96,25 +115,7 @@ pub async fn reconcile_schedules(
     use longshore_jobs::schedule::Source;
     let now = chrono::Utc::now();
     let mut declared = config.schedules.clone();
-    for sweep in &config.sweeps {
-        if let Some(cron) = &sweep.schedule {
-            declared.push(longshore_jobs::schedule::ScheduleDef {
-                id: format!("sweep:{}", sweep.name),
-                cron: cron.clone(),
-                timezone: sweep.timezone.clone(),
-                job: longshore_jobs::schedule::JobTemplate {
-                    kind: "sweep".to_owned(),
-                    args: Some(serde_json::json!({ "sweep": sweep.name })),
-                    ..Default::default()
-                },
-                catch_up: longshore_jobs::schedule::CatchUp::Latest,
-                catch_up_window: std::time::Duration::from_secs(3600),
-                catch_up_cap: 1,
-                overlap: longshore_jobs::schedule::Overlap::Skip,
-                enabled: true,
-            });
-        }
-    }
+    declared.extend(config.sweeps.iter().filter_map(|sweep| sweep.schedule()));
     for def in &declared {
         if registry.get(&def.job.kind).is_none() {
             anyhow::bail!(

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use longshore_jobs::target::Targets;
 use longshore_jobs::{Client, Store};
 use poem::listener::{Acceptor, TcpAcceptor};
 use poem::{Endpoint, EndpointExt, Route, Server};
@@ -66,6 +67,8 @@ impl Default for ApiConfig {
 pub struct ApiState {
     /// Validates and stores enqueued jobs.
     pub client: Client,
+    /// The target databases sweeps may name (declared in the config file only).
+    pub(crate) targets: Arc<Targets>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -86,6 +89,7 @@ impl ApiState {
         let events = events::EventHub::new(client.store().clone());
         ApiState {
             client,
+            targets: Arc::default(),
             shared: Arc::new(Shared {
                 config,
                 require_auth,
@@ -95,6 +99,11 @@ impl ApiState {
                 events,
             }),
         }
+    }
+
+    /// The same state with `targets` as the databases sweeps may name.
+    pub fn with_targets(self, targets: Arc<Targets>) -> ApiState {
+        ApiState { targets, ..self }
     }
 
     /// The store.

@@ -46,6 +46,10 @@ pub const SCHEDULE_FIRED: &str = "schedule.fired";
 pub const SCHEDULE_SKIPPED: &str = "schedule.skipped";
 /// Ticks missed during downtime were dropped by the catch-up policy.
 pub const SCHEDULE_MISSED: &str = "schedule.missed";
+/// A sweep pass finished a page; `data` holds the pass's counts so far.
+pub const SWEEP_PAGE: &str = "sweep.page";
+/// A sweep pass ended (complete, or stopped by its budget); `data` holds its counts.
+pub const SWEEP_FINISHED: &str = "sweep.finished";
 /// A queue was paused.
 pub const QUEUE_PAUSED: &str = "queue.paused";
 /// A queue was resumed.

@@ -42,6 +42,7 @@ pub mod schedule;
 pub mod state;
 pub mod store;
 pub mod sweep;
+pub mod target;
 pub mod telemetry;
 
 pub use backoff::Backoff;

@@ -21,15 +21,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// A named database a sweep works on (never Longshore's own).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetDef {
-    /// `postgres://…` or `sqlite:…`.
-    pub url: String,
-}
+use crate::schedule::{CatchUp, JobTemplate, Overlap, ScheduleDef, Source};
+
+pub use crate::target::TargetDef;
 
 /// What a sweep does with a page of candidates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -96,13 +93,27 @@ fn utc() -> String {
     "UTC".to_owned()
 }
 
-/// The sweeps of a process, with their targets.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SweepSet {
-    /// Target databases by name.
-    pub targets: BTreeMap<String, TargetDef>,
-    /// Sweeps by name.
-    pub sweeps: BTreeMap<String, SweepDef>,
+/// A sweep as stored: its definition and where it was declared.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredSweep {
+    /// The definition.
+    pub def: SweepDef,
+    /// The config file (reconciled at start, read-only through the API) or the API.
+    pub source: Source,
+    /// First stored.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The id of the schedule that starts a sweep's passes.
+pub fn schedule_id(sweep: &str) -> String {
+    format!("sweep:{sweep}")
+}
+
+/// Whether a schedule id belongs to a sweep (it is then managed with the sweep).
+pub fn is_sweep_schedule(id: &str) -> bool {
+    id.starts_with("sweep:")
 }
 
 impl SweepDef {
@@ -144,6 +155,27 @@ impl SweepDef {
         }
         Ok(())
     }
+
+    /// The schedule that starts this sweep's passes, when it has one: a missed tick fires
+    /// once (the pass resumes anyway), and a tick while a pass runs is skipped.
+    pub fn schedule(&self) -> Option<ScheduleDef> {
+        let cron = self.schedule.as_ref()?;
+        Some(ScheduleDef {
+            id: schedule_id(&self.name),
+            cron: cron.clone(),
+            timezone: self.timezone.clone(),
+            job: JobTemplate {
+                kind: "sweep".to_owned(),
+                args: Some(serde_json::json!({ "sweep": self.name })),
+                ..JobTemplate::default()
+            },
+            catch_up: CatchUp::Latest,
+            catch_up_window: Duration::from_secs(3600),
+            catch_up_cap: 1,
+            overlap: Overlap::Skip,
+            enabled: true,
+        })
+    }
 }
 
 /// Where a pass stands: stored as the job's progress after every page, and as its result.
@@ -167,4 +199,39 @@ pub struct SweepProgress {
     pub stopped_by: Option<String>,
     /// Whether nothing was changed.
     pub dry_run: bool,
+}
+
+/// Checks `def` fully before it is stored: its fields, its fan-out kind, and its statements,
+/// prepared (not run) on its target, so a typo or a missing table is refused up front.
+pub async fn check(
+    def: &SweepDef,
+    targets: &crate::target::Targets,
+    registry: &crate::registry::Registry,
+) -> Result<(), (String, String)> {
+    def.validate(targets.defs())?;
+    if let SweepAction::FanOut { kind, .. } = &def.action
+        && registry.get(kind).is_none()
+    {
+        return Err((
+            "action.kind".to_owned(),
+            format!("no kind {kind:?} is registered"),
+        ));
+    }
+    let target = targets
+        .get(&def.target)
+        .await
+        .map_err(|e| ("target".to_owned(), e.to_string()))?;
+    let refused =
+        |field: &str, e: sqlx::Error| (field.to_owned(), format!("the target refuses it: {e}"));
+    target
+        .prepare(&def.query)
+        .await
+        .map_err(|e| refused("query", e))?;
+    if let SweepAction::Statement { sql } = &def.action {
+        target
+            .prepare(sql)
+            .await
+            .map_err(|e| refused("action.sql", e))?;
+    }
+    Ok(())
 }

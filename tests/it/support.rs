@@ -38,8 +38,7 @@ impl TestDb {
         let mut registry = Registry::new();
         kinds::register_builtins(&mut registry);
         registry.register(kinds::Abort);
-        let sweeps = Arc::new(longshore_jobs::sweep::SweepSet::default());
-        registry.register(kinds::Sweep::new(sweeps, self.store.clone()));
+        registry.register(kinds::Sweep::new(Arc::default(), self.store.clone()));
         Client::new(self.store.clone(), Arc::new(registry))
     }
 

@@ -2,6 +2,8 @@
 //! that counts exactly what the pass deletes, and a pass killed mid-way that resumes from
 //! its checkpoint in another process.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use longshore_jobs::{EnqueueRequest, JobState};
@@ -18,12 +20,14 @@ const EXAMPLE: &str = include_str!("../../examples/sweeps/longshore.toml");
 /// long enough to be killed half-way, and no schedule (the test starts the passes).
 fn example_config(target_url: &str) -> String {
     let mut config: toml::Table = EXAMPLE.replace("TARGET_URL", target_url).parse().unwrap();
-    let sweep = config["sweeps"].as_array_mut().unwrap()[0]
-        .as_table_mut()
-        .unwrap();
-    sweep.insert("batch".into(), 100.into());
-    sweep.insert("pause".into(), "100ms".into());
-    sweep.remove("schedule");
+    for sweep in config["sweeps"].as_array_mut().unwrap() {
+        let sweep = sweep.as_table_mut().unwrap();
+        sweep.remove("schedule");
+        if sweep["name"].as_str() == Some("guests") {
+            sweep.insert("batch".into(), 100.into());
+            sweep.insert("pause".into(), "100ms".into());
+        }
+    }
     toml::to_string(&config).unwrap()
 }
 
@@ -151,54 +155,118 @@ async fn the_guest_sweep_deletes_exactly_the_old_unseated_guests_and_resumes_aft
     );
 }
 
+/// A runtime manager for the container sweep: it answers DELETE per game by the game's
+/// class (`game % 10`) and remembers every answer.
+#[derive(Default)]
+struct RuntimeManager {
+    answers: Mutex<BTreeMap<i64, Vec<u16>>>,
+}
+
+impl RuntimeManager {
+    /// 2: always fails (500); 4: already removed (404); 6: someone else is on it (409);
+    /// 8: fails once (503), then removes; 0: removes.
+    fn answer(&self, game: i64) -> u16 {
+        let mut answers = self.answers.lock().unwrap();
+        let seen = answers.entry(game).or_default();
+        let status = match game % 10 {
+            2 => 500,
+            4 => 404,
+            6 => 409,
+            8 if seen.is_empty() => 503,
+            _ => 204,
+        };
+        seen.push(status);
+        status
+    }
+
+    fn answers(&self) -> BTreeMap<i64, Vec<u16>> {
+        self.answers.lock().unwrap().clone()
+    }
+}
+
+#[poem::handler]
+fn remove_container(
+    poem::web::Path(game): poem::web::Path<i64>,
+    manager: poem::web::Data<&Arc<RuntimeManager>>,
+) -> poem::http::StatusCode {
+    poem::http::StatusCode::from_u16(manager.answer(game)).unwrap()
+}
+
+/// Serves `manager` on a free port; returns its base URL.
+async fn serve_runtime_manager(manager: Arc<RuntimeManager>) -> String {
+    use poem::EndpointExt;
+    use poem::listener::Acceptor;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    let app = poem::Route::new()
+        .at("/games/:game/container", poem::delete(remove_container))
+        .data(manager);
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    format!("http://{addr}")
+}
+
+/// The example config with the test's target and runtime manager, quick retries, and no
+/// schedules (the test starts the passes).
+fn container_config(target_url: &str, manager_url: &str) -> String {
+    let text = EXAMPLE
+        .replace("TARGET_URL", target_url)
+        .replace("http://runtime-manager:8700", manager_url);
+    let mut config: toml::Table = text.parse().unwrap();
+    for sweep in config["sweeps"].as_array_mut().unwrap() {
+        sweep.as_table_mut().unwrap().remove("schedule");
+    }
+    let runtime = config["runtime"].as_table_mut().unwrap();
+    runtime.insert("max_attempts".into(), 3.into());
+    runtime.insert("retry_base".into(), "200ms".into());
+    toml::to_string(&config).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fan_out_sweep_enqueues_one_child_per_eligible_record() {
+async fn the_container_sweep_removes_each_expired_container_once_despite_failures() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
     let target_url = longshore_testkit::postgres_target_url().await.unwrap();
     let target = PgPool::connect(&target_url).await.unwrap();
+    sqlx::raw_sql(SCHEMA).execute(&target).await.unwrap();
+    // 400 games: every fourth running; even ones stopped 3 days ago, odd ones an hour ago.
     sqlx::raw_sql(
-        "CREATE TABLE runtime_records (game_id bigint PRIMARY KEY, status text NOT NULL, last_op_at timestamptz NOT NULL); \
-         INSERT INTO runtime_records \
-           SELECT g, CASE WHEN g % 4 = 0 THEN 'running' ELSE 'stopped' END, \
-                  now() - CASE WHEN g % 2 = 0 THEN interval '3 days' ELSE interval '1 hour' END \
+        "INSERT INTO runtimes SELECT g, CASE WHEN g % 4 = 0 THEN 'running' ELSE 'stopped' END \
+           FROM generate_series(1, 400) g; \
+         INSERT INTO runtime_operations (game_id, at, operation, outcome) \
+           SELECT g, now() - CASE WHEN g % 2 = 0 THEN interval '3 days' ELSE interval '1 hour' END, \
+                  'stop', 'stopped' \
            FROM generate_series(1, 400) g;",
     )
     .execute(&target)
     .await
     .unwrap();
-    // Eligible: stopped and last touched over a day ago: g % 2 = 0 and g % 4 != 0.
-    let eligible: Vec<i64> = (1..=400).filter(|g| g % 2 == 0 && g % 4 != 0).collect();
-    let config = db.path("longshore.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[targets.runtime]
-url = "{target_url}"
+    // Eligible: stopped, last operation over the TTL (1 day) ago: g % 4 = 2, of every class.
+    let eligible: Vec<i64> = (1..=400).filter(|g| g % 4 == 2).collect();
 
-[[sweeps]]
-name = "containers"
-target = "runtime"
-retention = "1day"
-batch = 64
-query = """
-SELECT game_id::text AS key, json_build_object('game_id', game_id) AS args FROM runtime_records
-WHERE status = 'stopped' AND last_op_at < $1 AND ($2::text IS NULL OR game_id > $2::bigint)
-ORDER BY game_id LIMIT $3
-"""
-action = {{ type = "fan_out", kind = "noop", queue = "removals" }}
-"#
-        ),
-    )
-    .unwrap();
+    let manager = Arc::new(RuntimeManager::default());
+    let manager_url = serve_runtime_manager(Arc::clone(&manager)).await;
+    let config = db.path("longshore.toml");
+    std::fs::write(&config, container_config(&target_url, &manager_url)).unwrap();
     let config = config.to_str().unwrap().to_owned();
     let _worker = db.spawn(
         "worker",
-        &["worker", "--config", &config, "--queues", "default=4"],
+        &[
+            &["worker", "--config", &config, "--queues", "default=8"],
+            FAST,
+        ]
+        .concat(),
     );
     let client = db.client();
+    let finished = |id| {
+        let store = db.store.clone();
+        async move {
+            let job = store.job(id).await.unwrap()?;
+            job.state.is_terminal().then_some(job)
+        }
+    };
+
     let dry = client
         .enqueue(EnqueueRequest::new(
             "sweep",
@@ -206,35 +274,46 @@ action = {{ type = "fan_out", kind = "noop", queue = "removals" }}
         ))
         .await
         .unwrap();
+    let dry = eventually(Duration::from_secs(60), "the dry run", || finished(dry.id)).await;
+    assert_eq!(
+        dry.result.as_ref().unwrap()["matched"],
+        eligible.len(),
+        "{dry:?}"
+    );
+    assert!(manager.answers().is_empty(), "a dry run calls nothing");
+
     let pass = client
         .enqueue(EnqueueRequest::new("sweep", json!({"sweep": "containers"})))
         .await
         .unwrap();
-    for (id, what) in [(dry.id, "the dry run"), (pass.id, "the pass")] {
-        eventually(Duration::from_secs(60), what, || async {
-            let job = db.store.job(id).await.unwrap()?;
-            (job.state == JobState::Completed).then_some(())
-        })
-        .await;
-    }
-    let dry = db.store.job(dry.id).await.unwrap().unwrap().result.unwrap();
-    assert_eq!(dry["matched"], eligible.len(), "{dry}");
-    assert_eq!(dry["acted"], 0);
-    let result = db
-        .store
-        .job(pass.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .result
-        .unwrap();
+    let pass = eventually(Duration::from_secs(60), "the pass", || finished(pass.id)).await;
+    assert_eq!(pass.state, JobState::Completed, "{pass:?}");
+    let result = pass.result.unwrap();
     assert_eq!(result["acted"], eligible.len(), "{result}");
     assert_eq!(result["complete"], true);
+    // The pass's counts are on the event stream too.
+    let events = db.store.job_events(pass.id).await.unwrap();
+    let last = events
+        .iter()
+        .rfind(|e| e.event_type == "sweep.finished")
+        .expect("a sweep.finished event");
+    let data = last.data.as_ref().unwrap();
+    assert_eq!(data["acted"], eligible.len());
+    assert_eq!(data["sweep"], "containers");
+
+    // Every child ends: completed, or discarded after its retries.
     let filter = longshore_jobs::admin::JobFilter {
-        tag: Some("sweep:containers".to_owned()),
+        kind: Some("runtime.remove".to_owned()),
         ..Default::default()
     };
-    let children = db.store.list_jobs(&filter, None, 1000).await.unwrap();
+    let children = eventually(Duration::from_secs(90), "every removal ends", || async {
+        let children = db.store.list_jobs(&filter, None, 1000).await.unwrap();
+        children
+            .iter()
+            .all(|j| j.state.is_terminal())
+            .then_some(children)
+    })
+    .await;
     let mut games: Vec<i64> = children
         .iter()
         .map(|j| j.args["game_id"].as_i64().unwrap())
@@ -242,9 +321,83 @@ action = {{ type = "fan_out", kind = "noop", queue = "removals" }}
     games.sort();
     assert_eq!(
         games, eligible,
-        "one child per eligible record, none for the others"
+        "one child per eligible record, none for others"
     );
-    assert!(children.iter().all(|j| j.queue == "removals"));
+
+    let answers = manager.answers();
+    let log: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT game_id, outcome FROM runtime_operations WHERE operation = 'remove' ORDER BY id",
+    )
+    .fetch_all(&target)
+    .await
+    .unwrap();
+    let status: BTreeMap<i64, String> =
+        sqlx::query_as::<_, (i64, String)>("SELECT game_id, status FROM runtimes")
+            .fetch_all(&target)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    for child in &children {
+        let game = child.args["game_id"].as_i64().unwrap();
+        let outcomes: Vec<&str> = log
+            .iter()
+            .filter(|(g, _)| *g == game)
+            .map(|(_, o)| o.as_str())
+            .collect();
+        let (state, calls, logged, final_status): (JobState, &[u16], &[&str], &str) =
+            match game % 10 {
+                2 => (
+                    JobState::Discarded,
+                    &[500, 500, 500],
+                    &["failed", "failed", "failed"],
+                    "stopped",
+                ),
+                4 => (JobState::Completed, &[404], &["already_removed"], "removed"),
+                6 => (JobState::Completed, &[409], &["conflict"], "stopped"),
+                8 => (
+                    JobState::Completed,
+                    &[503, 204],
+                    &["failed", "removed"],
+                    "removed",
+                ),
+                _ => (JobState::Completed, &[204], &["removed"], "removed"),
+            };
+        assert_eq!(child.state, state, "game {game}: {child:?}");
+        assert_eq!(answers[&game], calls, "game {game}'s requests");
+        assert_eq!(outcomes, logged, "game {game}'s operation log");
+        assert_eq!(status[&game], final_status, "game {game}'s record");
+        let successes = calls
+            .iter()
+            .filter(|c| matches!(c, 200..=299 | 404 | 409))
+            .count();
+        assert!(
+            successes <= 1,
+            "game {game}: at most one successful removal"
+        );
+        assert_eq!(successes == 1, state == JobState::Completed);
+    }
+    // Records inside the TTL, or running, are untouched.
+    for game in (1..=400).filter(|g| g % 4 != 2) {
+        assert!(!answers.contains_key(&game), "game {game} was not eligible");
+        assert!(
+            log.iter().all(|(g, _)| *g != game),
+            "game {game} was logged"
+        );
+        let expected = if game % 4 == 0 { "running" } else { "stopped" };
+        assert_eq!(status[&game], expected);
+    }
+    // A second pass finds nothing: removed records are removed, and the failed and
+    // conflicting ones were touched just now, so their TTL starts again.
+    let again = client
+        .enqueue(EnqueueRequest::new("sweep", json!({"sweep": "containers"})))
+        .await
+        .unwrap();
+    let again = eventually(Duration::from_secs(60), "the second pass", || {
+        finished(again.id)
+    })
+    .await;
+    assert_eq!(again.result.unwrap()["matched"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,34 +1,29 @@
 //! `sweep`: one pass of a declared sweep (see [`crate::sweep`]). `{"sweep": "guests"}` acts;
 //! `{"sweep": "guests", "dry_run": true}` only counts what a pass would touch.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Row, SqlitePool};
+use sqlx::Row;
 
 use crate::client::{Client, EnqueueRequest};
+use crate::event;
 use crate::job::{UniqueOptions, UniqueScope};
 use crate::kind::{JobContext, JobError, JobResult, Kind, KindOptions};
 use crate::registry::Registry;
 use crate::store::Store;
-use crate::sweep::{SweepAction, SweepDef, SweepProgress, SweepSet};
+use crate::sweep::{SweepAction, SweepDef, SweepProgress};
+use crate::target::{Target, TargetError, Targets};
 
-/// Runs sweep passes.
+/// Runs sweep passes. Definitions are read from the store at the start of each pass, so a
+/// sweep changed through the API applies from its next pass.
 pub struct Sweep {
-    set: Arc<SweepSet>,
+    targets: Arc<Targets>,
     store: Store,
-    pools: Mutex<HashMap<String, Target>>,
     /// The registry this kind is in, for enqueueing fan-out children (weak: the registry
     /// owns this kind).
     registry: Arc<OnceLock<Weak<Registry>>>,
-}
-
-#[derive(Clone)]
-enum Target {
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
 }
 
 /// `{"sweep": "guests", "dry_run": false}`.
@@ -43,12 +38,11 @@ pub struct SweepArgs {
 }
 
 impl Sweep {
-    /// The kind for the sweeps of `set`; checkpoints go to `store`.
-    pub fn new(set: Arc<SweepSet>, store: Store) -> Sweep {
+    /// The kind for the sweeps stored in `store`, on `targets`.
+    pub fn new(targets: Arc<Targets>, store: Store) -> Sweep {
         Sweep {
-            set,
+            targets,
             store,
-            pools: Mutex::new(HashMap::new()),
             registry: Arc::new(OnceLock::new()),
         }
     }
@@ -68,40 +62,26 @@ impl Sweep {
         Ok(Client::new(self.store.clone(), registry))
     }
 
-    async fn target(&self, name: &str) -> Result<Target, JobError> {
-        if let Some(pool) = self
-            .pools
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-        {
-            return Ok(pool.clone());
+    /// Puts the pass's counts on the event stream (best effort: the job's progress and
+    /// result hold them durably).
+    async fn report(&self, what: &str, job: &JobContext, def: &SweepDef, progress: &SweepProgress) {
+        let mut data = serde_json::to_value(progress).unwrap_or_default();
+        data["sweep"] = serde_json::json!(def.name);
+        let written = self
+            .store
+            .write_event(what, Some(&job.queue), Some(job.id), data)
+            .await;
+        if let Err(error) = written {
+            tracing::warn!(sweep = %def.name, %error, "cannot write the sweep's event");
         }
-        let def = self
-            .set
-            .targets
-            .get(name)
-            .ok_or_else(|| JobError::fatal(format!("no target {name:?} is declared")))?;
-        let unreachable =
-            |e: sqlx::Error| JobError::retry(format!("target {name} is unreachable: {e}"));
-        let target = if def.url.starts_with("sqlite:") {
-            Target::Sqlite(target_pool().connect(&def.url).await.map_err(unreachable)?)
-        } else {
-            Target::Postgres(target_pool().connect(&def.url).await.map_err(unreachable)?)
-        };
-        self.pools
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), target.clone());
-        Ok(target)
     }
-}
 
-/// A small pool per target: a pass runs one query at a time.
-fn target_pool<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
-    sqlx::pool::PoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(std::time::Duration::from_secs(10))
+    async fn target(&self, name: &str) -> Result<Target, JobError> {
+        self.targets.get(name).await.map_err(|e| match e {
+            TargetError::Unknown(_) => JobError::fatal(e),
+            TargetError::Unreachable { .. } => JobError::retry(e),
+        })
+    }
 }
 
 /// A candidate: its key, and the args of its child job when the query gives them.
@@ -160,7 +140,7 @@ async fn page(
 }
 
 /// Runs the page's statement; returns the rows it changed.
-async fn act(target: &Target, sql: &str, keys: &[String]) -> Result<u64, sqlx::Error> {
+async fn act_on_page(target: &Target, sql: &str, keys: &[String]) -> Result<u64, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
     Ok(match target {
         Target::Postgres(pool) => sqlx::query(sql)
@@ -192,11 +172,12 @@ impl Kind for Sweep {
 
     async fn run(&self, job: JobContext, args: SweepArgs) -> JobResult {
         let def = self
-            .set
-            .sweeps
-            .get(&args.sweep)
+            .store
+            .sweep(&args.sweep)
+            .await
+            .map_err(JobError::retry)?
             .ok_or_else(|| JobError::fatal(format!("no sweep {:?} is declared", args.sweep)))?
-            .clone();
+            .def;
         let target = self.target(&def.target).await?;
         // Resume from the checkpoint of an earlier attempt of this pass.
         let mut progress: SweepProgress = self
@@ -238,7 +219,7 @@ impl Kind for Sweep {
                 match &def.action {
                     SweepAction::Statement { sql } => {
                         let keys: Vec<String> = candidates.into_iter().map(|c| c.key).collect();
-                        let changed = act(&target, sql, &keys)
+                        let changed = act_on_page(&target, sql, &keys)
                             .await
                             .map_err(|e| query_error(&def, "action statement", e))?;
                         progress.acted += changed;
@@ -282,7 +263,10 @@ impl Kind for Sweep {
                     .await
                     .map_err(|e| JobError::retry(e.to_string()))?;
             }
+            self.report(event::SWEEP_PAGE, &job, &def, &progress).await;
         }
+        self.report(event::SWEEP_FINISHED, &job, &def, &progress)
+            .await;
         Ok(serde_json::to_value(&progress).unwrap_or_default())
     }
 }

@@ -703,6 +703,33 @@ impl Store {
     }
 }
 
+/// Sweeps (their passes are jobs of kind `sweep`).
+impl Store {
+    /// Creates or replaces a sweep's definition.
+    pub async fn put_sweep(
+        &self,
+        def: &crate::sweep::SweepDef,
+        source: crate::schedule::Source,
+    ) -> Result<crate::sweep::StoredSweep, StoreError> {
+        on_backend!(self, s => s.put_sweep(def, source).await)
+    }
+
+    /// One sweep.
+    pub async fn sweep(&self, name: &str) -> Result<Option<crate::sweep::StoredSweep>, StoreError> {
+        on_backend!(self, s => s.sweep(name).await)
+    }
+
+    /// Every sweep, by name.
+    pub async fn sweeps(&self) -> Result<Vec<crate::sweep::StoredSweep>, StoreError> {
+        on_backend!(self, s => s.sweeps().await)
+    }
+
+    /// Deletes a sweep (its passes stay); false when there was none.
+    pub async fn delete_sweep(&self, name: &str) -> Result<bool, StoreError> {
+        on_backend!(self, s => s.delete_sweep(name).await)
+    }
+}
+
 /// Milliseconds of a duration, as bound into SQL.
 pub(crate) fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64

@@ -22,6 +22,7 @@ mod jobs;
 mod queues;
 mod rows;
 mod schedules;
+mod sweeps;
 mod workers;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");

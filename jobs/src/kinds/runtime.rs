@@ -1,0 +1,244 @@
+//! `runtime.remove`: removes one game's stopped container through the runtime manager's HTTP
+//! API, and writes the outcome to the game's operation log on a target database. The child
+//! kind of the container sweep (`examples/sweeps`).
+//!
+//! `DELETE <url with {game_id}>`:
+//! - 2xx: `removed`;
+//! - 404 or 410: `already_removed`, a success (someone else removed it);
+//! - 409: `conflict`, a success (another operation is on it; a later pass looks again);
+//! - anything else, or no answer: `failed`, and the attempt is retried with backoff until the
+//!   job is discarded.
+//!
+//! Every outcome, failures included, runs the configured `log` statement with `$1` the game
+//! id, `$2` the outcome and `$3` a detail. The URL comes from the config file; the game id
+//! is percent-encoded into one path segment, so args cannot move the request elsewhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backoff::Backoff;
+use crate::kind::{JobContext, JobError, JobResult, Kind, KindOptions};
+use crate::target::{TargetError, Targets};
+
+/// `[runtime]` in the config file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// The removal endpoint, with `{game_id}` where the id goes, e.g.
+    /// `http://runtime-manager:8700/games/{game_id}/container`.
+    pub url: String,
+    /// The target database holding the operation log.
+    pub target: String,
+    /// The statement that writes an outcome: `$1` game id, `$2` outcome, `$3` detail (text).
+    pub log: String,
+    /// How long one request may take. Defaults to 10 s.
+    #[serde(default = "ten_seconds", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts before a removal is discarded. Defaults to 5.
+    #[serde(default = "five")]
+    pub max_attempts: u32,
+    /// The delay after the first failed attempt, doubling up to an hour. Defaults to 30 s.
+    #[serde(default = "thirty_seconds", with = "humantime_serde")]
+    pub retry_base: Duration,
+}
+
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+fn five() -> u32 {
+    5
+}
+
+impl RuntimeConfig {
+    /// Checks the URL and the target, naming the bad field.
+    pub fn validate(
+        &self,
+        targets: &std::collections::BTreeMap<String, crate::target::TargetDef>,
+    ) -> Result<(), (String, String)> {
+        let bad = |field: &str, message: &str| Err((field.to_owned(), message.to_owned()));
+        let http = self.url.starts_with("http://") || self.url.starts_with("https://");
+        if !http || !self.url.contains("{game_id}") {
+            return bad("url", "an http(s) URL with {game_id} where the id goes");
+        }
+        if !targets.contains_key(&self.target) {
+            return bad("target", "names no target in [targets]");
+        }
+        if !(self.log.contains("$1") && self.log.contains("$2")) {
+            return bad(
+                "log",
+                "use $1 (the game id), $2 (the outcome) and $3 (a detail)",
+            );
+        }
+        if self.max_attempts == 0 || self.timeout.is_zero() {
+            return bad(
+                "max_attempts",
+                "max_attempts and timeout must be above zero",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `{"game_id": 42}` (a number or a string).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveArgs {
+    /// The game whose container goes.
+    pub game_id: GameId,
+}
+
+/// A game id as the record gives it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GameId {
+    /// A numeric id.
+    Number(i64),
+    /// A textual id.
+    Text(String),
+}
+
+impl GameId {
+    fn text(&self) -> String {
+        match self {
+            GameId::Number(n) => n.to_string(),
+            GameId::Text(s) => s.clone(),
+        }
+    }
+}
+
+/// Removes containers through the runtime manager.
+pub struct RemoveContainer {
+    config: RuntimeConfig,
+    targets: Arc<Targets>,
+    http: reqwest::Client,
+}
+
+impl RemoveContainer {
+    /// The kind for `config`, logging to its target among `targets`.
+    pub fn new(config: RuntimeConfig, targets: Arc<Targets>) -> RemoveContainer {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        RemoveContainer {
+            config,
+            targets,
+            http,
+        }
+    }
+
+    /// The request's outcome: `Ok((outcome, detail))` for a success, `Err(detail)` else.
+    async fn delete(&self, game_id: &str) -> Result<(&'static str, String), String> {
+        let url = self.config.url.replace("{game_id}", &path_segment(game_id));
+        let response = self
+            .http
+            .delete(&url)
+            .send()
+            .await
+            .map_err(|e| format!("no answer: {e}"))?;
+        let status = response.status();
+        let body: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
+        let detail = format!(
+            "HTTP {}{}{}",
+            status.as_u16(),
+            if body.is_empty() { "" } else { ": " },
+            body.trim()
+        );
+        match status.as_u16() {
+            200..=299 => Ok(("removed", detail)),
+            404 | 410 => Ok(("already_removed", detail)),
+            409 => Ok(("conflict", detail)),
+            _ => Err(detail),
+        }
+    }
+}
+
+/// `s` as one URL path segment: unreserved characters as they are, every other byte
+/// percent-encoded (so `/`, `?`, `#`, `@` and `..` cannot change where the request goes).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for byte in s.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl Kind for RemoveContainer {
+    const NAME: &'static str = "runtime.remove";
+    type Args = RemoveArgs;
+
+    fn options(&self) -> KindOptions {
+        KindOptions {
+            max_attempts: self.config.max_attempts,
+            backoff: Backoff::Exponential {
+                base: self.config.retry_base,
+                max: Duration::from_secs(3600),
+                jitter: 0.1,
+            },
+            ..KindOptions::default()
+        }
+    }
+
+    async fn run(&self, _job: JobContext, args: RemoveArgs) -> JobResult {
+        let game_id = args.game_id.text();
+        if game_id.is_empty() || game_id.len() > 200 {
+            return Err(JobError::fatal("game_id must be 1 to 200 characters"));
+        }
+        let answer = self.delete(&game_id).await;
+        let (outcome, detail) = match &answer {
+            Ok((outcome, detail)) => (*outcome, detail.as_str()),
+            Err(detail) => ("failed", detail.as_str()),
+        };
+        let target = self
+            .targets
+            .get(&self.config.target)
+            .await
+            .map_err(|e| match e {
+                TargetError::Unknown(_) => JobError::fatal(e),
+                TargetError::Unreachable { .. } => JobError::retry(e),
+            })?;
+        target
+            .execute(&self.config.log, &[&game_id, outcome, detail])
+            .await
+            .map_err(|e| JobError::retry(format!("cannot write the operation log: {e}")))?;
+        match answer {
+            Ok((outcome, detail)) => Ok(serde_json::json!({
+                "game_id": game_id,
+                "outcome": outcome,
+                "detail": detail,
+            })),
+            Err(detail) => Err(JobError::retry(format!(
+                "removing game {game_id}: {detail}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_game_id_stays_one_path_segment() {
+        assert_eq!(path_segment("42"), "42");
+        assert_eq!(path_segment("a-b_c~d"), "a-b_c~d");
+        assert_eq!(path_segment("../admin?x=1#"), "%2E%2E%2Fadmin%3Fx%3D1%23");
+        assert_eq!(path_segment("@evil.host"), "%40evil%2Ehost");
+    }
+}

@@ -1,0 +1,151 @@
+//! Target databases: the databases sweeps and their child kinds work on, never Longshore's
+//! own. They are declared in the config file only (`[targets.<name>]`), so nothing sent to
+//! the API can point Longshore at another database or host.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Executor, PgPool, SqlitePool};
+
+/// A named database, as declared.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetDef {
+    /// `postgres://…` or `sqlite:…`.
+    pub url: String,
+}
+
+impl TargetDef {
+    /// Checks the URL's scheme.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let known = ["postgres://", "postgresql://", "sqlite:"];
+        if known.iter().any(|scheme| self.url.starts_with(scheme)) {
+            Ok(())
+        } else {
+            Err((
+                "url".to_owned(),
+                "must start with postgres://, postgresql:// or sqlite:".to_owned(),
+            ))
+        }
+    }
+}
+
+/// A connected target.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A Postgres database.
+    Postgres(PgPool),
+    /// A SQLite file.
+    Sqlite(SqlitePool),
+}
+
+/// Why a target cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// No target of that name is declared.
+    #[error("no target {0:?} is declared")]
+    Unknown(String),
+    /// The database did not answer.
+    #[error("target {name} is unreachable: {error}")]
+    Unreachable {
+        /// The target's name.
+        name: String,
+        /// What connecting said.
+        error: sqlx::Error,
+    },
+}
+
+/// The declared targets, connected on first use (a small pool each: a sweep pass runs one
+/// query at a time).
+#[derive(Debug, Default)]
+pub struct Targets {
+    defs: BTreeMap<String, TargetDef>,
+    pools: Mutex<HashMap<String, Target>>,
+}
+
+impl Targets {
+    /// The targets of `defs`, not yet connected.
+    pub fn new(defs: BTreeMap<String, TargetDef>) -> Targets {
+        Targets {
+            defs,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The declared targets by name.
+    pub fn defs(&self) -> &BTreeMap<String, TargetDef> {
+        &self.defs
+    }
+
+    /// The target `name`, connecting it the first time.
+    pub async fn get(&self, name: &str) -> Result<Target, TargetError> {
+        if let Some(target) = self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(target.clone());
+        }
+        let def = self
+            .defs
+            .get(name)
+            .ok_or_else(|| TargetError::Unknown(name.to_owned()))?;
+        let unreachable = |error| TargetError::Unreachable {
+            name: name.to_owned(),
+            error,
+        };
+        let target = if def.url.starts_with("sqlite:") {
+            Target::Sqlite(pool().connect(&def.url).await.map_err(unreachable)?)
+        } else {
+            Target::Postgres(pool().connect(&def.url).await.map_err(unreachable)?)
+        };
+        self.pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), target.clone());
+        Ok(target)
+    }
+}
+
+fn pool<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(10))
+}
+
+impl Target {
+    /// Prepares `sql` without running it: the database checks its syntax and the tables and
+    /// columns it names.
+    pub async fn prepare(&self, sql: &str) -> Result<(), sqlx::Error> {
+        use sqlx::SqlSafeStr;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned()).into_sql_str();
+        match self {
+            Target::Postgres(pool) => pool.prepare(sql).await.map(drop),
+            Target::Sqlite(pool) => pool.prepare(sql).await.map(drop),
+        }
+    }
+
+    /// Runs `sql` with text parameters; returns the rows it changed.
+    pub async fn execute(&self, sql: &str, params: &[&str]) -> Result<u64, sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        Ok(match self {
+            Target::Postgres(pool) => {
+                let mut query = sqlx::query(sql);
+                for param in params {
+                    query = query.bind(*param);
+                }
+                query.execute(pool).await?.rows_affected()
+            }
+            Target::Sqlite(pool) => {
+                let mut query = sqlx::query(sql);
+                for param in params {
+                    query = query.bind(*param);
+                }
+                query.execute(pool).await?.rows_affected()
+            }
+        })
+    }
+}

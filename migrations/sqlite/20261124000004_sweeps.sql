@@ -1,0 +1,9 @@
+-- Sweeps; see the Postgres migration for the design.
+
+CREATE TABLE sweeps (
+    name       TEXT    PRIMARY KEY,
+    definition TEXT    NOT NULL,
+    source     TEXT    NOT NULL CHECK (source IN ('config', 'api')),
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
