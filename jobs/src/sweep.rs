@@ -83,11 +83,16 @@ pub struct SweepDef {
     pub action: SweepAction,
 }
 
+/// Candidates per page when a sweep names none.
+pub const DEFAULT_BATCH: u32 = 500;
+/// The longest a pass runs when a sweep names none.
+pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(600);
+
 fn batch() -> u32 {
-    500
+    DEFAULT_BATCH
 }
 fn ten_minutes() -> Duration {
-    Duration::from_secs(600)
+    DEFAULT_MAX_TIME
 }
 fn utc() -> String {
     "UTC".to_owned()
@@ -148,6 +153,9 @@ impl SweepDef {
             && !sql.contains("$1")
         {
             return bad("action.sql", "use $1 for the page's keys");
+        }
+        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return bad("timezone", "not an IANA time zone, e.g. Europe/Berlin");
         }
         if let Some(cron) = &self.schedule {
             crate::cron::CronSpec::parse(cron, &self.timezone)

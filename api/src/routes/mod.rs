@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod operations;
 pub mod queues;
 pub mod schedules;
+pub mod sweeps;
 
 #[derive(Tags)]
 pub(crate) enum Tag {
@@ -29,6 +30,8 @@ pub(crate) enum Tag {
     Queues,
     /// Cron schedules.
     Schedules,
+    /// Declared clean-up passes over other databases.
+    Sweeps,
     /// The event outbox: JSON pages and the SSE stream.
     Events,
     /// Tokens and the audit log.
@@ -44,6 +47,7 @@ pub(crate) fn apis(
     queues::QueuesApi,
     events::EventsApi,
     schedules::SchedulesApi,
+    sweeps::SweepsApi,
     admin::AdminApi,
 ) {
     (
@@ -60,6 +64,9 @@ pub(crate) fn apis(
             state: state.clone(),
         },
         schedules::SchedulesApi {
+            state: state.clone(),
+        },
+        sweeps::SweepsApi {
             state: state.clone(),
         },
         admin::AdminApi { state },

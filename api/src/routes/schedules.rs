@@ -310,6 +310,15 @@ impl SchedulesApi {
     }
 
     fn refuse_config(schedule: &Schedule) -> Result<(), ApiError> {
+        if longshore_jobs::sweep::is_sweep_schedule(&schedule.id) {
+            return Err(ApiError::conflict(
+                "sweep_schedule",
+                format!(
+                    "schedule {:?} starts a sweep's passes; change it with the sweep (pause and resume work here)",
+                    schedule.id
+                ),
+            ));
+        }
         if schedule.source == Source::Config {
             return Err(ApiError::conflict(
                 "config_schedule",
@@ -342,6 +351,12 @@ impl SchedulesApi {
     ) -> Result<ScheduleCreated, ApiError> {
         auth.0.require(Scope::Admin)?;
         let b = body.0;
+        if longshore_jobs::sweep::is_sweep_schedule(&b.id) {
+            return Err(ApiError::invalid(
+                "id",
+                "ids starting with sweep: belong to sweeps; give the sweep a schedule instead",
+            ));
+        }
         if self.state.store().schedule(&b.id).await?.is_some() {
             return Err(ApiError::conflict(
                 "exists",

@@ -30,6 +30,7 @@ fn body_for(operation: &str, job_created_at: &str) -> Option<Value> {
             json!({"id": "made-by-matrix", "cron": "0 0 * * * *", "job": {"kind": "noop"}})
         }
         "edit_schedule" => json!({"cron": "0 5 * * * *"}),
+        "put_sweep" => crate::sweeps::valid_sweep(),
         _ => return None,
     })
 }
@@ -38,7 +39,13 @@ fn body_for(operation: &str, job_created_at: &str) -> Option<Value> {
 fn needed(path: &str, method: &Method) -> Scope {
     let schedule_definition = (path == "/schedules" && *method == Method::POST)
         || (path == "/schedules/{id}" && (*method == Method::PATCH || *method == Method::DELETE));
-    if path.starts_with("/tokens") || path.starts_with("/audit") || schedule_definition {
+    let sweep_definition =
+        path == "/sweeps/{name}" && (*method == Method::PUT || *method == Method::DELETE);
+    if path.starts_with("/tokens")
+        || path.starts_with("/audit")
+        || schedule_definition
+        || sweep_definition
+    {
         Scope::Admin
     } else if *method == Method::POST && (path == "/jobs" || path == "/jobs/batch") {
         Scope::Enqueue
@@ -120,6 +127,19 @@ async fn every_mutation_needs_a_token_with_its_scope(api: TestApi) {
                     .await;
                 made.expect(201);
                 id
+            } else if path.starts_with("/sweeps/") {
+                let name = format!("matrix-{checked}");
+                let made = api
+                    .call(
+                        Method::PUT,
+                        &format!("/api/v1/sweeps/{name}"),
+                        Some(&admin),
+                        Some(crate::sweeps::valid_sweep()),
+                        &[],
+                    )
+                    .await;
+                made.expect(201);
+                name
             } else if path.starts_with("/operations") {
                 let op = api
                     .call(
@@ -134,7 +154,11 @@ async fn every_mutation_needs_a_token_with_its_scope(api: TestApi) {
             } else {
                 job_id.clone()
             };
-            let concrete = path.replace("{id}", &target).replace("{name}", "default");
+            let concrete = if path.starts_with("/sweeps/") {
+                path.replace("{name}", &target)
+            } else {
+                path.replace("{id}", &target).replace("{name}", "default")
+            };
             let url = format!("/api/v1{concrete}");
             let body = body_for(&operation, &created_at);
             let mutating = method != Method::GET;

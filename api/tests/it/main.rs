@@ -7,11 +7,13 @@ mod jobs;
 mod operations;
 mod queues;
 mod schedules;
+mod sweeps;
 
 use std::sync::Arc;
 
 use longshore_api::{ApiConfig, ApiState, app};
 use longshore_jobs::admin::{Scope, new_token};
+use longshore_jobs::target::{TargetDef, Targets};
 use longshore_jobs::{Client, Registry, Store, StoreConfig, kinds};
 use poem::endpoint::BoxEndpoint;
 use poem::http::{HeaderMap, Method, StatusCode};
@@ -89,9 +91,21 @@ impl TestApi {
         })
         .await
         .expect("store connects");
+        // One target, `local`: an in-memory SQLite database the sweep tests prepare on.
+        let targets = Arc::new(Targets::new(
+            [(
+                "local".to_owned(),
+                TargetDef {
+                    url: "sqlite::memory:".to_owned(),
+                },
+            )]
+            .into(),
+        ));
         let mut registry = Registry::new();
         kinds::register_builtins(&mut registry);
-        let state = ApiState::new(Client::new(store.clone(), Arc::new(registry)), config);
+        registry.register(kinds::Sweep::new(Arc::clone(&targets), store.clone()));
+        let state = ApiState::new(Client::new(store.clone(), Arc::new(registry)), config)
+            .with_targets(targets);
         let cli = TestClient::new(app(state.clone()).map_to_response().boxed());
         Some(TestApi {
             store,
