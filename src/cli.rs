@@ -39,6 +39,9 @@ pub enum Command {
     /// Cron schedules: list, create, update, pause, trigger, upcoming ticks (over the HTTP API).
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Sweeps: list them with last and next run, start a pass or a dry run (over the HTTP API).
+    #[command(subcommand)]
+    Sweeps(SweepsCommand),
     /// Create, list and revoke API tokens: over the HTTP API with `--server`, else directly
     /// in the database (how the first token is made).
     #[command(subcommand)]
@@ -424,4 +427,46 @@ pub enum SchedulesCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SweepsCommand {
+    /// Every sweep with its last run and next run.
+    List(ClientArgs),
+    /// One sweep: its definition, last run, next run and, for fan-out, its children.
+    Get {
+        /// The sweep's name.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Count what a pass would touch, changing nothing; waits and prints the counts.
+    DryRun {
+        /// The sweep's name.
+        name: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a pass; waits and prints its counts.
+    Run {
+        /// The sweep's name.
+        name: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Waiting for a pass to end.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Print the pass's job id and return at once.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this long (the pass goes on), e.g. `30m`.
+    #[arg(long, default_value = "1h")]
+    pub timeout: humantime::Duration,
 }

@@ -66,6 +66,7 @@ fn client_main(command: Command) -> ExitCode {
             Command::Queues(c) => client::queues(c).await,
             Command::Stats(c) => client::stats(c).await,
             Command::Schedules(c) => client::schedules(c).await,
+            Command::Sweeps(c) => client::sweeps(c).await,
             Command::Tokens(c) => tokens::run(c).await,
             _ => unreachable!("server commands are handled in main"),
         }

@@ -187,6 +187,8 @@ impl SweepDef {
 }
 
 /// Where a pass stands: stored as the job's progress after every page, and as its result.
+/// A pass stopped by its budget (`stopped_by`) is taken up by the next pass, which starts
+/// after its last key (`resumed_from`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SweepProgress {
     /// The last key done; the next page starts after it.
@@ -207,6 +209,9 @@ pub struct SweepProgress {
     pub stopped_by: Option<String>,
     /// Whether nothing was changed.
     pub dry_run: bool,
+    /// The key this pass started after, when the previous pass was stopped by its budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<String>,
 }
 
 /// Checks `def` fully before it is stored: its fields, its fan-out kind, and its statements,

@@ -1,22 +1,14 @@
 //! The API and the CLI as separate processes: the event stream resumes across processes,
 //! and a newcomer's first session with the CLI works as README tells it.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
 use longshore_jobs::{EnqueueRequest, EventId, JobState};
 use serde_json::{Value, json};
 
-use crate::support::{BIN, FAST, TestDb, eventually};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{BIN, FAST, TestDb, cli, eventually, free_port, ok};
 
 async fn wait_ready(base: &str) {
     let http = reqwest::Client::new();
@@ -159,30 +151,6 @@ async fn the_event_stream_resumes_across_processes_on_postgres() {
     assert_eq!(types, ["job.enqueued", "job.started", "job.completed"]);
     assert!(next.iter().all(|(_, e)| e["job_id"] == live.id.to_string()));
     assert!(next[0].0 > *ids.last().unwrap());
-}
-
-fn cli(base: &str, token: Option<&str>, args: &[&str]) -> Output {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env("LONGSHORE_SERVER", base)
-        .env_remove("LONGSHORE_TOKEN");
-    if let Some(token) = token {
-        command.env("LONGSHORE_TOKEN", token);
-    }
-    command.output().expect("the CLI runs")
-}
-
-#[track_caller]
-fn ok(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {stdout}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use longshore_jobs::Job;
 use longshore_jobs::admin::JobFilter;
 
-use crate::support::TestDb;
+use crate::support::{TestDb, cli, free_port, ok};
 
 const CONFIG: &str = r#"
 [pool.queues.cron]
@@ -90,26 +90,6 @@ async fn three_processes_fire_each_tick_once_on_postgres() {
     assert!(p99 <= 1000, "p99 insert delay {p99} ms");
 }
 
-fn cli(base: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(crate::support::BIN)
-        .args(args)
-        .env("LONGSHORE_SERVER", base)
-        .env_remove("LONGSHORE_TOKEN")
-        .output()
-        .unwrap()
-}
-
-#[track_caller]
-fn ok(output: &std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_schedules_are_reconciled_and_the_cli_manages_schedules() {
     let db = TestDb::sqlite().await;
@@ -134,11 +114,7 @@ async fn config_schedules_are_reconciled_and_the_cli_manages_schedules() {
 
     let config = db.path("longshore.toml");
     std::fs::write(&config, "[[schedules]]\nid = \"hourly\"\ncron = \"0 0 * * * *\"\ntimezone = \"Europe/Berlin\"\njob = { kind = \"noop\" }\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let listen = format!("127.0.0.1:{port}");
     let mut serve = db.spawn(
@@ -152,13 +128,13 @@ async fn config_schedules_are_reconciled_and_the_cli_manages_schedules() {
         ],
     );
     crate::support::eventually(Duration::from_secs(20), "the API answers", || async {
-        cli(&base, &["schedules", "list"])
+        cli(&base, None, &["schedules", "list"])
             .status
             .success()
             .then_some(())
     })
     .await;
-    let listed = ok(&cli(&base, &["schedules", "list"]));
+    let listed = ok(&cli(&base, None, &["schedules", "list"]));
     assert!(
         listed.contains("hourly") && listed.contains("config"),
         "{listed}"
@@ -166,14 +142,16 @@ async fn config_schedules_are_reconciled_and_the_cli_manages_schedules() {
     // Config schedules are changed in the file, not here; pausing works.
     let refused = cli(
         &base,
+        None,
         &["schedules", "update", "hourly", "--cron", "0 5 * * * *"],
     );
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("config file"));
-    assert!(ok(&cli(&base, &["schedules", "pause", "hourly"])).contains("paused"));
+    assert!(ok(&cli(&base, None, &["schedules", "pause", "hourly"])).contains("paused"));
     // An API schedule: created, its ticks listed, triggered, updated, deleted.
     let bad_cron = cli(
         &base,
+        None,
         &[
             "schedules",
             "create",
@@ -190,6 +168,7 @@ async fn config_schedules_are_reconciled_and_the_cli_manages_schedules() {
     );
     ok(&cli(
         &base,
+        None,
         &[
             "schedules",
             "create",
@@ -206,13 +185,15 @@ async fn config_schedules_are_reconciled_and_the_cli_manages_schedules() {
     ));
     let ticks = ok(&cli(
         &base,
+        None,
         &["schedules", "upcoming", "tidy", "--count", "3"],
     ));
     assert_eq!(ticks.lines().count(), 3, "{ticks}");
-    let fired = ok(&cli(&base, &["schedules", "trigger", "tidy"]));
+    let fired = ok(&cli(&base, None, &["schedules", "trigger", "tidy"]));
     assert!(fired.contains("available"), "{fired}");
     let updated = ok(&cli(
         &base,
+        None,
         &[
             "schedules",
             "update",
@@ -226,7 +207,7 @@ async fn config_schedules_are_reconciled_and_the_cli_manages_schedules() {
     let updated: serde_json::Value = serde_json::from_str(&updated).unwrap();
     assert_eq!(updated["cron"], "0 0 3 * * *");
     assert_eq!(updated["job"]["kind"], "sleep", "the template is kept");
-    ok(&cli(&base, &["schedules", "delete", "tidy"]));
+    ok(&cli(&base, None, &["schedules", "delete", "tidy"]));
     serve.signal(libc::SIGTERM);
     assert_eq!(serve.wait_for_exit(Duration::from_secs(20)).code(), Some(0));
     // Restarted with the schedule still declared: it stays paused. Without it: deleted.
@@ -241,7 +222,7 @@ async fn config_schedules_are_reconciled_and_the_cli_manages_schedules() {
         ],
     );
     crate::support::eventually(Duration::from_secs(20), "the API answers", || async {
-        cli(&base, &["schedules", "list"])
+        cli(&base, None, &["schedules", "list"])
             .status
             .success()
             .then_some(())

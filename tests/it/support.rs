@@ -134,3 +134,38 @@ pub const FAST: &[&str] = &[
     "--poll-interval",
     "200ms",
 ];
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the CLI against the API at `base`, with `token` if any.
+pub fn cli(base: &str, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env("LONGSHORE_SERVER", base)
+        .env_remove("LONGSHORE_TOKEN");
+    if let Some(token) = token {
+        command.env("LONGSHORE_TOKEN", token);
+    }
+    command.output().expect("the CLI runs")
+}
+
+/// The CLI's stdout, asserting it succeeded.
+#[track_caller]
+pub fn ok(output: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

@@ -10,7 +10,7 @@ use longshore_jobs::{EnqueueRequest, JobState};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::support::{FAST, TestDb, eventually};
+use crate::support::{FAST, TestDb, cli, eventually, free_port, ok};
 
 /// The example's schema and config, as README shows them.
 const SCHEMA: &str = include_str!("../../examples/sweeps/schema.sql");
@@ -477,4 +477,102 @@ action = { type = "statement", sql = "DELETE FROM t WHERE id = ANY($1::text[]::b
     )
     .await;
     assert!(job.last_error.unwrap_or_default().contains("unreachable"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_run_sweeps_from_the_cli_and_budgets_stop_passes_partway() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let target_url = longshore_testkit::postgres_target_url().await.unwrap();
+    let target = PgPool::connect(&target_url).await.unwrap();
+    sqlx::raw_sql(SCHEMA).execute(&target).await.unwrap();
+    // 1,000 old unseated guests (doomed) and 100 new ones.
+    sqlx::raw_sql(
+        "INSERT INTO accounts (kind, created_at) \
+           SELECT 'guest', now() - CASE WHEN g <= 1000 THEN interval '40 days' ELSE interval '1 day' END \
+           FROM generate_series(1, 1100) g;",
+    )
+    .execute(&target)
+    .await
+    .unwrap();
+    // The guest sweep with a row budget of 250 a pass, and a slow copy with a time budget.
+    let mut config: toml::Table = example_config(&target_url).parse().unwrap();
+    let sweeps = config["sweeps"].as_array_mut().unwrap();
+    let mut slow = sweeps[0].as_table().unwrap().clone();
+    let guests = sweeps[0].as_table_mut().unwrap();
+    guests.insert("max_rows".into(), 250.into());
+    guests.remove("pause");
+    slow.insert("name".into(), "slow".into());
+    slow.insert("batch".into(), 50.into());
+    slow.insert("pause".into(), "300ms".into());
+    slow.insert("max_time".into(), "1s".into());
+    sweeps.push(slow.into());
+    let path = db.path("longshore.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _serve = db.spawn(
+        "serve",
+        &[
+            &[
+                "serve",
+                "--config",
+                path.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
+            FAST,
+        ]
+        .concat(),
+    );
+    let listed = eventually(Duration::from_secs(30), "the API answers", || async {
+        let out = cli(&base, None, &["sweeps", "list"]);
+        out.status.success().then(|| ok(&out))
+    })
+    .await;
+    for name in ["guests", "containers", "slow"] {
+        assert!(listed.contains(name), "{listed}");
+    }
+
+    // A time budget ends a pass with a partial result, not a hung job.
+    let slow = ok(&cli(&base, None, &["sweeps", "dry-run", "slow"]));
+    assert!(slow.contains("stopped by its max_time budget"), "{slow}");
+    assert!(slow.contains("(dry run: nothing changed)"), "{slow}");
+
+    // The row budget: 250 a pass, each pass going on after the previous one's last key.
+    let dry = ok(&cli(&base, None, &["sweeps", "dry-run", "guests"]));
+    assert!(dry.starts_with("guests: 250 matched, 0 acted on"), "{dry}");
+    let mut passes = Vec::new();
+    loop {
+        let out = ok(&cli(
+            &base,
+            None,
+            &["sweeps", "run", "guests", "-o", "json"],
+        ));
+        let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let complete = result["complete"] == true;
+        passes.push(result);
+        if complete || passes.len() > 6 {
+            break;
+        }
+    }
+    let acted: Vec<u64> = passes
+        .iter()
+        .map(|p| p["acted"].as_u64().unwrap())
+        .collect();
+    assert_eq!(acted, [250, 250, 250, 250, 0], "{passes:?}");
+    for pair in passes.windows(2) {
+        assert_eq!(pair[0]["stopped_by"], "max_rows");
+        assert_eq!(pair[1]["resumed_from"], pair[0]["last_key"], "{pair:?}");
+    }
+    assert_eq!(count(&target, "SELECT count(*) FROM accounts").await, 100);
+    let shown = ok(&cli(&base, None, &["sweeps", "get", "guests"]));
+    assert!(shown.contains("completed (matched 0, acted 0"), "{shown}");
+
+    // A readable error for a sweep that does not exist.
+    let missing = cli(&base, None, &["sweeps", "run", "nope"]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("no sweep is named \"nope\""), "{stderr}");
 }

@@ -167,7 +167,7 @@ impl RemoveContainer {
 
 /// `s` as one URL path segment: unreserved characters as they are, every other byte
 /// percent-encoded (so `/`, `?`, `#`, `@` and `..` cannot change where the request goes).
-fn path_segment(s: &str) -> String {
+pub fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for byte in s.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {

@@ -7,11 +7,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::admin::{ArgsMatch, JobFilter};
 use crate::client::{Client, EnqueueRequest};
 use crate::event;
 use crate::job::{UniqueOptions, UniqueScope};
 use crate::kind::{JobContext, JobError, JobResult, Kind, KindOptions};
 use crate::registry::Registry;
+use crate::state::JobState;
 use crate::store::Store;
 use crate::sweep::{SweepAction, SweepDef, SweepProgress};
 use crate::target::{Target, TargetError, Targets};
@@ -76,6 +78,37 @@ impl Sweep {
         }
     }
 
+    /// Where a new pass starts: after the last key of the previous pass when that one was
+    /// stopped by its budget, else at the beginning.
+    async fn continuation(&self, sweep: &str) -> Result<SweepProgress, JobError> {
+        let passes = JobFilter {
+            kind: Some(Self::NAME.to_owned()),
+            states: vec![JobState::Completed],
+            args: vec![ArgsMatch {
+                path: vec!["sweep".to_owned()],
+                value: sweep.to_owned(),
+            }],
+            ..JobFilter::default()
+        };
+        let recent = self
+            .store
+            .list_jobs(&passes, None, 10)
+            .await
+            .map_err(JobError::retry)?;
+        let previous = recent
+            .into_iter()
+            .find(|j| j.args["dry_run"] != true)
+            .and_then(|j| serde_json::from_value::<SweepProgress>(j.result?).ok());
+        Ok(match previous {
+            Some(p) if p.stopped_by.is_some() && !p.complete => SweepProgress {
+                last_key: p.last_key.clone(),
+                resumed_from: p.last_key,
+                ..SweepProgress::default()
+            },
+            _ => SweepProgress::default(),
+        })
+    }
+
     async fn target(&self, name: &str) -> Result<Target, JobError> {
         self.targets.get(name).await.map_err(|e| match e {
             TargetError::Unknown(_) => JobError::fatal(e),
@@ -93,12 +126,13 @@ struct Candidate {
 /// One page of candidates.
 async fn page(
     target: &Target,
-    def: &SweepDef,
+    query: &str,
     cutoff: chrono::DateTime<chrono::Utc>,
     after: Option<&str>,
+    limit: u64,
 ) -> Result<Vec<Candidate>, sqlx::Error> {
-    let sql = sqlx::AssertSqlSafe(def.query.clone());
-    let limit = i64::from(def.batch);
+    let sql = sqlx::AssertSqlSafe(query.to_owned());
+    let limit = limit as i64;
     match target {
         Target::Postgres(pool) => sqlx::query(sql)
             .bind(cutoff)
@@ -180,18 +214,21 @@ impl Kind for Sweep {
             .def;
         let target = self.target(&def.target).await?;
         // Resume from the checkpoint of an earlier attempt of this pass.
-        let mut progress: SweepProgress = self
+        let checkpoint: Option<SweepProgress> = self
             .store
             .job_progress(job.id)
             .await
             .map_err(|e| JobError::retry(e.to_string()))?
-            .and_then(|p| serde_json::from_value(p).ok())
-            .unwrap_or_default();
+            .and_then(|p| serde_json::from_value(p).ok());
+        let mut progress = match checkpoint {
+            Some(progress) => progress,
+            None if args.dry_run => SweepProgress::default(),
+            None => self.continuation(&def.name).await?,
+        };
         progress.dry_run = args.dry_run;
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(def.retention).map_err(JobError::fatal)?;
         let started = Instant::now();
-        let mut acted_this_pass = 0u64;
         loop {
             if job.cancel.is_cancelled() {
                 return Err(JobError::retry(
@@ -202,19 +239,28 @@ impl Kind for Sweep {
                 progress.stopped_by = Some("max_time".to_owned());
                 break;
             }
-            if def.max_rows.is_some_and(|max| acted_this_pass >= max) {
+            let left = def
+                .max_rows
+                .map_or(u64::MAX, |max| max.saturating_sub(progress.matched));
+            if left == 0 {
                 progress.stopped_by = Some("max_rows".to_owned());
                 break;
             }
-            let candidates = page(&target, &def, cutoff, progress.last_key.as_deref())
-                .await
-                .map_err(|e| query_error(&def, "candidate query", e))?;
+            let limit = u64::from(def.batch).min(left);
+            let candidates = page(
+                &target,
+                &def.query,
+                cutoff,
+                progress.last_key.as_deref(),
+                limit,
+            )
+            .await
+            .map_err(|e| query_error(&def, "candidate query", e))?;
             let Some(last) = candidates.last().map(|c| c.key.clone()) else {
                 progress.complete = true;
                 break;
             };
             progress.matched += candidates.len() as u64;
-            acted_this_pass += candidates.len() as u64;
             if !args.dry_run {
                 match &def.action {
                     SweepAction::Statement { sql } => {
