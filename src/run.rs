@@ -30,6 +30,9 @@ pub fn registry(config: &Config, store: &Store, targets: &Arc<Targets>) -> Arc<R
     let sweep = kinds::Sweep::new(Arc::clone(targets), store.clone());
     let slot = sweep.registry_slot();
     registry.register(sweep);
+    registry.register(longshore_workers::pruner::Prune(
+        longshore_workers::pruner::Pruner::new(store.clone(), config.pool.retention.clone()),
+    ));
     if let Some(runtime) = &config.runtime {
         registry.register(kinds::RemoveContainer::new(
             runtime.clone(),
@@ -116,6 +119,7 @@ pub async fn reconcile_schedules(
     let now = chrono::Utc::now();
     let mut declared = config.schedules.clone();
     declared.extend(config.sweeps.iter().filter_map(|sweep| sweep.schedule()));
+    declared.push(longshore_workers::pruner::schedule(&config.pool.retention));
     for def in &declared {
         if registry.get(&def.job.kind).is_none() {
             anyhow::bail!(

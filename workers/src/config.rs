@@ -117,9 +117,9 @@ pub struct RetentionConfig {
     /// Audit records are deleted this long after they are written. Defaults to 90 days.
     #[serde(with = "humantime_serde")]
     pub audit: Duration,
-    /// How often retention runs. Defaults to 1 min.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
+    /// When retention runs: a cron expression with seconds, in UTC, for the built-in
+    /// schedule `longshore:prune`. Defaults to every minute (`0 * * * * *`).
+    pub schedule: String,
 }
 
 impl Default for RetentionConfig {
@@ -131,7 +131,7 @@ impl Default for RetentionConfig {
             workers: Duration::from_secs(3600),
             idempotency_keys: Duration::from_secs(24 * 3600),
             audit: Duration::from_secs(90 * 24 * 3600),
-            interval: Duration::from_secs(60),
+            schedule: "0 * * * * *".to_owned(),
         }
     }
 }
@@ -163,12 +163,14 @@ impl PoolConfig {
         for (field, value) in [
             ("poll_interval", self.poll_interval),
             ("rescue_interval", self.rescue_interval),
-            ("retention.interval", self.retention.interval),
             ("scheduler.interval", self.scheduler.interval),
         ] {
             if value.is_zero() {
                 return bad(field, "must be above zero");
             }
+        }
+        if let Err(e) = longshore_jobs::cron::CronSpec::parse(&self.retention.schedule, "UTC") {
+            return bad("retention.schedule", &e.message);
         }
         Ok(())
     }

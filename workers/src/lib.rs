@@ -7,7 +7,8 @@
 //! (tracing, concurrency, catch-panic); the backend's own layer ([`ack::AckLayer`]) sees
 //! every final result and hands it to the [`completer::Completer`], which stores outcomes in
 //! batches. Beside the workers run the [`heartbeat::Heartbeat`] (leases and cancel requests),
-//! the [`rescuer::Rescuer`] (expired leases) and the [`pruner::Pruner`] (retention).
+//! the [`rescuer::Rescuer`] (expired leases) and the [`scheduler::Scheduler`] (cron
+//! schedules). Retention is a kind, [`pruner::Prune`], fired by a built-in schedule.
 //!
 //! ## Example
 //! ```no_run

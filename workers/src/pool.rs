@@ -1,5 +1,5 @@
 //! The pool: one apalis worker per queue, run by an apalis `Monitor`, with the background
-//! roles (completer, heartbeat, rescuer, pruner) beside them.
+//! roles (completer, heartbeat, rescuer, scheduler) beside them.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -18,7 +18,6 @@ use crate::completer::Completer;
 use crate::config::PoolConfig;
 use crate::dispatch::Dispatch;
 use crate::heartbeat::Heartbeat;
-use crate::pruner::Pruner;
 use crate::rescuer::Rescuer;
 use crate::running::{RunningJobs, StopReason};
 use crate::scheduler::Scheduler;
@@ -162,7 +161,6 @@ impl Pool {
         );
         tokio::spawn(heartbeat.run(stop.clone()));
         tokio::spawn(Rescuer::new(self.store.clone(), config.rescue_interval).run(stop.clone()));
-        tokio::spawn(Pruner::new(self.store.clone(), config.retention.clone()).run(stop.clone()));
         if config.scheduler.enabled {
             let client = Client::new(self.store.clone(), Arc::clone(&self.registry));
             let mut scheduler = Scheduler::new(client, config.scheduler.interval);

@@ -1,9 +1,15 @@
-//! The pruner: deletes finished jobs, old events and stale workers past their retention.
+//! The pruner: deletes finished jobs, old events, stale workers, expired idempotency keys
+//! and old audit records past their retention. It runs as jobs of kind `longshore.prune`,
+//! fired by the built-in schedule `longshore:prune`, so maintenance shows in the API like
+//! any other work (its results are the counts deleted) and runs once per tick however many
+//! processes there are.
 
 use chrono::Utc;
+use longshore_jobs::schedule::{CatchUp, JobTemplate, Overlap, ScheduleDef};
 use longshore_jobs::store::PruneLimits;
+use longshore_jobs::{JobContext, JobError, JobResult, Kind, KindOptions};
 use longshore_jobs::{Store, StoreError};
-use tokio_util::sync::CancellationToken;
+use serde::{Deserialize, Serialize};
 
 use crate::config::RetentionConfig;
 
@@ -11,7 +17,7 @@ use crate::config::RetentionConfig;
 const BATCH: i64 = 5000;
 
 /// What one pass deleted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PruneReport {
     /// Jobs deleted (with their attempts).
     pub jobs: u64,
@@ -78,15 +84,53 @@ impl Pruner {
         }
         Ok(report)
     }
+}
 
-    /// Prunes every retention interval until `stop`.
-    pub async fn run(self, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.retention.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while stop.run_until_cancelled(ticker.tick()).await.is_some() {
-            if let Err(error) = self.run_once().await {
-                tracing::warn!(%error, "prune pass failed; retrying at the next interval");
-            }
+/// The id of the built-in schedule that fires the pruner.
+pub const SCHEDULE_ID: &str = "longshore:prune";
+
+/// The built-in schedule: at `retention.schedule`, in UTC; a missed tick fires once, and a
+/// tick while a prune runs is skipped.
+pub fn schedule(retention: &RetentionConfig) -> ScheduleDef {
+    ScheduleDef {
+        id: SCHEDULE_ID.to_owned(),
+        cron: retention.schedule.clone(),
+        timezone: "UTC".to_owned(),
+        job: JobTemplate {
+            kind: Prune::NAME.to_owned(),
+            ..JobTemplate::default()
+        },
+        catch_up: CatchUp::Latest,
+        catch_up_window: std::time::Duration::from_secs(3600),
+        catch_up_cap: 1,
+        overlap: Overlap::Skip,
+        enabled: true,
+    }
+}
+
+/// `longshore.prune`: one retention pass.
+pub struct Prune(pub Pruner);
+
+/// `{}`: a prune takes no arguments.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneArgs {}
+
+impl Kind for Prune {
+    const NAME: &'static str = "longshore.prune";
+    type Args = PruneArgs;
+
+    fn options(&self) -> KindOptions {
+        KindOptions {
+            // The next tick is the retry.
+            max_attempts: 1,
+            timeout: Some(std::time::Duration::from_secs(600)),
+            ..KindOptions::default()
         }
+    }
+
+    async fn run(&self, _job: JobContext, _args: PruneArgs) -> JobResult {
+        let report = self.0.run_once().await.map_err(JobError::retry)?;
+        Ok(serde_json::to_value(report).unwrap_or_default())
     }
 }

@@ -8,7 +8,9 @@ use longshore_workers::{PoolConfig, QueueConfig};
 use serde_json::json;
 
 use crate::conformance;
-use crate::support::{RunningPool, TestDb, client, enqueue, eventually, fast_pool, registry};
+use crate::support::{
+    Hangs, RunningPool, TestDb, client, enqueue, eventually, fast_pool, registry,
+};
 
 conformance!(
     finishes_in_flight_jobs_and_hands_back_unstarted_ones,
@@ -63,11 +65,11 @@ async fn interrupts_jobs_still_running_after_the_grace(db: TestDb) {
         shutdown_grace: Duration::from_millis(200),
         ..fast_pool(&[("default", 2)])
     };
-    let id = enqueue(&client, "sleep", json!({ "ms": 60_000 })).await;
+    let id = enqueue(&client, "test.hangs", json!({})).await;
     let pool = RunningPool::start(config, db.store.clone(), Arc::new(registry()));
-    eventually(Duration::from_secs(5), "job runs", || async {
-        let job = db.store.job(id).await.unwrap().unwrap();
-        (job.state == JobState::Running).then_some(())
+    // Claimed is not started: wait for the handler itself.
+    eventually(Duration::from_secs(5), "the handler runs", || async {
+        Hangs::started(id).then_some(())
     })
     .await;
     pool.stop().await;

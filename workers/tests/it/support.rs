@@ -146,7 +146,11 @@ impl RunningPool {
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     kinds::register_builtins(&mut registry);
-    registry.register(Flaky).register(Panics).register(Snoozer);
+    registry
+        .register(Flaky)
+        .register(Panics)
+        .register(Snoozer)
+        .register(Hangs);
     registry
 }
 
@@ -240,5 +244,29 @@ impl Kind for Snoozer {
             snoozed.push(job.id);
             Err(JobError::snooze(Duration::from_millis(200)))
         }
+    }
+}
+
+/// Notes that its handler started, then hangs for a minute: for tests that must know a
+/// handler runs (a claimed job shows `running` before its handler starts).
+pub struct Hangs;
+
+static HANGING: Mutex<Vec<JobId>> = Mutex::new(Vec::new());
+
+impl Hangs {
+    /// Whether the handler of `id` started.
+    pub fn started(id: JobId) -> bool {
+        HANGING.lock().unwrap().contains(&id)
+    }
+}
+
+impl Kind for Hangs {
+    const NAME: &'static str = "test.hangs";
+    type Args = serde_json::Value;
+
+    async fn run(&self, job: JobContext, _args: serde_json::Value) -> JobResult {
+        HANGING.lock().unwrap().push(job.id);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(serde_json::Value::Null)
     }
 }
