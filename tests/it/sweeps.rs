@@ -403,10 +403,24 @@ async fn the_container_sweep_removes_each_expired_container_once_despite_failure
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_sweep_ends_with_a_clear_error_not_a_hung_job() {
     let db = TestDb::sqlite().await;
+    let Some(slow_target) = longshore_testkit::postgres_target_url().await else {
+        return;
+    };
     let config = db.path("longshore.toml");
     std::fs::write(
         &config,
         r#"
+[targets.slow]
+url = "SLOW_URL"
+
+[[sweeps]]
+name = "stuck"
+target = "slow"
+retention = "1day"
+max_time = "1s"
+query = "SELECT '1' AS key FROM pg_sleep(30) WHERE $1::timestamptz IS NOT NULL AND $2::text IS NULL LIMIT $3"
+action = { type = "statement", sql = "SELECT $1::text[]" }
+
 [targets.nowhere]
 url = "postgres://longshore@127.0.0.1:9/none"
 
@@ -426,7 +440,8 @@ target = "nowhere"
 retention = "1day"
 query = "SELECT id::text AS key FROM t WHERE $1 < now() AND $2::text IS NULL LIMIT $3"
 action = { type = "statement", sql = "DELETE FROM t WHERE id = ANY($1::text[]::bigint[])" }
-"#,
+"#
+        .replace("SLOW_URL", &slow_target),
     )
     .unwrap();
     let config = config.to_str().unwrap().to_owned();
@@ -477,6 +492,22 @@ action = { type = "statement", sql = "DELETE FROM t WHERE id = ANY($1::text[]::b
     )
     .await;
     assert!(job.last_error.unwrap_or_default().contains("unreachable"));
+    // A query that outlasts the pass's max_time is abandoned: the attempt fails, no hang.
+    let stuck = client
+        .enqueue(EnqueueRequest::new("sweep", json!({"sweep": "stuck"})))
+        .await
+        .unwrap();
+    let job = eventually(
+        Duration::from_secs(20),
+        "the stuck query is abandoned",
+        || async {
+            let job = db.store.job(stuck.id).await.unwrap()?;
+            (job.state == JobState::Retryable).then_some(job)
+        },
+    )
+    .await;
+    let error = job.last_error.unwrap_or_default();
+    assert!(error.contains("ran longer than max_time"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -247,15 +247,18 @@ impl Kind for Sweep {
                 break;
             }
             let limit = u64::from(def.batch).min(left);
-            let candidates = page(
-                &target,
-                &def.query,
-                cutoff,
-                progress.last_key.as_deref(),
-                limit,
+            let candidates = bounded(
+                &def,
+                "candidate query",
+                page(
+                    &target,
+                    &def.query,
+                    cutoff,
+                    progress.last_key.as_deref(),
+                    limit,
+                ),
             )
-            .await
-            .map_err(|e| query_error(&def, "candidate query", e))?;
+            .await?;
             let Some(last) = candidates.last().map(|c| c.key.clone()) else {
                 progress.complete = true;
                 break;
@@ -265,9 +268,9 @@ impl Kind for Sweep {
                 match &def.action {
                     SweepAction::Statement { sql } => {
                         let keys: Vec<String> = candidates.into_iter().map(|c| c.key).collect();
-                        let changed = act_on_page(&target, sql, &keys)
-                            .await
-                            .map_err(|e| query_error(&def, "action statement", e))?;
+                        let changed =
+                            bounded(&def, "action statement", act_on_page(&target, sql, &keys))
+                                .await?;
                         progress.acted += changed;
                     }
                     SweepAction::FanOut { kind, queue } => {
@@ -343,6 +346,23 @@ fn child(
         tags: vec![format!("sweep:{}", def.name)],
         metadata: Some(serde_json::json!({ "sweep": def.name, "pass": pass, "key": key })),
         ..EnqueueRequest::default()
+    }
+}
+
+/// Runs one query of a pass, giving up when it alone outlasts the pass's `max_time` (a lock
+/// wait, a runaway plan), so a pass always ends: the attempt fails and is retried.
+async fn bounded<T>(
+    def: &SweepDef,
+    what: &str,
+    query: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, JobError> {
+    match tokio::time::timeout(def.max_time, query).await {
+        Ok(result) => result.map_err(|e| query_error(def, what, e)),
+        Err(_) => Err(JobError::retry(format!(
+            "sweep {}: {what} ran longer than max_time ({}s); abandoned",
+            def.name,
+            def.max_time.as_secs_f64()
+        ))),
     }
 }
 
