@@ -851,7 +851,6 @@ pub async fn schedules(command: SchedulesCommand) -> anyhow::Result<()> {
 }
 
 pub async fn sweeps(command: SweepsCommand) -> anyhow::Result<()> {
-    use longshore_jobs::kinds::path_segment;
     match command {
         SweepsCommand::List(client) => {
             let api = Api::new(&client)?;
@@ -882,7 +881,7 @@ pub async fn sweeps(command: SweepsCommand) -> anyhow::Result<()> {
 /// Starts a pass (`run` or `dry-run`) and, unless told not to, waits for it and prints its
 /// counts; a pass that fails for good is an error.
 async fn pass(api: &Api, name: &str, what: &str, wait: &WaitArgs) -> anyhow::Result<()> {
-    let segment = longshore_jobs::kinds::path_segment(name);
+    let segment = path_segment(name);
     let enqueued = api
         .call(Method::POST, &format!("/sweeps/{segment}/{what}"), None)
         .await?;
@@ -1022,4 +1021,18 @@ fn print_sweep(sweep: &Value) {
         println!("{:<12} {}", "children", counts.join(", "));
     }
     println!("query:\n{}", s(&d["query"]));
+}
+
+/// `s` as one URL path segment: unreserved characters as they are, every other byte
+/// percent-encoded.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for byte in s.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

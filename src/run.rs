@@ -60,7 +60,7 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
     let store = connect(&config).await?;
     let targets = Arc::new(Targets::new(config.targets.clone()));
     let registry = registry(&config, &store, &targets);
-    reconcile_sweeps(&config, &store).await?;
+    reconcile_sweeps(&config, &store, &registry).await?;
     reconcile_schedules(&config, &store, &registry).await?;
     if role != Role::Worker {
         longshore_api::check_exposure(&config.api, &store)
@@ -68,7 +68,15 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
             .map_err(|message| anyhow::anyhow!(message))?;
     }
     let workers = (role != Role::Api).then(|| {
-        let pool = Pool::new(config.pool.clone(), store.clone(), Arc::clone(&registry));
+        let mut pool_config = config.pool.clone();
+        pool_config
+            .queues
+            .entry(longshore_workers::pruner::MAINTENANCE_QUEUE.to_owned())
+            .or_insert(longshore_workers::QueueConfig {
+                concurrency: 1,
+                prefetch: 0,
+            });
+        let pool = Pool::new(pool_config, store.clone(), Arc::clone(&registry));
         tokio::spawn(pool.run(shutdown.clone()))
     });
     if role != Role::Worker {
@@ -92,8 +100,28 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
 
 /// Makes the database's config-declared sweeps match the config file; a sweep that was
 /// declared through the API under the same name becomes the config's.
-pub async fn reconcile_sweeps(config: &Config, store: &Store) -> anyhow::Result<()> {
+pub async fn reconcile_sweeps(
+    config: &Config,
+    store: &Store,
+    registry: &Registry,
+) -> anyhow::Result<()> {
     use longshore_jobs::schedule::Source;
+    use longshore_jobs::sweep::SweepAction;
+    for def in &config.sweeps {
+        if let SweepAction::FanOut { kind, .. } = &def.action
+            && registry.get(kind).is_none()
+        {
+            anyhow::bail!(
+                "invalid configuration: sweeps.{}.action.kind: no kind {kind:?} is registered{}",
+                def.name,
+                if kind == "runtime.remove" {
+                    " (declare [runtime])"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     for def in &config.sweeps {
         store.put_sweep(def, Source::Config).await?;
     }

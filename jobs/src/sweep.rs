@@ -13,7 +13,9 @@
 //!
 //! ## The actions
 //! - `statement`: one statement per page; `$1` holds the page's keys (a `text[]` on
-//!   Postgres, a JSON array on SQLite). It runs in a transaction with the checkpoint's page.
+//!   Postgres, a JSON array on SQLite). The checkpoint is saved after it commits, so a crash
+//!   between the two repeats at most that page's statement: write it to be repeatable
+//!   (a DELETE is), and to re-check what the query checked.
 //! - `fan_out`: one job of `kind` per candidate, its args the row's `args` (or `{"key": …}`),
 //!   unique per (sweep, key), so each item has its own retries and a failure never stops the
 //!   pass.
@@ -105,6 +107,9 @@ pub struct StoredSweep {
     pub def: SweepDef,
     /// The config file (reconciled at start, read-only through the API) or the API.
     pub source: Source,
+    /// Where the next pass starts: after this key when the last pass was stopped by its
+    /// budget; at the beginning when `None`.
+    pub resume_after: Option<String>,
     /// First stored.
     pub created_at: DateTime<Utc>,
     /// Last changed.
@@ -131,8 +136,8 @@ impl SweepDef {
                 .name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
-        if !plain {
-            return bad("name", "1 to 100 of A-Z a-z 0-9 _ - . :");
+        if !plain || self.name.bytes().all(|b| b == b'.') {
+            return bad("name", "1 to 100 of A-Z a-z 0-9 _ - . :, not only dots");
         }
         if !targets.contains_key(&self.target) {
             return bad("target", "names no target in [targets]");
@@ -148,6 +153,12 @@ impl SweepDef {
         }
         if self.max_time.is_zero() {
             return bad("max_time", "must be above zero");
+        }
+        if self.max_rows == Some(0) {
+            return bad("max_rows", "must be above zero (leave it out for no limit)");
+        }
+        if self.retention > Duration::from_secs(100 * 365 * 24 * 3600) {
+            return bad("retention", "must be at most 100 years");
         }
         if let SweepAction::Statement { sql } = &self.action
             && !sql.contains("$1")
@@ -236,13 +247,15 @@ pub async fn check(
         .map_err(|e| ("target".to_owned(), e.to_string()))?;
     let refused =
         |field: &str, e: sqlx::Error| (field.to_owned(), format!("the target refuses it: {e}"));
+    // The parameters typed as a pass binds them: the cutoff, the last key, the page size;
+    // the page's keys.
     target
-        .prepare(&def.query)
+        .prepare(&def.query, &["timestamptz", "text", "int8"])
         .await
         .map_err(|e| refused("query", e))?;
     if let SweepAction::Statement { sql } = &def.action {
         target
-            .prepare(sql)
+            .prepare(sql, &["_text"])
             .await
             .map_err(|e| refused("action.sql", e))?;
     }

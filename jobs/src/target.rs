@@ -117,15 +117,43 @@ fn pool<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
 }
 
 impl Target {
-    /// Prepares `sql` without running it: the database checks its syntax and the tables and
-    /// columns it names.
-    pub async fn prepare(&self, sql: &str) -> Result<(), sqlx::Error> {
+    /// Prepares `sql` without running it: the database checks its syntax, the tables and
+    /// columns it names, and (on Postgres) its use of parameters of `types` (type names as
+    /// `pg_type` spells them, e.g. `timestamptz`, `_text`). SQLite's parameters are untyped.
+    pub async fn prepare(&self, sql: &str, types: &[&'static str]) -> Result<(), sqlx::Error> {
         use sqlx::SqlSafeStr;
         let sql = sqlx::AssertSqlSafe(sql.to_owned()).into_sql_str();
         match self {
-            Target::Postgres(pool) => pool.prepare(sql).await.map(drop),
+            Target::Postgres(pool) => {
+                let types: Vec<sqlx::postgres::PgTypeInfo> = types
+                    .iter()
+                    .map(|t| sqlx::postgres::PgTypeInfo::with_name(t))
+                    .collect();
+                pool.prepare_with(sql, &types).await.map(drop)
+            }
             Target::Sqlite(pool) => pool.prepare(sql).await.map(drop),
         }
+    }
+
+    /// Whether `sql` with text parameters returns a row.
+    pub async fn exists(&self, sql: &str, params: &[&str]) -> Result<bool, sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        Ok(match self {
+            Target::Postgres(pool) => {
+                let mut query = sqlx::query(sql);
+                for param in params {
+                    query = query.bind(*param);
+                }
+                query.fetch_optional(pool).await?.is_some()
+            }
+            Target::Sqlite(pool) => {
+                let mut query = sqlx::query(sql);
+                for param in params {
+                    query = query.bind(*param);
+                }
+                query.fetch_optional(pool).await?.is_some()
+            }
+        })
     }
 
     /// Runs `sql` with text parameters; returns the rows it changed.

@@ -29,6 +29,9 @@ async fn retention_runs_as_scheduled_jobs_shown_by_the_api() {
                 config.to_str().unwrap(),
                 "--listen",
                 &format!("127.0.0.1:{port}"),
+                // Not even `default`: maintenance has a queue of its own in every worker.
+                "--queues",
+                "mail=2",
             ],
             FAST,
         ]
@@ -36,7 +39,10 @@ async fn retention_runs_as_scheduled_jobs_shown_by_the_api() {
     );
     let job = db
         .client()
-        .enqueue(EnqueueRequest::new("noop", json!({})))
+        .enqueue(EnqueueRequest {
+            queue: Some("mail".to_owned()),
+            ..EnqueueRequest::new("noop", json!({}))
+        })
         .await
         .unwrap();
     // The finished job is deleted once past its retention, by a prune job whose result
@@ -61,7 +67,7 @@ async fn retention_runs_as_scheduled_jobs_shown_by_the_api() {
         })
     })
     .await;
-    assert_eq!(pruner.queue, "default");
+    assert_eq!(pruner.queue, "longshore", "maintenance has its own queue");
     // The schedule is in the API, declared by the config, firing.
     let schedule = ok(&cli(
         &base,

@@ -86,6 +86,10 @@ impl Pruner {
     }
 }
 
+/// The queue of maintenance jobs, which every worker process works (one at a time) besides
+/// its own queues, so maintenance runs whatever queues a deployment configures.
+pub const MAINTENANCE_QUEUE: &str = "longshore";
+
 /// The id of the built-in schedule that fires the pruner.
 pub const SCHEDULE_ID: &str = "longshore:prune";
 
@@ -122,6 +126,7 @@ impl Kind for Prune {
 
     fn options(&self) -> KindOptions {
         KindOptions {
+            queue: MAINTENANCE_QUEUE.to_owned(),
             // The next tick is the retry.
             max_attempts: 1,
             timeout: Some(std::time::Duration::from_secs(600)),

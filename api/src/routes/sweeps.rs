@@ -11,7 +11,7 @@ use humantime_serde::re::humantime;
 use longshore_jobs::admin::{ArgsMatch, JobFilter, Scope};
 use longshore_jobs::schedule::{Schedule, Source};
 use longshore_jobs::sweep::{self, StoredSweep, SweepAction, SweepDef, SweepProgress};
-use longshore_jobs::{EnqueueRequest, Job, JobState, UniqueOptions, UniqueScope};
+use longshore_jobs::{EnqueueRequest, Job, JobState, Store, UniqueOptions, UniqueScope};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
@@ -260,14 +260,17 @@ impl SweepBody {
     }
 }
 
-/// A pass as its job shows it.
-fn run_view(job: &Job) -> SweepRunView {
-    let progress: SweepProgress = job
-        .result
-        .clone()
+/// A pass as its job shows it: its result once it ended, its checkpoint while it runs.
+async fn run_view(store: &Store, job: &Job) -> Result<SweepRunView, ApiError> {
+    let counts = match &job.result {
+        Some(result) => Some(result.clone()),
+        None if !job.state.is_terminal() => store.job_progress(job.id).await?,
+        None => None,
+    };
+    let progress: SweepProgress = counts
         .and_then(|r| serde_json::from_value(r).ok())
         .unwrap_or_default();
-    SweepRunView {
+    Ok(SweepRunView {
         job_id: job.id.0,
         state: job.state.into(),
         dry_run: job.args["dry_run"] == true,
@@ -280,7 +283,7 @@ fn run_view(job: &Job) -> SweepRunView {
         complete: progress.complete,
         stopped_by: progress.stopped_by,
         last_error: job.last_error.clone(),
-    }
+    })
 }
 
 impl SweepsApi {
@@ -333,8 +336,14 @@ impl SweepsApi {
             definition: def.into(),
             next_run_at: schedule.as_ref().and_then(|s| s.next_fire_at),
             paused: schedule.as_ref().is_some_and(|s| !s.enabled),
-            last_run: last_run.map(run_view),
-            last_dry_run: last_dry_run.map(run_view),
+            last_run: match last_run {
+                Some(job) => Some(run_view(store, job).await?),
+                None => None,
+            },
+            last_dry_run: match last_dry_run {
+                Some(job) => Some(run_view(store, job).await?),
+                None => None,
+            },
             children,
             created_at: stored.created_at,
             updated_at: stored.updated_at,
@@ -369,14 +378,18 @@ impl SweepsApi {
             "sweep",
             serde_json::json!({ "sweep": stored.def.name, "dry_run": dry_run }),
         );
-        if !dry_run {
-            // Two passes of one sweep at once would only race each other.
-            request.unique = Some(UniqueOptions {
-                key: format!("sweep-pass:{}", stored.def.name),
-                scope: UniqueScope::Active,
-                window: None,
-            });
-        }
+        // One requested pass (and one dry run) per sweep waits or runs at a time: more would
+        // only queue up behind it, scanning the target again.
+        let what = if dry_run {
+            "sweep-dry-run"
+        } else {
+            "sweep-pass"
+        };
+        request.unique = Some(UniqueOptions {
+            key: format!("{what}:{}", stored.def.name),
+            scope: UniqueScope::Active,
+            window: None,
+        });
         let enqueued = self.state.client.enqueue(request).await?;
         Ok(EnqueuedView {
             id: enqueued.id.0,
@@ -487,8 +500,9 @@ impl SweepsApi {
         Ok(SweepDeleted::Deleted)
     }
 
-    /// Start a pass now. While another pass of this sweep waits or runs, that pass is
-    /// returned with `duplicate: true`.
+    /// Start a pass now. While another requested pass of this sweep waits or runs, that
+    /// pass is returned with `duplicate: true`; a pass that starts while a scheduled one
+    /// runs waits for it.
     #[oai(
         path = "/sweeps/:name/run",
         method = "post",
@@ -509,7 +523,8 @@ impl SweepsApi {
     }
 
     /// Start a dry run: a pass that counts what it would touch and changes nothing. Its
-    /// job's result holds the counts.
+    /// job's result holds the counts. While another dry run of this sweep waits or runs,
+    /// that one is returned with `duplicate: true`.
     #[oai(
         path = "/sweeps/:name/dry-run",
         method = "post",
@@ -518,6 +533,14 @@ impl SweepsApi {
     async fn dry_run(&self, auth: Auth, name: Path<String>) -> Result<PassEnqueued, ApiError> {
         auth.0.require(Scope::Operate)?;
         let enqueued = self.enqueue_pass(&name.0, true).await?;
+        audit(
+            &self.state,
+            &auth.0,
+            "sweeps.dry_run",
+            vec![name.0, enqueued.id.to_string()],
+            None,
+        )
+        .await?;
         Ok(PassEnqueued::Created(Json(enqueued)))
     }
 }

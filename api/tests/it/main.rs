@@ -91,16 +91,18 @@ impl TestApi {
         })
         .await
         .expect("store connects");
-        // One target, `local`: an in-memory SQLite database the sweep tests prepare on.
-        let targets = Arc::new(Targets::new(
-            [(
-                "local".to_owned(),
-                TargetDef {
-                    url: "sqlite::memory:".to_owned(),
-                },
-            )]
-            .into(),
-        ));
+        // Targets the sweep tests prepare on: `local`, an in-memory SQLite database, and on
+        // Postgres `pg`, the test's own database.
+        let mut targets = std::collections::BTreeMap::from([(
+            "local".to_owned(),
+            TargetDef {
+                url: "sqlite::memory:".to_owned(),
+            },
+        )]);
+        if url.starts_with("postgres") {
+            targets.insert("pg".to_owned(), TargetDef { url: url.clone() });
+        }
+        let targets = Arc::new(Targets::new(targets));
         let mut registry = Registry::new();
         kinds::register_builtins(&mut registry);
         registry.register(kinds::Sweep::new(Arc::clone(&targets), store.clone()));

@@ -149,6 +149,8 @@ async fn refuses_bad_sweeps_before_storing_them(api: TestApi) {
         (with(&["retention"], json!("soon")), "retention"),
         (with(&["max_time"], json!("0s")), "max_time"),
         (with(&["batch"], json!(0)), "batch"),
+        (with(&["max_rows"], json!(0)), "max_rows"),
+        (with(&["retention"], json!("300000years")), "retention"),
         (with(&["query"], json!("SELECT 1 AS key")), "query"),
         (
             with(
@@ -179,6 +181,26 @@ async fn refuses_bad_sweeps_before_storing_them(api: TestApi) {
         (with(&["schedule"], json!("every day")), "schedule"),
         (with(&["timezone"], json!("Mars/Olympus")), "timezone"),
     ];
+    let mut cases = cases.to_vec();
+    if api.url.starts_with("postgres") {
+        // On Postgres the query is checked with its parameters typed as a pass binds them:
+        // comparing a uuid with the last key (text) is refused before it is stored.
+        let mut typed = valid_sweep();
+        typed["target"] = json!("pg");
+        typed["query"] =
+            json!("SELECT id::text AS key FROM jobs WHERE created_at < $1 AND id > $2 LIMIT $3");
+        typed["action"] = json!({"type": "statement", "sql": "SELECT cardinality($1)"});
+        let mut fixed = typed.clone();
+        fixed["query"] = json!(
+            "SELECT id::text AS key FROM jobs WHERE created_at < $1 \
+             AND ($2 IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3"
+        );
+        cases.push((typed, "query"));
+        put(&api, "typed", fixed).await.expect(201);
+        api.call(Method::DELETE, "/api/v1/sweeps/typed", None, None, &[])
+            .await
+            .expect(204);
+    }
     for (body, field) in cases {
         let answer = put(&api, "bad", body.clone()).await;
         let problem = answer.problem(422, "invalid_field");
@@ -186,6 +208,11 @@ async fn refuses_bad_sweeps_before_storing_them(api: TestApi) {
     }
     // A name that is not plain, even one carrying SQL, is refused as the name.
     let answer = put(&api, "x';DROP%20TABLE%20jobs;--", valid_sweep()).await;
+    assert_eq!(
+        answer.problem(422, "invalid_field")["errors"][0]["field"],
+        "name"
+    );
+    let answer = put(&api, "...", valid_sweep()).await;
     assert_eq!(
         answer.problem(422, "invalid_field")["errors"][0]["field"],
         "name"

@@ -7,7 +7,7 @@ mod sweep;
 mod testing;
 
 pub use noop::{Noop, NoopArgs};
-pub use runtime::{GameId, RemoveArgs, RemoveContainer, RuntimeConfig, path_segment};
+pub use runtime::{GameId, RemoveArgs, RemoveContainer, RuntimeConfig};
 pub use sleep::{Sleep, SleepArgs};
 pub use sweep::{Sweep, SweepArgs};
 pub use testing::{Abort, AbortArgs};

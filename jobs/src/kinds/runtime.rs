@@ -9,9 +9,13 @@
 //! - anything else, or no answer: `failed`, and the attempt is retried with backoff until the
 //!   job is discarded.
 //!
-//! Every outcome, failures included, runs the configured `log` statement with `$1` the game
-//! id, `$2` the outcome and `$3` a detail. The URL comes from the config file; the game id
-//! is percent-encoded into one path segment, so args cannot move the request elsewhere.
+//! Before the request, the optional `check` statement (`$1` the game id) must return a row:
+//! a child may run long after its pass chose it (retries, backoff), and a record that is no
+//! longer eligible is left alone (`skipped`). Every outcome, failures included, runs the
+//! configured `log` statement with `$1` the game id, `$2` the outcome and `$3` a detail.
+//!
+//! The URL comes from the config file and redirects are not followed; a game id is 1 to 200
+//! of `A-Z a-z 0-9 _ -`, so args cannot move the request to another path or host.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +37,10 @@ pub struct RuntimeConfig {
     pub target: String,
     /// The statement that writes an outcome: `$1` game id, `$2` outcome, `$3` detail (text).
     pub log: String,
+    /// A query that returns a row while the game's record is still eligible (`$1` the game
+    /// id), checked before each request. Defaults to none (always eligible).
+    #[serde(default)]
+    pub check: Option<String>,
     /// How long one request may take. Defaults to 10 s.
     #[serde(default = "ten_seconds", with = "humantime_serde")]
     pub timeout: Duration,
@@ -62,8 +70,18 @@ impl RuntimeConfig {
     ) -> Result<(), (String, String)> {
         let bad = |field: &str, message: &str| Err((field.to_owned(), message.to_owned()));
         let http = self.url.starts_with("http://") || self.url.starts_with("https://");
-        if !http || !self.url.contains("{game_id}") {
-            return bad("url", "an http(s) URL with {game_id} where the id goes");
+        // `{game_id}` must be in the path, after the host.
+        let path_start = self.url.find("://").and_then(|scheme| {
+            let rest = &self.url[scheme + 3..];
+            rest.find('/').map(|slash| scheme + 3 + slash)
+        });
+        let placeholder = self.url.find("{game_id}");
+        let in_path = matches!((path_start, placeholder), (Some(p), Some(g)) if g > p);
+        if !http || !in_path {
+            return bad(
+                "url",
+                "an http(s) URL with {game_id} in its path, e.g. http://runtime:8700/games/{game_id}/container",
+            );
         }
         if !targets.contains_key(&self.target) {
             return bad("target", "names no target in [targets]");
@@ -71,7 +89,7 @@ impl RuntimeConfig {
         if !(self.log.contains("$1") && self.log.contains("$2")) {
             return bad(
                 "log",
-                "use $1 (the game id), $2 (the outcome) and $3 (a detail)",
+                "use $1 (the game id) and $2 (the outcome); $3 (a detail) is optional",
             );
         }
         if self.max_attempts == 0 || self.timeout.is_zero() {
@@ -135,13 +153,14 @@ impl RemoveContainer {
 
     /// The request's outcome: `Ok((outcome, detail))` for a success, `Err(detail)` else.
     async fn delete(&self, game_id: &str) -> Result<(&'static str, String), String> {
-        let url = self.config.url.replace("{game_id}", &path_segment(game_id));
+        let url = self.config.url.replace("{game_id}", game_id);
         let response = self
             .http
             .delete(&url)
             .send()
             .await
-            .map_err(|e| format!("no answer: {e}"))?;
+            // Without the URL: it may carry credentials, and errors are shown to readers.
+            .map_err(|e| format!("no answer: {}", e.without_url()))?;
         let status = response.status();
         let body: String = response
             .text()
@@ -165,18 +184,14 @@ impl RemoveContainer {
     }
 }
 
-/// `s` as one URL path segment: unreserved characters as they are, every other byte
-/// percent-encoded (so `/`, `?`, `#`, `@` and `..` cannot change where the request goes).
-pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for byte in s.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+/// Whether `id` is a game id this kind sends: 1 to 200 of `A-Z a-z 0-9 _ -`, which stay
+/// one path segment as they are (no `/`, `?`, `#`, `@`, `%` or `.`).
+fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl Kind for RemoveContainer {
@@ -197,14 +212,11 @@ impl Kind for RemoveContainer {
 
     async fn run(&self, _job: JobContext, args: RemoveArgs) -> JobResult {
         let game_id = args.game_id.text();
-        if game_id.is_empty() || game_id.len() > 200 {
-            return Err(JobError::fatal("game_id must be 1 to 200 characters"));
+        if !plain_id(&game_id) {
+            return Err(JobError::fatal(
+                "game_id must be 1 to 200 of A-Z a-z 0-9 _ -",
+            ));
         }
-        let answer = self.delete(&game_id).await;
-        let (outcome, detail) = match &answer {
-            Ok((outcome, detail)) => (*outcome, detail.as_str()),
-            Err(detail) => ("failed", detail.as_str()),
-        };
         let target = self
             .targets
             .get(&self.config.target)
@@ -213,6 +225,22 @@ impl Kind for RemoveContainer {
                 TargetError::Unknown(_) => JobError::fatal(e),
                 TargetError::Unreachable { .. } => JobError::retry(e),
             })?;
+        let eligible = match &self.config.check {
+            Some(check) => target
+                .exists(check, &[&game_id])
+                .await
+                .map_err(|e| JobError::retry(format!("cannot check the record: {e}")))?,
+            None => true,
+        };
+        let answer = if eligible {
+            self.delete(&game_id).await
+        } else {
+            Ok(("skipped", "the record is no longer eligible".to_owned()))
+        };
+        let (outcome, detail) = match &answer {
+            Ok((outcome, detail)) => (*outcome, detail.as_str()),
+            Err(detail) => ("failed", detail.as_str()),
+        };
         target
             .execute(&self.config.log, &[&game_id, outcome, detail])
             .await
@@ -235,10 +263,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_game_id_stays_one_path_segment() {
-        assert_eq!(path_segment("42"), "42");
-        assert_eq!(path_segment("a-b_c~d"), "a-b_c~d");
-        assert_eq!(path_segment("../admin?x=1#"), "%2E%2E%2Fadmin%3Fx%3D1%23");
-        assert_eq!(path_segment("@evil.host"), "%40evil%2Ehost");
+    fn only_plain_game_ids_are_sent() {
+        for id in ["42", "a-b_c", "G7"] {
+            assert!(plain_id(id), "{id}");
+        }
+        for id in [
+            "", "..", ".", "../admin", "a/b", "x?y=1", "a#b", "@evil", "%2E%2E", "a.b",
+        ] {
+            assert!(!plain_id(id), "{id}");
+        }
+        assert!(!plain_id(&"9".repeat(201)));
+    }
+
+    #[test]
+    fn the_game_id_goes_in_the_path() {
+        let config = |url: &str| RuntimeConfig {
+            url: url.to_owned(),
+            target: "game".to_owned(),
+            log: "SELECT $1, $2".to_owned(),
+            check: None,
+            timeout: ten_seconds(),
+            max_attempts: 5,
+            retry_base: thirty_seconds(),
+        };
+        let targets = [(
+            "game".to_owned(),
+            crate::target::TargetDef {
+                url: "sqlite::memory:".to_owned(),
+            },
+        )]
+        .into();
+        assert!(
+            config("http://rt:8700/games/{game_id}")
+                .validate(&targets)
+                .is_ok()
+        );
+        for url in [
+            "http://{game_id}.evil/x",
+            "http://rt:8700",
+            "ftp://rt/{game_id}",
+        ] {
+            assert_eq!(
+                config(url).validate(&targets).unwrap_err().0,
+                "url",
+                "{url}"
+            );
+        }
     }
 }

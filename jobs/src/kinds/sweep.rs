@@ -2,7 +2,7 @@
 //! `{"sweep": "guests", "dry_run": true}` only counts what a pass would touch.
 
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -10,6 +10,7 @@ use sqlx::Row;
 use crate::admin::{ArgsMatch, JobFilter};
 use crate::client::{Client, EnqueueRequest};
 use crate::event;
+use crate::id::JobId;
 use crate::job::{UniqueOptions, UniqueScope};
 use crate::kind::{JobContext, JobError, JobResult, Kind, KindOptions};
 use crate::registry::Registry;
@@ -78,35 +79,28 @@ impl Sweep {
         }
     }
 
-    /// Where a new pass starts: after the last key of the previous pass when that one was
-    /// stopped by its budget, else at the beginning.
-    async fn continuation(&self, sweep: &str) -> Result<SweepProgress, JobError> {
-        let passes = JobFilter {
+    /// The older pass of this sweep that is running now, if any: two passes at once would
+    /// race over the same keys, so the younger one waits (dry runs change nothing and never
+    /// wait, nor are waited for).
+    async fn older_pass_running(&self, sweep: &str, me: JobId) -> Result<Option<JobId>, JobError> {
+        let running = JobFilter {
             kind: Some(Self::NAME.to_owned()),
-            states: vec![JobState::Completed],
+            states: vec![JobState::Running],
             args: vec![ArgsMatch {
                 path: vec!["sweep".to_owned()],
                 value: sweep.to_owned(),
             }],
             ..JobFilter::default()
         };
-        let recent = self
+        let passes = self
             .store
-            .list_jobs(&passes, None, 10)
+            .list_jobs(&running, None, 20)
             .await
             .map_err(JobError::retry)?;
-        let previous = recent
-            .into_iter()
-            .find(|j| j.args["dry_run"] != true)
-            .and_then(|j| serde_json::from_value::<SweepProgress>(j.result?).ok());
-        Ok(match previous {
-            Some(p) if p.stopped_by.is_some() && !p.complete => SweepProgress {
-                last_key: p.last_key.clone(),
-                resumed_from: p.last_key,
-                ..SweepProgress::default()
-            },
-            _ => SweepProgress::default(),
-        })
+        Ok(passes
+            .iter()
+            .find(|j| j.id < me && j.args["dry_run"] != true)
+            .map(|j| j.id))
     }
 
     async fn target(&self, name: &str) -> Result<Target, JobError> {
@@ -123,35 +117,42 @@ struct Candidate {
     args: Option<serde_json::Value>,
 }
 
-/// One page of candidates.
+/// One page of candidates. On Postgres the query runs with a `statement_timeout` of
+/// `timeout`, so the server gives up too (and releases its locks) when the pass does.
 async fn page(
     target: &Target,
     query: &str,
     cutoff: chrono::DateTime<chrono::Utc>,
     after: Option<&str>,
     limit: u64,
+    timeout: Duration,
 ) -> Result<Vec<Candidate>, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(query.to_owned());
     let limit = limit as i64;
     match target {
-        Target::Postgres(pool) => sqlx::query(sql)
-            .bind(cutoff)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Candidate {
-                    key: r.try_get("key")?,
-                    args: r
-                        .try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>("args")
-                        .ok()
-                        .flatten()
-                        .map(|a| a.0),
+        Target::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            statement_timeout(&mut tx, timeout).await?;
+            let rows = sqlx::query(sql)
+                .bind(cutoff)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Candidate {
+                        key: r.try_get("key")?,
+                        args: r
+                            .try_get::<Option<sqlx::types::Json<serde_json::Value>>, _>("args")
+                            .ok()
+                            .flatten()
+                            .map(|a| a.0),
+                    })
                 })
-            })
-            .collect(),
+                .collect()
+        }
         Target::Sqlite(pool) => sqlx::query(sql)
             .bind(cutoff.to_rfc3339())
             .bind(after)
@@ -173,15 +174,27 @@ async fn page(
     }
 }
 
-/// Runs the page's statement; returns the rows it changed.
-async fn act_on_page(target: &Target, sql: &str, keys: &[String]) -> Result<u64, sqlx::Error> {
+/// Runs the page's statement (on Postgres under a `statement_timeout` of `timeout`);
+/// returns the rows it changed.
+async fn act_on_page(
+    target: &Target,
+    sql: &str,
+    keys: &[String],
+    timeout: Duration,
+) -> Result<u64, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
     Ok(match target {
-        Target::Postgres(pool) => sqlx::query(sql)
-            .bind(keys)
-            .execute(pool)
-            .await?
-            .rows_affected(),
+        Target::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            statement_timeout(&mut tx, timeout).await?;
+            let changed = sqlx::query(sql)
+                .bind(keys)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            changed
+        }
         Target::Sqlite(pool) => {
             let keys = serde_json::to_string(keys).unwrap_or_else(|_| "[]".to_owned());
             sqlx::query(sql)
@@ -191,6 +204,17 @@ async fn act_on_page(target: &Target, sql: &str, keys: &[String]) -> Result<u64,
                 .rows_affected()
         }
     })
+}
+
+async fn statement_timeout(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    timeout: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(timeout.as_millis().max(1).to_string())
+        .execute(&mut **tx)
+        .await
+        .map(drop)
 }
 
 impl Kind for Sweep {
@@ -205,15 +229,22 @@ impl Kind for Sweep {
     }
 
     async fn run(&self, job: JobContext, args: SweepArgs) -> JobResult {
-        let def = self
+        let stored = self
             .store
             .sweep(&args.sweep)
             .await
             .map_err(JobError::retry)?
-            .ok_or_else(|| JobError::fatal(format!("no sweep {:?} is declared", args.sweep)))?
-            .def;
+            .ok_or_else(|| JobError::fatal(format!("no sweep {:?} is declared", args.sweep)))?;
+        let def = stored.def;
+        if !args.dry_run
+            && let Some(other) = self.older_pass_running(&def.name, job.id).await?
+        {
+            tracing::info!(sweep = %def.name, %other, "another pass is running; waiting for it");
+            return Err(JobError::snooze(Duration::from_secs(10)));
+        }
         let target = self.target(&def.target).await?;
-        // Resume from the checkpoint of an earlier attempt of this pass.
+        // Resume from the checkpoint of an earlier attempt of this pass; a new pass starts
+        // where a pass stopped by its budget left off.
         let checkpoint: Option<SweepProgress> = self
             .store
             .job_progress(job.id)
@@ -223,11 +254,19 @@ impl Kind for Sweep {
         let mut progress = match checkpoint {
             Some(progress) => progress,
             None if args.dry_run => SweepProgress::default(),
-            None => self.continuation(&def.name).await?,
+            None => SweepProgress {
+                last_key: stored.resume_after.clone(),
+                resumed_from: stored.resume_after,
+                ..SweepProgress::default()
+            },
         };
         progress.dry_run = args.dry_run;
-        let cutoff = chrono::Utc::now()
-            - chrono::Duration::from_std(def.retention).map_err(JobError::fatal)?;
+        let cutoff = chrono::Duration::from_std(def.retention)
+            .ok()
+            .and_then(|retention| chrono::Utc::now().checked_sub_signed(retention))
+            .ok_or_else(|| {
+                JobError::fatal(format!("sweep {}: the retention is too long", def.name))
+            })?;
         let started = Instant::now();
         loop {
             if job.cancel.is_cancelled() {
@@ -235,28 +274,25 @@ impl Kind for Sweep {
                     "stopped; the next attempt resumes from the checkpoint",
                 ));
             }
-            if started.elapsed() >= def.max_time {
+            let time_left = def.max_time.saturating_sub(started.elapsed());
+            if time_left.is_zero() {
                 progress.stopped_by = Some("max_time".to_owned());
                 break;
             }
-            let left = def
+            let rows_left = def
                 .max_rows
                 .map_or(u64::MAX, |max| max.saturating_sub(progress.matched));
-            if left == 0 {
+            if rows_left == 0 {
                 progress.stopped_by = Some("max_rows".to_owned());
                 break;
             }
-            let limit = u64::from(def.batch).min(left);
+            let limit = u64::from(def.batch).min(rows_left);
+            let after = progress.last_key.as_deref();
             let candidates = bounded(
                 &def,
                 "candidate query",
-                page(
-                    &target,
-                    &def.query,
-                    cutoff,
-                    progress.last_key.as_deref(),
-                    limit,
-                ),
+                time_left,
+                page(&target, &def.query, cutoff, after, limit, time_left),
             )
             .await?;
             let Some(last) = candidates.last().map(|c| c.key.clone()) else {
@@ -267,10 +303,15 @@ impl Kind for Sweep {
             if !args.dry_run {
                 match &def.action {
                     SweepAction::Statement { sql } => {
+                        let time_left = def.max_time.saturating_sub(started.elapsed());
                         let keys: Vec<String> = candidates.into_iter().map(|c| c.key).collect();
-                        let changed =
-                            bounded(&def, "action statement", act_on_page(&target, sql, &keys))
-                                .await?;
+                        let changed = bounded(
+                            &def,
+                            "action statement",
+                            time_left,
+                            act_on_page(&target, sql, &keys, time_left),
+                        )
+                        .await?;
                         progress.acted += changed;
                     }
                     SweepAction::FanOut { kind, queue } => {
@@ -298,11 +339,9 @@ impl Kind for Sweep {
             }
             progress.pages += 1;
             progress.last_key = Some(last);
-            if !def.pause.is_zero() {
-                tokio::time::sleep(def.pause).await;
-            }
             if !args.dry_run {
-                self.store
+                let saved = self
+                    .store
                     .save_progress(
                         job.id,
                         job.attempt as i32,
@@ -311,8 +350,29 @@ impl Kind for Sweep {
                     )
                     .await
                     .map_err(|e| JobError::retry(e.to_string()))?;
+                if !saved {
+                    // The lease was lost and the pass rescued: the new attempt owns it now.
+                    return Err(JobError::retry(
+                        "this attempt lost its lease; the rescued pass goes on from the checkpoint",
+                    ));
+                }
             }
             self.report(event::SWEEP_PAGE, &job, &def, &progress).await;
+            if !def.pause.is_zero() {
+                let time_left = def.max_time.saturating_sub(started.elapsed());
+                tokio::time::sleep(def.pause.min(time_left)).await;
+            }
+        }
+        if !args.dry_run {
+            let resume_after = progress
+                .stopped_by
+                .is_some()
+                .then(|| progress.last_key.clone())
+                .flatten();
+            self.store
+                .set_sweep_resume(&def.name, resume_after.as_deref())
+                .await
+                .map_err(JobError::retry)?;
         }
         self.report(event::SWEEP_FINISHED, &job, &def, &progress)
             .await;
@@ -349,30 +409,51 @@ fn child(
     }
 }
 
-/// Runs one query of a pass, giving up when it alone outlasts the pass's `max_time` (a lock
-/// wait, a runaway plan), so a pass always ends: the attempt fails and is retried.
+/// Runs one query of a pass within the time the pass has left. Past it the query is
+/// abandoned (on Postgres the server cancels it too, by its `statement_timeout`) and the
+/// attempt fails, so a pass never hangs on a lock wait or a runaway plan.
 async fn bounded<T>(
     def: &SweepDef,
     what: &str,
+    time_left: Duration,
     query: impl std::future::Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, JobError> {
-    match tokio::time::timeout(def.max_time, query).await {
-        Ok(result) => result.map_err(|e| query_error(def, what, e)),
-        Err(_) => Err(JobError::retry(format!(
+    let overran = || {
+        JobError::retry(format!(
             "sweep {}: {what} ran longer than max_time ({}s); abandoned",
             def.name,
             def.max_time.as_secs_f64()
-        ))),
+        ))
+    };
+    // A moment of grace, so the server's own timeout usually answers first.
+    match tokio::time::timeout(time_left + Duration::from_millis(500), query).await {
+        Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("57014") => Err(overran()),
+        Ok(result) => result.map_err(|e| query_error(def, what, e)),
+        Err(_) => Err(overran()),
     }
 }
 
-/// A failed query: a syntax or schema error will not heal by retrying; a lost connection may.
+/// A failed query. One the database refuses as written (syntax, unknown table or column,
+/// bad data, unsupported) will not heal by retrying, so the pass is discarded with the
+/// error; deadlocks, serialization failures, lock timeouts, lost connections and the like
+/// may, so the attempt is retried.
 fn query_error(def: &SweepDef, what: &str, error: sqlx::Error) -> JobError {
     let message = format!("sweep {}: {what} failed: {error}", def.name);
-    match error {
-        sqlx::Error::Database(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnDecode { .. } => JobError::fatal(message),
-        _ => JobError::retry(message),
+    let permanent = match &error {
+        sqlx::Error::Database(e) => e.code().is_none_or(|code| {
+            // Postgres SQLSTATE classes 42, 22 and 0A; SQLite's generic error (1).
+            let code = code.as_ref();
+            code.starts_with("42")
+                || code.starts_with("22")
+                || code.starts_with("0A")
+                || code == "1"
+        }),
+        sqlx::Error::ColumnNotFound(_) | sqlx::Error::ColumnDecode { .. } => true,
+        _ => false,
+    };
+    if permanent {
+        JobError::fatal(message)
+    } else {
+        JobError::retry(message)
     }
 }

@@ -705,7 +705,8 @@ impl Store {
 
 /// Sweeps (their passes are jobs of kind `sweep`).
 impl Store {
-    /// Creates or replaces a sweep's definition.
+    /// Creates or replaces a sweep's definition; a changed definition starts its next pass
+    /// at the beginning.
     pub async fn put_sweep(
         &self,
         def: &crate::sweep::SweepDef,
@@ -722,6 +723,15 @@ impl Store {
     /// Every sweep, by name.
     pub async fn sweeps(&self) -> Result<Vec<crate::sweep::StoredSweep>, StoreError> {
         on_backend!(self, s => s.sweeps().await)
+    }
+
+    /// Records where the sweep's next pass starts (`None`: at the beginning).
+    pub async fn set_sweep_resume(
+        &self,
+        name: &str,
+        after: Option<&str>,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, s => s.set_sweep_resume(name, after).await)
     }
 
     /// Deletes a sweep (its passes stay); false when there was none.

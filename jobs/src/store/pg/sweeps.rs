@@ -9,13 +9,14 @@ use crate::error::{StoreError, query};
 use crate::schedule::{Source, parse_source, source_name};
 use crate::sweep::{StoredSweep, SweepDef};
 
-const COLUMNS: &str = "definition, source, created_at, updated_at";
+const COLUMNS: &str = "definition, source, resume_after, created_at, updated_at";
 
 fn sweep(row: &PgRow) -> Result<StoredSweep, StoreError> {
     let Json(def) = rows::get::<Json<SweepDef>>(row, "definition")?;
     Ok(StoredSweep {
         def,
         source: parse_source(&rows::get::<String>(row, "source")?)?,
+        resume_after: rows::get(row, "resume_after")?,
         created_at: rows::get(row, "created_at")?,
         updated_at: rows::get(row, "updated_at")?,
     })
@@ -29,7 +30,8 @@ impl PgStore {
     ) -> Result<StoredSweep, StoreError> {
         let row = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(format!(
             "INSERT INTO sweeps (name, definition, source) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET definition = $2, source = $3, updated_at = now() \
+             ON CONFLICT (name) DO UPDATE SET definition = $2, source = $3, updated_at = now(), \
+                resume_after = CASE WHEN sweeps.definition = $2 THEN sweeps.resume_after END \
              RETURNING {COLUMNS}"
         )))
         .bind(&def.name)
@@ -60,6 +62,20 @@ impl PgStore {
         .await
         .map_err(query("list sweeps"))?;
         rows.iter().map(sweep).collect()
+    }
+
+    pub(crate) async fn set_sweep_resume(
+        &self,
+        name: &str,
+        after: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query::<Postgres>("UPDATE sweeps SET resume_after = $2 WHERE name = $1")
+            .bind(name)
+            .bind(after)
+            .execute(&self.pool)
+            .await
+            .map_err(query("store a sweep's resume point"))?;
+        Ok(())
     }
 
     pub(crate) async fn delete_sweep(&self, name: &str) -> Result<bool, StoreError> {

@@ -8,12 +8,13 @@ use crate::error::{StoreError, query};
 use crate::schedule::{Source, parse_source, source_name};
 use crate::sweep::{StoredSweep, SweepDef};
 
-const COLUMNS: &str = "definition, source, created_at, updated_at";
+const COLUMNS: &str = "definition, source, resume_after, created_at, updated_at";
 
 fn sweep(row: &SqliteRow) -> Result<StoredSweep, StoreError> {
     Ok(StoredSweep {
         def: rows::json(row, "definition")?,
         source: parse_source(&rows::get::<String>(row, "source")?)?,
+        resume_after: rows::get(row, "resume_after")?,
         created_at: rows::time(row, "created_at")?,
         updated_at: rows::time(row, "updated_at")?,
     })
@@ -28,7 +29,8 @@ impl SqliteStore {
         let row = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(format!(
             "INSERT INTO sweeps (name, definition, source, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?4) \
-             ON CONFLICT (name) DO UPDATE SET definition = ?2, source = ?3, updated_at = ?4 \
+             ON CONFLICT (name) DO UPDATE SET definition = ?2, source = ?3, updated_at = ?4, \
+                resume_after = CASE WHEN sweeps.definition = ?2 THEN sweeps.resume_after END \
              RETURNING {COLUMNS}"
         )))
         .bind(&def.name)
@@ -60,6 +62,20 @@ impl SqliteStore {
         .await
         .map_err(query("list sweeps"))?;
         rows.iter().map(sweep).collect()
+    }
+
+    pub(crate) async fn set_sweep_resume(
+        &self,
+        name: &str,
+        after: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query::<Sqlite>("UPDATE sweeps SET resume_after = ? WHERE name = ?")
+            .bind(after)
+            .bind(name)
+            .execute(&self.writer)
+            .await
+            .map_err(query("store a sweep's resume point"))?;
+        Ok(())
     }
 
     pub(crate) async fn delete_sweep(&self, name: &str) -> Result<bool, StoreError> {
