@@ -1,6 +1,6 @@
 //! `longshore-bench`: the workloads of BENCHMARKS.md (W1 bulk drain, W2 steady latency, W3
-//! single enqueue, M1 memory) on Postgres and SQLite. Prints one JSON line per run and a
-//! Markdown table of medians.
+//! single enqueue, W3-http, W4 drain with history, W5 cron, M1 memory) on Postgres and
+//! SQLite. Prints one JSON line per run and a Markdown table of medians.
 //!
 //! ```sh
 //! cargo run --release --bin longshore-bench -- --runs 3
@@ -30,7 +30,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "postgres,sqlite")]
     backends: Vec<String>,
     /// Workloads to run.
-    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,w3-http,w5,m1")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "w1,w2,w3,w3-http,w4,w5,m1"
+    )]
     workloads: Vec<String>,
     /// Runs of each workload; the table shows the median.
     #[arg(long, default_value_t = 3)]
@@ -45,6 +49,9 @@ struct Args {
     /// Jobs in W1 and M1.
     #[arg(long, default_value_t = 20_000)]
     drain_jobs: u64,
+    /// Finished jobs already in the table in W4.
+    #[arg(long, default_value_t = 1_000_000)]
+    history_jobs: u64,
     /// Seconds W5's schedule runs.
     #[arg(long, default_value_t = 60)]
     w5_seconds: u64,
@@ -153,21 +160,94 @@ fn noop_requests(n: u64) -> Vec<EnqueueRequest> {
 }
 
 async fn wait_all_completed(store: &Store, n: u64) -> anyhow::Result<()> {
-    loop {
-        let counts = store.count_by_state(Some("bench")).await?;
-        let completed = counts.get(&JobState::Completed).copied().unwrap_or(0) as u64;
-        if completed == n {
-            if counts.len() != 1 {
-                bail!("jobs left in other states: {counts:?}");
-            }
-            return Ok(());
-        }
+    wait_settled(store).await?;
+    let counts = store.count_by_state(Some("bench")).await?;
+    let completed = counts.get(&JobState::Completed).copied().unwrap_or(0) as u64;
+    if completed != n || counts.len() != 1 {
+        bail!("expected {n} completed jobs, found {counts:?}");
+    }
+    Ok(())
+}
+
+/// Waits until no job of the queue waits or runs: every completion is stored. (It counts
+/// only unfinished jobs, so a table full of history does not slow the wait itself.)
+async fn wait_settled(store: &Store) -> anyhow::Result<()> {
+    let unfinished = longshore_jobs::admin::JobFilter {
+        queue: Some("bench".to_owned()),
+        states: JobState::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .collect(),
+        ..Default::default()
+    };
+    while store.count_jobs(&unfinished).await? > 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    Ok(())
 }
 
 /// W1: enqueue N jobs with the batch API, then time a pool of concurrency 16 draining them.
 async fn w1(db: &Database, jobs: u64) -> anyhow::Result<Value> {
+    drain(db, jobs, 0).await
+}
+
+/// W4: W1 on a table that already holds `history` finished jobs of the same queue, as a
+/// table does between retention passes.
+async fn w4(db: &Database, jobs: u64, history: u64) -> anyhow::Result<Value> {
+    connect(&db.url).await?; // creates the schema
+    let started = Instant::now();
+    seed_history(&db.url, history).await?;
+    let seed_s = started.elapsed().as_secs_f64();
+    let mut figures = drain(db, jobs, history).await?;
+    figures["history"] = json!(history);
+    figures["seed_s"] = json!(seed_s);
+    Ok(figures)
+}
+
+/// Inserts `n` completed jobs of queue `bench`, finished over the last hour, straight into
+/// the table (no events or attempts: only the jobs table's size matters here). Their ids
+/// are UUIDv7 made before the run's jobs, as real history's are.
+async fn seed_history(url: &str, n: u64) -> anyhow::Result<()> {
+    const CHUNK: u64 = 20_000;
+    let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::now_v7()).collect();
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await?;
+        let at = (chrono::Utc::now() - chrono::Duration::hours(1)).timestamp_micros();
+        for chunk in ids.chunks(CHUNK as usize) {
+            let hex: Vec<String> = chunk.iter().map(|id| id.simple().to_string()).collect();
+            sqlx::query(
+                "INSERT INTO jobs (id, queue, kind, args, state, attempt, max_attempts, run_at, \
+                                   created_at, attempted_at, finished_at) \
+                 SELECT unhex(value), 'bench', 'noop', '{}', 'completed', 1, 20, ?2, ?2, ?2, ?2 \
+                 FROM json_each(?1)",
+            )
+            .bind(serde_json::to_string(&hex)?)
+            .bind(at)
+            .execute(&pool)
+            .await?;
+        }
+        sqlx::query("ANALYZE").execute(&pool).await?;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await?;
+        for chunk in ids.chunks(CHUNK as usize) {
+            sqlx::query(
+                "INSERT INTO jobs (id, queue, kind, args, state, attempt, max_attempts, run_at, \
+                                   created_at, attempted_at, finished_at) \
+                 SELECT id, 'bench', 'noop', '{}', 'completed', 1, 20, t, t, t, t \
+                 FROM unnest($1::uuid[]) AS u(id), (SELECT now() - interval '1 hour') x(t)",
+            )
+            .bind(chunk)
+            .execute(&pool)
+            .await?;
+        }
+        sqlx::query("VACUUM ANALYZE jobs").execute(&pool).await?;
+    }
+    Ok(())
+}
+
+/// Enqueues `jobs` jobs with the batch API, then times a pool of concurrency 16 draining
+/// them; `history` finished jobs of the queue are already there.
+async fn drain(db: &Database, jobs: u64, history: u64) -> anyhow::Result<Value> {
     let store = connect(&db.url).await?;
     let counter = Counter::default();
     counter.target.store(jobs, Ordering::SeqCst);
@@ -187,8 +267,9 @@ async fn w1(db: &Database, jobs: u64) -> anyhow::Result<Value> {
     let pool =
         tokio::spawn(Pool::new(pool_config(16), store.clone(), registry).run(shutdown.clone()));
     counter.done.notified().await;
-    wait_all_completed(&store, jobs).await?;
+    wait_settled(&store).await?;
     let drain_s = started.elapsed().as_secs_f64();
+    wait_all_completed(&store, history + jobs).await?;
     shutdown.cancel();
     pool.await??;
     let runs = counter.runs.load(Ordering::SeqCst);
@@ -511,6 +592,7 @@ async fn main() -> anyhow::Result<()> {
                     "w2" => w2(&db, backend).await?,
                     "w3" => w3(&db).await?,
                     "w3-http" => w3_http(&db).await?,
+                    "w4" => w4(&db, args.drain_jobs, args.history_jobs).await?,
                     // One process on an embedded file is not what W5 measures.
                     "w5" if backend == "sqlite" => continue,
                     "w5" => w5(&db, args.w5_seconds).await?,
@@ -546,6 +628,21 @@ fn print_table(results: &[(String, String, Value)], cores: usize) {
             }
         }
     }
+    let ratios: Vec<String> = ["postgres", "sqlite"]
+        .iter()
+        .filter_map(|backend| {
+            let median_of = |workload: &str| {
+                let mut values: Vec<f64> = results
+                    .iter()
+                    .filter(|(b, w, _)| b == backend && w == workload)
+                    .filter_map(|(_, _, f)| f["drain_jobs_per_s"].as_f64())
+                    .collect();
+                (!values.is_empty()).then(|| median(&mut values))
+            };
+            let ratio = median_of("w4")? / median_of("w1")?;
+            Some(format!("| {backend} | W4 | ratio to W1 | {ratio:.2} |"))
+        })
+        .collect();
     for (backend, workload, name) in keys {
         let mut values: Vec<f64> = results
             .iter()
@@ -562,5 +659,8 @@ fn print_table(results: &[(String, String, Value)], cores: usize) {
             "| {backend} | {} | {name} | {shown} |",
             workload.to_uppercase()
         );
+    }
+    for line in ratios {
+        println!("{line}");
     }
 }
