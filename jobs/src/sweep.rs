@@ -18,7 +18,7 @@
 //!   (a DELETE is), and to re-check what the query checked.
 //! - `fan_out`: one job of `kind` per candidate, its args the row's `args` (or `{"key": …}`),
 //!   unique per (sweep, key), so each item has its own retries and a failure never stops the
-//!   pass.
+//!   pass. A page's children commit with the checkpoint, so a crash never makes them twice.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -206,7 +206,8 @@ pub struct SweepProgress {
     pub last_key: Option<String>,
     /// Candidates found so far.
     pub matched: u64,
-    /// Candidates acted on (rows changed by the statement, or child jobs enqueued).
+    /// Candidates acted on: rows changed by the statement, or child jobs enqueued (a child
+    /// still waiting from an earlier pass counts, and is not enqueued twice).
     pub acted: u64,
     /// Fan-out children refused at enqueue (e.g. args that do not fit their kind).
     #[serde(default)]

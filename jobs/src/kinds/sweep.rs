@@ -300,61 +300,72 @@ impl Kind for Sweep {
                 break;
             };
             progress.matched += candidates.len() as u64;
-            if !args.dry_run {
-                match &def.action {
-                    SweepAction::Statement { sql } => {
-                        let time_left = def.max_time.saturating_sub(started.elapsed());
-                        let keys: Vec<String> = candidates.into_iter().map(|c| c.key).collect();
-                        let changed = bounded(
-                            &def,
-                            "action statement",
-                            time_left,
-                            act_on_page(&target, sql, &keys, time_left),
+            match &def.action {
+                _ if args.dry_run => {
+                    progress.pages += 1;
+                    progress.last_key = Some(last);
+                }
+                SweepAction::Statement { sql } => {
+                    let time_left = def.max_time.saturating_sub(started.elapsed());
+                    let keys: Vec<String> = candidates.into_iter().map(|c| c.key).collect();
+                    let changed = bounded(
+                        &def,
+                        "action statement",
+                        time_left,
+                        act_on_page(&target, sql, &keys, time_left),
+                    )
+                    .await?;
+                    progress.acted += changed;
+                    progress.pages += 1;
+                    progress.last_key = Some(last);
+                    // The statement ran on the target; the checkpoint follows it (a crash
+                    // in between repeats it on what is left).
+                    let saved = self
+                        .store
+                        .save_progress(
+                            job.id,
+                            job.attempt as i32,
+                            &job.worker,
+                            &serde_json::json!(progress),
                         )
-                        .await?;
-                        progress.acted += changed;
+                        .await
+                        .map_err(|e| JobError::retry(e.to_string()))?;
+                    if !saved {
+                        return Err(lease_lost());
                     }
-                    SweepAction::FanOut { kind, queue } => {
-                        let requests = candidates
-                            .into_iter()
-                            .map(|c| child(&def, kind, queue.as_deref(), job.id, c))
-                            .collect();
-                        let results = self
-                            .client()?
-                            .enqueue_many(requests)
-                            .await
-                            .map_err(|e| JobError::retry(e.to_string()))?;
-                        for result in results {
-                            match result {
-                                Ok(e) if !e.duplicate => progress.acted += 1,
-                                Ok(_) => {}
-                                Err(error) => {
-                                    progress.refused += 1;
-                                    tracing::warn!(sweep = %def.name, %error, "a child job was refused");
-                                }
+                }
+                SweepAction::FanOut { kind, queue } => {
+                    let client = self.client()?;
+                    let mut children = Vec::with_capacity(candidates.len());
+                    for candidate in candidates {
+                        match client.prepare(child(&def, kind, queue.as_deref(), job.id, candidate))
+                        {
+                            Ok(job) => children.push(job),
+                            Err(error) => {
+                                progress.refused += 1;
+                                tracing::warn!(sweep = %def.name, %error, "a child job was refused");
                             }
                         }
                     }
-                }
-            }
-            progress.pages += 1;
-            progress.last_key = Some(last);
-            if !args.dry_run {
-                let saved = self
-                    .store
-                    .save_progress(
-                        job.id,
-                        job.attempt as i32,
-                        &job.worker,
-                        &serde_json::json!(progress),
-                    )
-                    .await
-                    .map_err(|e| JobError::retry(e.to_string()))?;
-                if !saved {
-                    // The lease was lost and the pass rescued: the new attempt owns it now.
-                    return Err(JobError::retry(
-                        "this attempt lost its lease; the rescued pass goes on from the checkpoint",
-                    ));
+                    progress.acted += children.len() as u64;
+                    progress.pages += 1;
+                    progress.last_key = Some(last);
+                    // The children and the checkpoint commit together: a crash makes a
+                    // page's children exactly once.
+                    let stored = self
+                        .store
+                        .insert_with_progress(
+                            children,
+                            job.id,
+                            job.attempt as i32,
+                            &job.worker,
+                            &serde_json::json!(progress),
+                        )
+                        .await
+                        .map_err(|e| JobError::retry(e.to_string()))?;
+                    if stored.is_none() {
+                        return Err(lease_lost());
+                    }
                 }
             }
             self.report(event::SWEEP_PAGE, &job, &def, &progress).await;
@@ -378,6 +389,12 @@ impl Kind for Sweep {
             .await;
         Ok(serde_json::to_value(&progress).unwrap_or_default())
     }
+}
+
+/// The error of an attempt whose lease was lost (its pass was rescued): the new attempt
+/// owns the pass now and goes on from the checkpoint.
+fn lease_lost() -> JobError {
+    JobError::retry("this attempt lost its lease; the rescued pass goes on from the checkpoint")
 }
 
 /// The child job of one fan-out candidate: unique per (sweep, key) while it waits or runs,

@@ -253,6 +253,26 @@ impl Store {
         Ok(enqueued)
     }
 
+    /// Stores `jobs` and the progress of job `id` in one transaction, if `worker` still
+    /// holds attempt `attempt` of it: a handler that makes jobs page by page (a fan-out
+    /// sweep) then never makes a page's jobs twice, nor loses them, across a crash. `None`,
+    /// with nothing stored, when the attempt has lost its lease.
+    pub async fn insert_with_progress(
+        &self,
+        jobs: Vec<NewJob>,
+        id: JobId,
+        attempt: i32,
+        worker: &WorkerId,
+        progress: &serde_json::Value,
+    ) -> Result<Option<Vec<Enqueued>>, StoreError> {
+        let queues: Vec<String> = jobs.iter().map(|j| j.queue.clone()).collect();
+        let enqueued = on_backend!(self, s => s.insert_with_progress(&jobs, id, attempt, worker, progress).await)?;
+        if let Some(enqueued) = &enqueued {
+            self.wake_for(&queues, enqueued);
+        }
+        Ok(enqueued)
+    }
+
     fn wake_for(&self, queues: &[String], enqueued: &[Enqueued]) {
         let mut last: Option<&str> = None;
         for (queue, result) in queues.iter().zip(enqueued) {

@@ -1,6 +1,9 @@
 //! Bad input is refused at enqueue with an error naming the field, and stores nothing.
 
-use longshore_jobs::{EnqueueError, EnqueueRequest};
+use std::time::Duration;
+
+use longshore_jobs::admin::JobFilter;
+use longshore_jobs::{EnqueueError, EnqueueRequest, WorkerId};
 use serde_json::json;
 
 use crate::conformance;
@@ -8,7 +11,8 @@ use crate::support::{TestDb, client, registry};
 
 conformance!(
     refuses_bad_enqueues_naming_the_field,
-    answers_each_item_of_a_batch
+    answers_each_item_of_a_batch,
+    stores_jobs_with_a_checkpoint_only_while_the_attempt_holds_its_lease,
 );
 
 async fn refuses_bad_enqueues_naming_the_field(db: TestDb) {
@@ -106,4 +110,69 @@ async fn answers_each_item_of_a_batch(db: TestDb) {
     assert!(matches!(results[1], Err(EnqueueError::UnknownKind(_))));
     let counts = db.store.count_by_state(None).await.unwrap();
     assert_eq!(counts.values().sum::<i64>(), 2);
+}
+
+/// What a fan-out sweep relies on: a page's jobs and the pass's checkpoint commit together,
+/// and not at all once the pass's attempt has lost its lease.
+async fn stores_jobs_with_a_checkpoint_only_while_the_attempt_holds_its_lease(db: TestDb) {
+    let client = client(&db, registry());
+    let pass = client
+        .enqueue(EnqueueRequest::new("noop", json!({})))
+        .await
+        .unwrap();
+    let worker = WorkerId("default@test".into());
+    let claimed = db
+        .store
+        .claim("default", &worker, 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let children = |n: usize| {
+        (0..n)
+            .map(|i| {
+                client
+                    .prepare(EnqueueRequest {
+                        queue: Some("children".to_owned()),
+                        ..EnqueueRequest::new("noop", json!({ "i": i }))
+                    })
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    let in_children = JobFilter {
+        queue: Some("children".to_owned()),
+        ..JobFilter::default()
+    };
+    // Held: both commit.
+    let stored = db
+        .store
+        .insert_with_progress(children(3), pass.id, 1, &worker, &json!({"page": 1}))
+        .await
+        .unwrap();
+    assert_eq!(stored.map(|s| s.len()), Some(3));
+    assert_eq!(db.store.count_jobs(&in_children).await.unwrap(), 3);
+    assert_eq!(
+        db.store.job_progress(pass.id).await.unwrap(),
+        Some(json!({"page": 1}))
+    );
+    // Another worker, or a stale attempt: neither commits.
+    for (attempt, who) in [(1, "default@other"), (2, "default@test")] {
+        let refused = db
+            .store
+            .insert_with_progress(
+                children(2),
+                pass.id,
+                attempt,
+                &WorkerId(who.into()),
+                &json!({"page": 2}),
+            )
+            .await
+            .unwrap();
+        assert!(refused.is_none(), "attempt {attempt} of {who}");
+    }
+    assert_eq!(db.store.count_jobs(&in_children).await.unwrap(), 3);
+    assert_eq!(
+        db.store.job_progress(pass.id).await.unwrap(),
+        Some(json!({"page": 1}))
+    );
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use sqlx::types::Json;
-use sqlx::{Acquire, PgExecutor, Postgres, Row};
+use sqlx::{Acquire, PgConnection, PgExecutor, Postgres, Row};
 use uuid::Uuid;
 
 use super::{PgStore, rows};
@@ -51,6 +51,11 @@ where
     A: Acquire<'a, Database = Postgres>,
 {
     let mut conn = conn.acquire().await.map_err(query("insert jobs"))?;
+    insert_on(&mut conn, jobs).await
+}
+
+/// [`insert`] on a connection already in hand.
+async fn insert_on(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
     let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
     let mut pending: Vec<usize> = (0..jobs.len()).collect();
     // A slot released between the failed insert and the lookup is retried; a few rounds
@@ -283,6 +288,36 @@ SELECT id, state, lost_by FROM r
 impl PgStore {
     pub(crate) async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
         insert(&self.pool, jobs).await
+    }
+
+    /// Stores `jobs` and the progress of job `id` in one transaction, if `worker` still
+    /// holds attempt `attempt` of it; `None` (and nothing stored) when it does not.
+    pub(crate) async fn insert_with_progress(
+        &self,
+        jobs: &[NewJob],
+        id: JobId,
+        attempt: i32,
+        worker: &WorkerId,
+        progress: &serde_json::Value,
+    ) -> Result<Option<Vec<Enqueued>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(query("insert jobs"))?;
+        let saved = sqlx::query::<Postgres>(
+            "UPDATE jobs SET progress = $4 WHERE id = $1 AND attempt = $2 AND locked_by = $3 \
+               AND state = 'running'",
+        )
+        .bind(id.0)
+        .bind(attempt)
+        .bind(worker.as_str())
+        .bind(Json(progress))
+        .execute(&mut *tx)
+        .await
+        .map_err(query("save progress"))?;
+        if saved.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let enqueued = insert_on(&mut tx, jobs).await?;
+        tx.commit().await.map_err(query("insert jobs"))?;
+        Ok(Some(enqueued))
     }
 
     pub(crate) async fn claim(

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
-use sqlx::{Sqlite, SqliteConnection};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use super::{SqliteStore, duration_us, micros, now_us, rows};
 use crate::error::{StoreError, query};
-use crate::id::JobId;
+use crate::id::{JobId, WorkerId};
 use crate::job::{ClaimedJob, Enqueued, NewJob, RunAt};
 use crate::outcome::Completion;
 use crate::state::JobState;
@@ -67,47 +67,89 @@ FROM json_each(?1) AS c JOIN jobs AS j ON j.id = unhex(c.value->>'id')";
 
 impl SqliteStore {
     pub(crate) async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
-        let now = now_us();
-        let rows: Vec<Value> = jobs.iter().map(|job| job_json(job, now)).collect();
         let mut tx = self.write("insert jobs").await?;
-        let inserted = sqlx::query::<Sqlite>(INSERT)
-            .bind(Value::Array(rows).to_string())
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(query("insert jobs"))?;
-        let mut states = HashMap::with_capacity(inserted.len());
-        for row in &inserted {
-            states.insert(rows::job_id(row, "id")?, rows::state(row, "state")?);
-        }
-        let ids: Vec<String> = states.keys().map(|id| hex(*id)).collect();
-        write_events(&mut tx, &ids, crate::event::JOB_ENQUEUED, now).await?;
-        let holders = slot_holders(&mut tx, jobs, &states).await?;
+        let enqueued = insert_in(&mut tx, jobs).await?;
         tx.commit().await.map_err(query("insert jobs"))?;
-        jobs.iter()
-            .map(|job| match states.get(&job.id) {
-                Some(&state) => Ok(Enqueued {
-                    id: job.id,
-                    state,
-                    duplicate: false,
-                }),
-                None => job
-                    .unique
-                    .as_ref()
-                    .and_then(|(_, slot, _)| holders.get(slot))
-                    .map(|&(id, state)| Enqueued {
-                        id,
-                        state,
-                        duplicate: true,
-                    })
-                    .ok_or_else(|| StoreError::Corrupt {
-                        what: "insert result",
-                        detail: format!("job {} was neither stored nor a duplicate", job.id),
-                    }),
-            })
-            .collect()
+        Ok(enqueued)
     }
 
+    /// Stores `jobs` and the progress of job `id` in one transaction, if `worker` still
+    /// holds attempt `attempt` of it; `None` (and nothing stored) when it does not.
+    pub(crate) async fn insert_with_progress(
+        &self,
+        jobs: &[NewJob],
+        id: JobId,
+        attempt: i32,
+        worker: &WorkerId,
+        progress: &serde_json::Value,
+    ) -> Result<Option<Vec<Enqueued>>, StoreError> {
+        let mut tx = self.write("insert jobs").await?;
+        let saved = sqlx::query::<Sqlite>(
+            "UPDATE jobs SET progress = ?4 WHERE id = ?1 AND attempt = ?2 AND locked_by = ?3 \
+               AND state = 'running'",
+        )
+        .bind(id.0)
+        .bind(attempt)
+        .bind(worker.as_str())
+        .bind(progress.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(query("save progress"))?;
+        if saved.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let enqueued = insert_in(&mut tx, jobs).await?;
+        tx.commit().await.map_err(query("insert jobs"))?;
+        Ok(Some(enqueued))
+    }
+}
+
+/// Stores `jobs` and their events in the caller's transaction; a job whose unique slot is
+/// taken returns the holder instead.
+async fn insert_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    jobs: &[NewJob],
+) -> Result<Vec<Enqueued>, StoreError> {
+    let now = now_us();
+    let rows: Vec<Value> = jobs.iter().map(|job| job_json(job, now)).collect();
+    let inserted = sqlx::query::<Sqlite>(INSERT)
+        .bind(Value::Array(rows).to_string())
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(query("insert jobs"))?;
+    let mut states = HashMap::with_capacity(inserted.len());
+    for row in &inserted {
+        states.insert(rows::job_id(row, "id")?, rows::state(row, "state")?);
+    }
+    let ids: Vec<String> = states.keys().map(|id| hex(*id)).collect();
+    write_events(tx, &ids, crate::event::JOB_ENQUEUED, now).await?;
+    let holders = slot_holders(tx, jobs, &states).await?;
+    jobs.iter()
+        .map(|job| match states.get(&job.id) {
+            Some(&state) => Ok(Enqueued {
+                id: job.id,
+                state,
+                duplicate: false,
+            }),
+            None => job
+                .unique
+                .as_ref()
+                .and_then(|(_, slot, _)| holders.get(slot))
+                .map(|&(id, state)| Enqueued {
+                    id,
+                    state,
+                    duplicate: true,
+                })
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "insert result",
+                    detail: format!("job {} was neither stored nor a duplicate", job.id),
+                }),
+        })
+        .collect()
+}
+
+impl SqliteStore {
     /// Writes the `job.started` events of freshly claimed jobs.
     pub(super) async fn claimed_events(
         conn: &mut SqliteConnection,
