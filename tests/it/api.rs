@@ -97,7 +97,7 @@ async fn the_event_stream_resumes_across_processes_on_postgres() {
         Duration::from_secs(60),
         "the worker completes every job",
         || async {
-            let counts = db.store.count_by_state(None).await.unwrap();
+            let counts = db.store.count_by_state(Some("default")).await.unwrap();
             (counts.get(&JobState::Completed) == Some(&505)).then_some(())
         },
     )
@@ -206,7 +206,7 @@ async fn a_newcomer_enqueues_watches_and_bulk_retries_failures_with_the_cli() {
     ));
     assert!(watched.contains("discarded"), "{watched}");
     eventually(Duration::from_secs(20), "three discarded jobs", || async {
-        let counts = db.store.count_by_state(None).await.unwrap();
+        let counts = db.store.count_by_state(Some("default")).await.unwrap();
         (counts.get(&JobState::Discarded) == Some(&3)).then_some(())
     })
     .await;
@@ -235,7 +235,7 @@ async fn a_newcomer_enqueues_watches_and_bulk_retries_failures_with_the_cli() {
     assert!(dry.contains("would touch 3 jobs"), "{dry}");
     assert_eq!(
         db.store
-            .count_by_state(None)
+            .count_by_state(Some("default"))
             .await
             .unwrap()
             .get(&JobState::Discarded),

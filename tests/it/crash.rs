@@ -35,10 +35,12 @@ async fn kill_9_of_a_busy_worker_loses_no_job() {
     .await;
     let _b = db.spawn("b", &args);
     eventually(Duration::from_secs(10), "B is up", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM workers WHERE stopped_at IS NULL")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM workers WHERE stopped_at IS NULL AND queue = 'default'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         (n == 2).then_some(())
     })
     .await;
@@ -54,7 +56,7 @@ async fn kill_9_of_a_busy_worker_loses_no_job() {
     a.wait_for_exit(Duration::from_secs(5));
 
     let counts = eventually(Duration::from_secs(40), "every job completes", || async {
-        let counts = db.store.count_by_state(None).await.unwrap();
+        let counts = db.store.count_by_state(Some("default")).await.unwrap();
         (counts.get(&JobState::Completed) == Some(&250)).then_some(counts)
     })
     .await;

@@ -40,7 +40,7 @@ async fn poison(db: TestDb) {
     let mut process = db.spawn("worker-0", &args);
     loop {
         let job = db.store.job(poison).await.unwrap().unwrap();
-        let counts = db.store.count_by_state(None).await.unwrap();
+        let counts = db.store.count_by_state(Some("default")).await.unwrap();
         if job.state == JobState::Discarded && counts.get(&JobState::Completed) == Some(&500) {
             break;
         }
@@ -72,7 +72,7 @@ async fn poison(db: TestDb) {
         .map(|a| a.outcome)
         .collect();
     assert_eq!(outcomes, ["lost", "lost", "lost"]);
-    let counts = db.store.count_by_state(None).await.unwrap();
+    let counts = db.store.count_by_state(Some("default")).await.unwrap();
     assert_eq!(counts.get(&JobState::Completed), Some(&500));
     assert_eq!(counts.get(&JobState::Running), None);
 }

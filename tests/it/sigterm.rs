@@ -44,7 +44,7 @@ async fn sigterm(db: TestDb) {
         Duration::from_secs(10),
         "4 jobs run and 8 wait claimed",
         || async {
-            let counts = db.store.count_by_state(None).await.unwrap();
+            let counts = db.store.count_by_state(Some("default")).await.unwrap();
             (counts.get(&JobState::Running) == Some(&12)).then_some(())
         },
     )
@@ -73,7 +73,7 @@ async fn sigterm(db: TestDb) {
         "{completed} in-flight jobs finished"
     );
     assert_eq!(completed + handed_back, 30);
-    let released = db.store.count_by_state(None).await.unwrap();
+    let released = db.store.count_by_state(Some("default")).await.unwrap();
     assert_eq!(
         released.get(&JobState::Running),
         None,
