@@ -343,10 +343,13 @@ pub(crate) fn parse_overlap(s: &str) -> Result<Overlap, crate::error::StoreError
     }
 }
 
-pub(crate) fn source_name(s: Source) -> &'static str {
-    match s {
-        Source::Config => "config",
-        Source::Api => "api",
+impl Source {
+    /// `config` or `api`, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Api => "api",
+        }
     }
 }
 

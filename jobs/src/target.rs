@@ -116,6 +116,30 @@ fn pool<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
         .acquire_timeout(Duration::from_secs(10))
 }
 
+/// `sql` bound to text `params` as `query`, on the target's `pool`, for `body` (one body
+/// for both backends, whose query types differ).
+macro_rules! with_text_params {
+    ($target:expr, $sql:expr, $params:expr, |$query:ident, $pool:ident| $body:expr) => {{
+        let sql = sqlx::AssertSqlSafe($sql.to_owned());
+        match $target {
+            Target::Postgres($pool) => {
+                let mut $query = sqlx::query(sql);
+                for param in $params {
+                    $query = $query.bind(*param);
+                }
+                $body
+            }
+            Target::Sqlite($pool) => {
+                let mut $query = sqlx::query(sql);
+                for param in $params {
+                    $query = $query.bind(*param);
+                }
+                $body
+            }
+        }
+    }};
+}
+
 impl Target {
     /// Prepares `sql` without running it: the database checks its syntax, the tables and
     /// columns it names, and (on Postgres) its use of parameters of `types` (type names as
@@ -137,43 +161,15 @@ impl Target {
 
     /// Whether `sql` with text parameters returns a row.
     pub async fn exists(&self, sql: &str, params: &[&str]) -> Result<bool, sqlx::Error> {
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        Ok(match self {
-            Target::Postgres(pool) => {
-                let mut query = sqlx::query(sql);
-                for param in params {
-                    query = query.bind(*param);
-                }
-                query.fetch_optional(pool).await?.is_some()
-            }
-            Target::Sqlite(pool) => {
-                let mut query = sqlx::query(sql);
-                for param in params {
-                    query = query.bind(*param);
-                }
-                query.fetch_optional(pool).await?.is_some()
-            }
-        })
+        Ok(with_text_params!(self, sql, params, |query, pool| {
+            query.fetch_optional(pool).await?.is_some()
+        }))
     }
 
     /// Runs `sql` with text parameters; returns the rows it changed.
     pub async fn execute(&self, sql: &str, params: &[&str]) -> Result<u64, sqlx::Error> {
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        Ok(match self {
-            Target::Postgres(pool) => {
-                let mut query = sqlx::query(sql);
-                for param in params {
-                    query = query.bind(*param);
-                }
-                query.execute(pool).await?.rows_affected()
-            }
-            Target::Sqlite(pool) => {
-                let mut query = sqlx::query(sql);
-                for param in params {
-                    query = query.bind(*param);
-                }
-                query.execute(pool).await?.rows_affected()
-            }
-        })
+        Ok(with_text_params!(self, sql, params, |query, pool| {
+            query.execute(pool).await?.rows_affected()
+        }))
     }
 }

@@ -7,7 +7,7 @@ use longshore_jobs::admin::JobFilter;
 use longshore_jobs::{EnqueueRequest, JobState};
 use serde_json::json;
 
-use crate::support::{FAST, TestDb, cli, eventually, free_port, ok};
+use crate::support::{TestDb, cli, eventually, ok};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_runs_as_scheduled_jobs_shown_by_the_api() {
@@ -18,25 +18,8 @@ async fn retention_runs_as_scheduled_jobs_shown_by_the_api() {
         "[pool.retention]\ncompleted = \"3s\"\nschedule = \"* * * * * *\"\n",
     )
     .unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _serve = db.spawn(
-        "serve",
-        &[
-            &[
-                "serve",
-                "--config",
-                config.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                // Not even `default`: maintenance has a queue of its own in every worker.
-                "--queues",
-                "mail=2",
-            ],
-            FAST,
-        ]
-        .concat(),
-    );
+    // Not even `default`: maintenance has a queue of its own in every worker.
+    let (_serve, base) = db.serve(&config, &["--queues", "mail=2"]);
     let job = db
         .client()
         .enqueue(EnqueueRequest {

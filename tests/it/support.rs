@@ -58,6 +58,21 @@ impl TestDb {
         Proc { child, log }
     }
 
+    /// Starts `longshore serve --config <config>` with fast timings and `extra` flags on a
+    /// free port; returns the process and the API's base URL.
+    pub fn serve(&self, config: &Path, extra: &[&str]) -> (Proc, String) {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let config = config.to_str().unwrap();
+        let args = [
+            &["serve", "--config", config, "--listen", &listen],
+            extra,
+            FAST,
+        ]
+        .concat();
+        (self.spawn("serve", &args), format!("http://{listen}"))
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

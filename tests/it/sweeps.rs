@@ -10,7 +10,7 @@ use longshore_jobs::{EnqueueRequest, JobState};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::support::{FAST, TestDb, cli, eventually, free_port, ok};
+use crate::support::{FAST, TestDb, cli, eventually, ok};
 
 /// The example's schema and config, as README shows them.
 const SCHEMA: &str = include_str!("../../examples/sweeps/schema.sql");
@@ -31,6 +31,15 @@ fn example_config(target_url: &str) -> String {
     toml::to_string(&config).unwrap()
 }
 
+/// A fresh schema in the targets database with the example's schema applied: its URL and
+/// a pool on it.
+async fn example_target() -> (String, PgPool) {
+    let url = longshore_testkit::postgres_target_url().await.unwrap();
+    let pool = PgPool::connect(&url).await.unwrap();
+    sqlx::raw_sql(SCHEMA).execute(&pool).await.unwrap();
+    (url, pool)
+}
+
 async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_one(pool)
@@ -43,9 +52,7 @@ async fn the_guest_sweep_deletes_exactly_the_old_unseated_guests_and_resumes_aft
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let target_url = longshore_testkit::postgres_target_url().await.unwrap();
-    let target = PgPool::connect(&target_url).await.unwrap();
-    sqlx::raw_sql(SCHEMA).execute(&target).await.unwrap();
+    let (target_url, target) = example_target().await;
     // 10,000 guests: even ids 40 days old, odd ones 1 day old; a third of the old are seated.
     sqlx::raw_sql(
         "INSERT INTO accounts (kind, created_at) \
@@ -251,9 +258,7 @@ async fn the_container_sweep_removes_each_expired_container_once_despite_failure
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let target_url = longshore_testkit::postgres_target_url().await.unwrap();
-    let target = PgPool::connect(&target_url).await.unwrap();
-    sqlx::raw_sql(SCHEMA).execute(&target).await.unwrap();
+    let (target_url, target) = example_target().await;
     // 400 games: every fourth running; even ones stopped 3 days ago, odd ones an hour ago.
     sqlx::raw_sql(
         "INSERT INTO runtimes SELECT g, CASE WHEN g % 4 = 0 THEN 'running' ELSE 'stopped' END \
@@ -564,9 +569,7 @@ async fn operators_run_sweeps_from_the_cli_and_budgets_stop_passes_partway() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let target_url = longshore_testkit::postgres_target_url().await.unwrap();
-    let target = PgPool::connect(&target_url).await.unwrap();
-    sqlx::raw_sql(SCHEMA).execute(&target).await.unwrap();
+    let (target_url, target) = example_target().await;
     // 1,000 old unseated guests (doomed) and 100 new ones.
     sqlx::raw_sql(
         "INSERT INTO accounts (kind, created_at) \
@@ -590,22 +593,7 @@ async fn operators_run_sweeps_from_the_cli_and_budgets_stop_passes_partway() {
     sweeps.push(slow.into());
     let path = db.path("longshore.toml");
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _serve = db.spawn(
-        "serve",
-        &[
-            &[
-                "serve",
-                "--config",
-                path.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ],
-            FAST,
-        ]
-        .concat(),
-    );
+    let (_serve, base) = db.serve(&path, &[]);
     let listed = eventually(Duration::from_secs(30), "the API answers", || async {
         let out = cli(&base, None, &["sweeps", "list"]);
         out.status.success().then(|| ok(&out))

@@ -153,10 +153,7 @@ impl From<Schedule> for ScheduleView {
                 Overlap::Skip => OverlapView::Skip,
             },
             enabled: s.enabled,
-            source: match s.source {
-                Source::Config => "config".to_owned(),
-                Source::Api => "api".to_owned(),
-            },
+            source: s.source.as_str().to_owned(),
             last_fire_at: s.last_fire_at,
             last_job_id: s.last_job_id.map(|j| j.0),
             next_fire_at: s.next_fire_at,

@@ -18,7 +18,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::{Tag, audit};
 use crate::ApiState;
-use crate::auth::Auth;
+use crate::auth::{Auth, Principal};
 use crate::model::{EnqueuedView, State};
 use crate::problem::ApiError;
 
@@ -329,10 +329,7 @@ impl SweepsApi {
         };
         Ok(SweepView {
             name: def.name.clone(),
-            source: match stored.source {
-                Source::Config => "config".to_owned(),
-                Source::Api => "api".to_owned(),
-            },
+            source: stored.source.as_str().to_owned(),
             definition: def.into(),
             next_run_at: schedule.as_ref().and_then(|s| s.next_fire_at),
             paused: schedule.as_ref().is_some_and(|s| !s.enabled),
@@ -372,7 +369,13 @@ impl SweepsApi {
         Ok(())
     }
 
-    async fn enqueue_pass(&self, name: &str, dry_run: bool) -> Result<EnqueuedView, ApiError> {
+    /// Enqueues a pass (or a dry run) of sweep `name` for `who`, and audits it.
+    async fn enqueue_pass(
+        &self,
+        who: &Principal,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<PassEnqueued, ApiError> {
         let stored = self.load(name).await?;
         let mut request = EnqueueRequest::new(
             "sweep",
@@ -380,10 +383,10 @@ impl SweepsApi {
         );
         // One requested pass (and one dry run) per sweep waits or runs at a time: more would
         // only queue up behind it, scanning the target again.
-        let what = if dry_run {
-            "sweep-dry-run"
+        let (what, action) = if dry_run {
+            ("sweep-dry-run", "sweeps.dry_run")
         } else {
-            "sweep-pass"
+            ("sweep-pass", "sweeps.run")
         };
         request.unique = Some(UniqueOptions {
             key: format!("{what}:{}", stored.def.name),
@@ -391,11 +394,13 @@ impl SweepsApi {
             window: None,
         });
         let enqueued = self.state.client.enqueue(request).await?;
-        Ok(EnqueuedView {
+        let targets = vec![stored.def.name, enqueued.id.to_string()];
+        audit(&self.state, who, action, targets, None).await?;
+        Ok(PassEnqueued::Created(Json(EnqueuedView {
             id: enqueued.id.0,
             state: enqueued.state.into(),
             duplicate: enqueued.duplicate,
-        })
+        })))
     }
 }
 
@@ -510,16 +515,7 @@ impl SweepsApi {
     )]
     async fn run(&self, auth: Auth, name: Path<String>) -> Result<PassEnqueued, ApiError> {
         auth.0.require(Scope::Operate)?;
-        let enqueued = self.enqueue_pass(&name.0, false).await?;
-        audit(
-            &self.state,
-            &auth.0,
-            "sweeps.run",
-            vec![name.0, enqueued.id.to_string()],
-            None,
-        )
-        .await?;
-        Ok(PassEnqueued::Created(Json(enqueued)))
+        self.enqueue_pass(&auth.0, &name.0, false).await
     }
 
     /// Start a dry run: a pass that counts what it would touch and changes nothing. Its
@@ -532,15 +528,6 @@ impl SweepsApi {
     )]
     async fn dry_run(&self, auth: Auth, name: Path<String>) -> Result<PassEnqueued, ApiError> {
         auth.0.require(Scope::Operate)?;
-        let enqueued = self.enqueue_pass(&name.0, true).await?;
-        audit(
-            &self.state,
-            &auth.0,
-            "sweeps.dry_run",
-            vec![name.0, enqueued.id.to_string()],
-            None,
-        )
-        .await?;
-        Ok(PassEnqueued::Created(Json(enqueued)))
+        self.enqueue_pass(&auth.0, &name.0, true).await
     }
 }

@@ -688,18 +688,7 @@ impl PgStore {
         worker: &WorkerId,
         progress: &serde_json::Value,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query::<Postgres>(
-            "UPDATE jobs SET progress = $4 WHERE id = $1 AND attempt = $2 AND locked_by = $3 \
-               AND state = 'running'",
-        )
-        .bind(id.0)
-        .bind(attempt)
-        .bind(worker.as_str())
-        .bind(Json(progress))
-        .execute(&self.pool)
-        .await
-        .map_err(query("save progress"))?;
-        Ok(done.rows_affected() == 1)
+        save_progress_on(&self.pool, id, attempt, worker, progress).await
     }
 
     pub(crate) async fn oldest_event(&self) -> Result<Option<i64>, StoreError> {
@@ -764,4 +753,27 @@ fn worker_row(row: &PgRow) -> Result<WorkerRow, StoreError> {
         stopped_at: rows::get(row, "stopped_at")?,
         running: rows::get(row, "running")?,
     })
+}
+
+/// Stores a running job's progress on `conn` (a transaction of the caller's, or the pool),
+/// if `worker` still holds attempt `attempt`; false when it does not.
+pub(super) async fn save_progress_on(
+    conn: impl sqlx::PgExecutor<'_>,
+    id: JobId,
+    attempt: i32,
+    worker: &WorkerId,
+    progress: &serde_json::Value,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query::<Postgres>(
+        "UPDATE jobs SET progress = $4 WHERE id = $1 AND attempt = $2 AND locked_by = $3 \
+           AND state = 'running'",
+    )
+    .bind(id.0)
+    .bind(attempt)
+    .bind(worker.as_str())
+    .bind(Json(progress))
+    .execute(conn)
+    .await
+    .map_err(query("save progress"))?;
+    Ok(done.rows_affected() == 1)
 }

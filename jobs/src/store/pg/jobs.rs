@@ -301,18 +301,8 @@ impl PgStore {
         progress: &serde_json::Value,
     ) -> Result<Option<Vec<Enqueued>>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(query("insert jobs"))?;
-        let saved = sqlx::query::<Postgres>(
-            "UPDATE jobs SET progress = $4 WHERE id = $1 AND attempt = $2 AND locked_by = $3 \
-               AND state = 'running'",
-        )
-        .bind(id.0)
-        .bind(attempt)
-        .bind(worker.as_str())
-        .bind(Json(progress))
-        .execute(&mut *tx)
-        .await
-        .map_err(query("save progress"))?;
-        if saved.rows_affected() != 1 {
+        let saved = super::admin::save_progress_on(&mut *tx, id, attempt, worker, progress).await?;
+        if !saved {
             return Ok(None);
         }
         let enqueued = insert_on(&mut tx, jobs).await?;

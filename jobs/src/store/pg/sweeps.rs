@@ -6,7 +6,7 @@ use sqlx::types::Json;
 
 use super::{PgStore, rows};
 use crate::error::{StoreError, query};
-use crate::schedule::{Source, parse_source, source_name};
+use crate::schedule::{Source, parse_source};
 use crate::sweep::{StoredSweep, SweepDef};
 
 const COLUMNS: &str = "definition, source, resume_after, created_at, updated_at";
@@ -36,7 +36,7 @@ impl PgStore {
         )))
         .bind(&def.name)
         .bind(Json(def))
-        .bind(source_name(source))
+        .bind(source.as_str())
         .fetch_one(&self.pool)
         .await
         .map_err(query("store sweep"))?;

@@ -677,18 +677,7 @@ impl SqliteStore {
         worker: &WorkerId,
         progress: &serde_json::Value,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query::<Sqlite>(
-            "UPDATE jobs SET progress = ?4 WHERE id = ?1 AND attempt = ?2 AND locked_by = ?3 \
-               AND state = 'running'",
-        )
-        .bind(id.0)
-        .bind(attempt)
-        .bind(worker.as_str())
-        .bind(progress.to_string())
-        .execute(&self.writer)
-        .await
-        .map_err(query("save progress"))?;
-        Ok(done.rows_affected() == 1)
+        save_progress_on(&self.writer, id, attempt, worker, progress).await
     }
 
     pub(crate) async fn oldest_event(&self) -> Result<Option<i64>, StoreError> {
@@ -750,4 +739,27 @@ fn worker_row(row: &SqliteRow) -> Result<WorkerRow, StoreError> {
         stopped_at: rows::opt_time(row, "stopped_at")?,
         running: rows::get(row, "running")?,
     })
+}
+
+/// Stores a running job's progress on `conn` (a transaction of the caller's, or the
+/// writer), if `worker` still holds attempt `attempt`; false when it does not.
+pub(super) async fn save_progress_on(
+    conn: impl sqlx::SqliteExecutor<'_>,
+    id: JobId,
+    attempt: i32,
+    worker: &WorkerId,
+    progress: &serde_json::Value,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query::<Sqlite>(
+        "UPDATE jobs SET progress = ?4 WHERE id = ?1 AND attempt = ?2 AND locked_by = ?3 \
+           AND state = 'running'",
+    )
+    .bind(id.0)
+    .bind(attempt)
+    .bind(worker.as_str())
+    .bind(progress.to_string())
+    .execute(conn)
+    .await
+    .map_err(query("save progress"))?;
+    Ok(done.rows_affected() == 1)
 }

@@ -84,18 +84,8 @@ impl SqliteStore {
         progress: &serde_json::Value,
     ) -> Result<Option<Vec<Enqueued>>, StoreError> {
         let mut tx = self.write("insert jobs").await?;
-        let saved = sqlx::query::<Sqlite>(
-            "UPDATE jobs SET progress = ?4 WHERE id = ?1 AND attempt = ?2 AND locked_by = ?3 \
-               AND state = 'running'",
-        )
-        .bind(id.0)
-        .bind(attempt)
-        .bind(worker.as_str())
-        .bind(progress.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(query("save progress"))?;
-        if saved.rows_affected() != 1 {
+        let saved = super::admin::save_progress_on(&mut *tx, id, attempt, worker, progress).await?;
+        if !saved {
             return Ok(None);
         }
         let enqueued = insert_in(&mut tx, jobs).await?;

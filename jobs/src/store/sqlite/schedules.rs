@@ -10,7 +10,7 @@ use crate::error::{StoreError, query};
 use crate::id::JobId;
 use crate::schedule::TickCounts;
 use crate::schedule::{
-    Schedule, catch_up_name, overlap_name, parse_catch_up, parse_overlap, parse_source, source_name,
+    Schedule, catch_up_name, overlap_name, parse_catch_up, parse_overlap, parse_source,
 };
 
 const COLUMNS: &str = "id, cron, timezone, template, catch_up, catch_up_window_s, catch_up_cap, \
@@ -66,7 +66,7 @@ impl SqliteStore {
             .bind(i64::from(s.catch_up_cap))
             .bind(overlap_name(s.overlap))
             .bind(s.enabled)
-            .bind(source_name(s.source))
+            .bind(s.source.as_str())
             .bind(s.next_fire_at.map(micros))
             .bind(now)
             .fetch_one(&self.writer)

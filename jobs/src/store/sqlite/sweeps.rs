@@ -5,7 +5,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, now_us, rows};
 use crate::error::{StoreError, query};
-use crate::schedule::{Source, parse_source, source_name};
+use crate::schedule::{Source, parse_source};
 use crate::sweep::{StoredSweep, SweepDef};
 
 const COLUMNS: &str = "definition, source, resume_after, created_at, updated_at";
@@ -35,7 +35,7 @@ impl SqliteStore {
         )))
         .bind(&def.name)
         .bind(serde_json::to_string(def).unwrap_or_default())
-        .bind(source_name(source))
+        .bind(source.as_str())
         .bind(now_us())
         .fetch_one(&self.writer)
         .await
