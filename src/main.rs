@@ -42,6 +42,9 @@ fn main() -> ExitCode {
             _ => unreachable!("client commands return earlier"),
         }
     });
+    // The pool has already given up on handlers that would not stop; dropping the runtime
+    // would wait for their threads forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -123,9 +126,12 @@ async fn wait_for_signal() {
 }
 
 fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::new(&config.log.filter);
+    // Colours only for a terminal: a log file or collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),

@@ -5,6 +5,7 @@ mod support;
 mod api;
 mod cli;
 mod crash;
+mod faults;
 mod maintenance;
 mod poison;
 mod schedules;

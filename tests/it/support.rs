@@ -37,7 +37,7 @@ impl TestDb {
     pub fn client(&self) -> Client {
         let mut registry = Registry::new();
         kinds::register_builtins(&mut registry);
-        registry.register(kinds::Abort);
+        registry.register(kinds::Abort).register(kinds::Stubborn);
         registry.register(kinds::Sweep::new(Arc::default(), self.store.clone()));
         Client::new(self.store.clone(), Arc::new(registry))
     }

@@ -12,6 +12,7 @@ use tower::{Layer, Service};
 
 use crate::completer::Completer;
 use crate::dispatch::retry_or_discard;
+use crate::held::{ForgetOnDrop, HeldAttempts};
 
 /// A handler panicked; the panic is an attempt failure like any other.
 #[derive(Debug, thiserror::Error)]
@@ -24,15 +25,23 @@ pub struct AckLayer {
     completer: Completer,
     worker: WorkerId,
     registry: Arc<Registry>,
+    held: HeldAttempts,
 }
 
 impl AckLayer {
-    /// A layer that reports outcomes of `worker`'s attempts to `completer`.
-    pub fn new(completer: Completer, worker: WorkerId, registry: Arc<Registry>) -> Self {
+    /// A layer that reports outcomes of `worker`'s attempts to `completer`; an attempt whose
+    /// lease was lost (see [`HeldAttempts`]) reports nothing.
+    pub fn new(
+        completer: Completer,
+        worker: WorkerId,
+        registry: Arc<Registry>,
+        held: HeldAttempts,
+    ) -> Self {
         AckLayer {
             completer,
             worker,
             registry,
+            held,
         }
     }
 }
@@ -74,10 +83,19 @@ where
         let attempt = self.inner.call(task);
         let layer = self.layer.clone();
         Box::pin(async move {
-            let outcome = match attempt.await {
+            let key = (job.id, job.attempt);
+            let held = ForgetOnDrop::new(layer.held.clone(), key);
+            let result = attempt.await.map_err(Into::<BoxDynError>::into);
+            if !layer.held.holds(key) {
+                tracing::debug!(
+                    job.id = %job.id, job.attempt = job.attempt,
+                    "attempt ended after its lease was lost; nothing to store"
+                );
+                return Ok(());
+            }
+            let outcome = match result {
                 Ok(outcome) => outcome,
                 Err(error) => {
-                    let error: BoxDynError = error.into();
                     let backoff = layer
                         .registry
                         .get(&job.kind)
@@ -102,6 +120,7 @@ where
                     outcome,
                 })
                 .await;
+            held.disarm();
             match failed {
                 Some(message) => Err(message.into()),
                 None => Ok(()),

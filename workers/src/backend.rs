@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 
 use crate::ack::AckLayer;
 use crate::completer::Completer;
+use crate::held::HeldAttempts;
 
 /// What every backend of one worker shares, across restarts.
 pub(crate) struct Shared {
@@ -35,6 +36,7 @@ pub(crate) struct Shared {
     pub notify: Arc<Notify>,
     pub completer: Completer,
     pub registry: Arc<Registry>,
+    pub held: HeldAttempts,
 }
 
 type Claim = BoxFuture<'static, Result<Vec<ClaimedJob>, StoreError>>;
@@ -119,6 +121,7 @@ impl QueueBackend {
                 if (jobs.len() as u32) < limit {
                     self.sleep(self.shared.poll_interval);
                 }
+                self.shared.held.hold(&self.shared.worker, &jobs);
                 self.buffer.extend(jobs);
             }
             Err(error) => {
@@ -131,6 +134,15 @@ impl QueueBackend {
                 self.idle = Some(tokio::time::sleep(wait).boxed());
             }
         }
+    }
+}
+
+impl Drop for QueueBackend {
+    /// A backend dropped without closing (its worker restarts) stops holding what it buffered:
+    /// those jobs are rescued once their leases run out.
+    fn drop(&mut self) {
+        let buffered = self.buffer.drain(..).map(|j| (j.id, j.attempt));
+        self.shared.held.forget(buffered);
     }
 }
 
@@ -201,6 +213,8 @@ async fn close(shared: Arc<Shared>, mut unstarted: Vec<ClaimedJob>, claim: Optio
         unstarted.extend(jobs);
     }
     let handed: Vec<(JobId, i32)> = unstarted.iter().map(|j| (j.id, j.attempt)).collect();
+    // Forgotten first: if the hand-back fails, the leases run out and the jobs are rescued.
+    shared.held.forget(handed.iter().copied());
     match shared.store.release(&shared.worker, &handed).await {
         Ok(released) if released > 0 => {
             tracing::info!(queue.name = %shared.queue, released, "handed back unstarted jobs")
@@ -232,6 +246,7 @@ impl BackendConfig for QueueBackend {
             self.shared.completer.clone(),
             self.shared.worker.clone(),
             Arc::clone(&self.shared.registry),
+            self.shared.held.clone(),
         )
     }
 }

@@ -2,13 +2,18 @@
 //!
 //! Workers hand each outcome over and go on to the next job; one task stores whatever has
 //! gathered in a single round trip. A crash before a batch is stored loses only the record:
-//! the lease runs out, the job is rescued and runs again (at-least-once).
+//! the lease runs out, the job is rescued and runs again (at-least-once). Once a batch is
+//! stored, or given up, its attempts are no longer held: the heartbeat stops renewing them,
+//! so an outcome that never reached the database (or that a crashed server forgot) ends in
+//! a rescue, never in a job that stays `running`.
 
 use std::time::Duration;
 
 use longshore_jobs::{Completion, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+use crate::held::HeldAttempts;
 
 /// The most outcomes stored in one round trip.
 const BATCH: usize = 1000;
@@ -31,9 +36,9 @@ pub struct Completer {
 impl Completer {
     /// Starts the completer's task. It ends once every handle is dropped and the backlog is
     /// stored.
-    pub fn start(store: Store) -> (Completer, JoinHandle<()>) {
+    pub fn start(store: Store, held: HeldAttempts) -> (Completer, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(BACKLOG);
-        let task = tokio::spawn(run(store, rx));
+        let task = tokio::spawn(run(store, held, rx));
         (Completer { tx }, task)
     }
 
@@ -53,7 +58,7 @@ impl Completer {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Msg>) {
+async fn run(store: Store, held: HeldAttempts, mut rx: mpsc::Receiver<Msg>) {
     let mut inbox = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut inbox, BATCH).await > 0 {
         let mut batch = Vec::with_capacity(inbox.len());
@@ -65,6 +70,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>) {
             }
         }
         store_batch(&store, &batch).await;
+        held.forget(batch.iter().map(|c| (c.id, c.attempt)));
         for waiter in waiters {
             let _ = waiter.send(());
         }

@@ -13,13 +13,14 @@ use longshore_jobs::{
     WorkerId,
 };
 
-use crate::running::{RunningJobs, StopReason, StopSignal};
+use crate::ack::HandlerPanicked;
+use crate::held::{HeldAttempts, StopReason, StopSignal};
 
 /// Runs claimed jobs. One per worker; cheap to clone.
 #[derive(Clone)]
 pub struct Dispatch {
     registry: Arc<Registry>,
-    running: RunningJobs,
+    held: HeldAttempts,
     worker: WorkerId,
     cancel_grace: Duration,
 }
@@ -28,13 +29,13 @@ impl Dispatch {
     /// A dispatcher for `worker` that aborts a stopped handler after `cancel_grace`.
     pub fn new(
         registry: Arc<Registry>,
-        running: RunningJobs,
+        held: HeldAttempts,
         worker: WorkerId,
         cancel_grace: Duration,
     ) -> Self {
         Dispatch {
             registry,
-            running,
+            held,
             worker,
             cancel_grace,
         }
@@ -66,7 +67,11 @@ impl Dispatch {
             return retry_or_discard(&job, error, None, &longshore_jobs::Backoff::DEFAULT);
         };
         let backoff = kind.options().backoff;
-        let running = self.running.start(job.id);
+        let Some(running) = self.held.start((job.id, job.attempt)) else {
+            // The lease was taken while the job waited in the buffer: another process runs
+            // it, and this attempt's outcome would be refused anyway.
+            return Outcome::Interrupted;
+        };
         let stop = running.signal();
         let context = JobContext {
             id: job.id,
@@ -88,7 +93,7 @@ impl Dispatch {
             (_, Ran::Finished(Ok(value))) => Outcome::Completed {
                 result: (!value.is_null()).then_some(value),
             },
-            (Some(StopReason::Shutdown), _) => Outcome::Interrupted,
+            (Some(StopReason::Shutdown | StopReason::LeaseLost), _) => Outcome::Interrupted,
             (Some(StopReason::Cancelled), _) => Outcome::Cancel {
                 reason: ErrorReport::message("cancelled by an operator"),
             },
@@ -96,6 +101,10 @@ impl Dispatch {
             (None, Ran::TimedOut(after)) => {
                 let error =
                     ErrorReport::message(format!("timed out after {}ms", after.as_millis()));
+                retry_or_discard(&job, error, None, &backoff)
+            }
+            (None, Ran::Panicked(message)) => {
+                let error = ErrorReport::from_error(&HandlerPanicked(message));
                 retry_or_discard(&job, error, None, &backoff)
             }
             (None, Ran::Aborted) => Outcome::Interrupted,
@@ -106,10 +115,15 @@ impl Dispatch {
 enum Ran {
     Finished(JobResult),
     TimedOut(Duration),
+    Panicked(String),
     Aborted,
 }
 
 /// Runs the handler until it finishes, times out, or (once stopped) the grace runs out.
+///
+/// The handler runs on a task of its own: handlers of one queue then run in parallel on
+/// every core, and one that blocks its thread holds up no other job (apalis drives a
+/// worker's attempts within a single task).
 async fn run_until_stopped(
     handler: BoxFuture<'static, JobResult>,
     timeout: Option<Duration>,
@@ -125,13 +139,31 @@ async fn run_until_stopped(
             None => Ran::Finished(handler.await),
         }
     };
-    let mut limited = std::pin::pin!(limited);
-    tokio::select! {
-        ran = &mut limited => ran,
-        () = stop.token().cancelled() => {
-            tokio::time::timeout(grace, limited).await.unwrap_or(Ran::Aborted)
-        }
+    let mut task = tokio::spawn(limited);
+    let joined = tokio::select! {
+        joined = &mut task => joined,
+        () = stop.token().cancelled() => match tokio::time::timeout(grace, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                task.abort();
+                return Ran::Aborted;
+            }
+        },
+    };
+    match joined {
+        Ok(ran) => ran,
+        Err(error) if error.is_panic() => Ran::Panicked(panic_message(&error.into_panic())),
+        Err(_) => Ran::Aborted,
     }
+}
+
+/// The message of a panic's payload.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_owned())
 }
 
 /// What a handler's error asks for, bounded by the job's attempts.

@@ -1,65 +1,77 @@
-//! The heartbeat: keeps this process's leases alive and carries cancel requests back to the
-//! handlers.
+//! The heartbeat: keeps the leases of the attempts this process holds alive, stops the
+//! handlers of attempts whose lease another process took, and carries cancel requests back to
+//! the handlers.
 
 use std::time::Duration;
 
 use longshore_jobs::{Store, StoreError, WorkerId};
 use tokio_util::sync::CancellationToken;
 
-use crate::running::{RunningJobs, StopReason};
+use crate::held::{HeldAttempts, StopReason};
 
 /// What one beat did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeartbeatReport {
     /// Leases extended.
     pub extended: u64,
+    /// Handlers asked to stop because another process took their lease.
+    pub lost: usize,
     /// Running jobs asked to stop because an operator cancelled them.
     pub cancelled: usize,
 }
 
-/// Renews the leases of every worker of this process.
+/// Renews the leases this process holds.
 pub struct Heartbeat {
     store: Store,
     workers: Vec<WorkerId>,
-    running: RunningJobs,
+    held: HeldAttempts,
     lease: Duration,
     interval: Duration,
 }
 
 impl Heartbeat {
-    /// A heartbeat for `workers`, beating every `interval`.
+    /// A heartbeat for the attempts in `held` claimed by `workers`, beating every `interval`.
     pub fn new(
         store: Store,
         workers: Vec<WorkerId>,
-        running: RunningJobs,
+        held: HeldAttempts,
         lease: Duration,
         interval: Duration,
     ) -> Self {
         Heartbeat {
             store,
             workers,
-            running,
+            held,
             lease,
             interval,
         }
     }
 
-    /// One beat: extends leases that end within half a lease (so a short job is never
-    /// touched), relays cancel requests, and marks the workers alive.
+    /// One beat: extends the held leases that end within half a lease (so a short job is
+    /// never touched), stops handlers whose attempt is no longer held, relays cancel
+    /// requests, and marks the workers alive.
     pub async fn run_once(&self) -> Result<HeartbeatReport, StoreError> {
-        let extended = self
+        let renewal = self
             .store
-            .extend_leases(&self.workers, self.lease, self.lease / 2)
+            .extend_leases(&self.held.leases(), self.lease, self.lease / 2)
             .await?;
+        let stopped = self.held.lose(&renewal.lost);
+        for (id, attempt) in &stopped {
+            tracing::warn!(
+                job.id = %id, job.attempt = attempt,
+                "lease lost to another process; stopping the attempt (its outcome will not count)"
+            );
+        }
         let mut cancelled = 0;
         for id in self.store.cancel_requests(&self.workers).await? {
-            if self.running.stop(id, StopReason::Cancelled) {
+            if self.held.stop(id, StopReason::Cancelled) {
                 cancelled += 1;
             }
         }
         self.store.touch_workers(&self.workers).await?;
         Ok(HeartbeatReport {
-            extended,
+            extended: renewal.extended,
+            lost: stopped.len(),
             cancelled,
         })
     }
@@ -78,7 +90,7 @@ impl Heartbeat {
                     }
                 }
                 received = cancels.recv() => match received {
-                    Ok(id) => { self.running.stop(id, StopReason::Cancelled); }
+                    Ok(id) => { self.held.stop(id, StopReason::Cancelled); }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },

@@ -31,10 +31,10 @@ pub mod completer;
 pub mod config;
 pub mod dispatch;
 pub mod heartbeat;
+pub mod held;
 pub mod pool;
 pub mod pruner;
 pub mod rescuer;
-pub mod running;
 pub mod scheduler;
 
 pub use config::{PoolConfig, QueueConfig, RetentionConfig, SchedulerConfig};

@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
 use apalis::layers::catch_panic::CatchPanicLayer;
 use apalis::layers::tracing::TraceLayer;
@@ -16,10 +17,10 @@ use crate::ack::HandlerPanicked;
 use crate::backend::{QueueBackend, Shared};
 use crate::completer::Completer;
 use crate::config::PoolConfig;
-use crate::dispatch::Dispatch;
+use crate::dispatch::{Dispatch, panic_message};
 use crate::heartbeat::Heartbeat;
+use crate::held::{HeldAttempts, StopReason};
 use crate::rescuer::Rescuer;
-use crate::running::{RunningJobs, StopReason};
 use crate::scheduler::Scheduler;
 
 /// The pool failed to start or to run.
@@ -44,7 +45,7 @@ pub struct Pool {
     config: PoolConfig,
     store: Store,
     registry: Arc<Registry>,
-    running: RunningJobs,
+    held: HeldAttempts,
 }
 
 impl Pool {
@@ -54,13 +55,13 @@ impl Pool {
             config,
             store,
             registry,
-            running: RunningJobs::default(),
+            held: HeldAttempts::default(),
         }
     }
 
-    /// The jobs running in this pool now.
-    pub fn running(&self) -> &RunningJobs {
-        &self.running
+    /// The attempts this pool holds now.
+    pub fn held(&self) -> &HeldAttempts {
+        &self.held
     }
 
     /// Works until `shutdown` fires, then stops claiming, lets in-flight jobs finish within
@@ -68,7 +69,7 @@ impl Pool {
     /// and returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), PoolError> {
         let process = ProcessId::current();
-        let (completer, completer_task) = Completer::start(self.store.clone());
+        let (completer, completer_task) = Completer::start(self.store.clone(), self.held.clone());
         let mut shared = Vec::new();
         for (queue, settings) in &self.config.queues {
             let worker = WorkerId::new(queue, &process);
@@ -98,6 +99,7 @@ impl Pool {
                 notify: self.store.wakeups().queue(queue),
                 completer: completer.clone(),
                 registry: Arc::clone(&self.registry),
+                held: self.held.clone(),
             }));
         }
         let roles = self.start_roles(shared.iter().map(|s| s.worker.clone()).collect());
@@ -107,12 +109,12 @@ impl Pool {
         });
         for worker in &shared {
             let worker = Arc::clone(worker);
-            let (registry, running) = (Arc::clone(&self.registry), self.running.clone());
+            let (registry, held) = (Arc::clone(&self.registry), self.held.clone());
             let grace = self.config.cancel_grace;
             monitor = monitor.register(move |_restarts| {
                 let dispatch = Dispatch::new(
                     Arc::clone(&registry),
-                    running.clone(),
+                    held.clone(),
                     worker.worker.clone(),
                     grace,
                 );
@@ -120,7 +122,9 @@ impl Pool {
                     .backend(QueueBackend::new(Arc::clone(&worker)))
                     .layer(TraceLayer::new().make_span_with(process_span))
                     .concurrency(worker.concurrency as usize)
-                    .layer(CatchPanicLayer::with_panic_handler(panic_error))
+                    .layer(CatchPanicLayer::with_panic_handler(
+                        |panic: &Box<dyn Any + Send>| HandlerPanicked(panic_message(panic)),
+                    ))
                     .build(dispatch)
             });
         }
@@ -130,23 +134,53 @@ impl Pool {
         );
         let grace = tokio::spawn(stop_after_grace(
             shutdown.clone(),
-            self.running.clone(),
+            self.held.clone(),
             self.config.shutdown_grace,
         ));
-        let signal = async move {
-            shutdown.cancelled().await;
-            tracing::info!("shutdown: no new jobs are claimed; in-flight jobs may finish");
-            Ok(())
+        let signal = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                tracing::info!("shutdown: no new jobs are claimed; in-flight jobs may finish");
+                Ok(())
+            }
         };
-        let result = monitor.run_with_signal(signal).await;
+        // However a handler behaves (one that blocks its thread cannot be aborted), shutdown
+        // ends on time: past the grace and the cancel grace, whatever still runs is abandoned
+        // and its lease runs out, so another process rescues it.
+        let limit = self.config.shutdown_grace + self.config.cancel_grace + ABANDON_AFTER;
+        // The monitor runs the handlers in its own task, so one that blocks a thread cannot
+        // hold up this one.
+        let mut monitor = tokio::spawn(monitor.run_with_signal(signal));
+        let result = tokio::select! {
+            joined = &mut monitor => match joined {
+                Ok(result) => result.map_err(|e| PoolError::Monitor(e.to_string())),
+                Err(error) => Err(PoolError::Monitor(error.to_string())),
+            },
+            () = after_shutdown(&shutdown, limit) => {
+                monitor.abort();
+                let running = self.held.running();
+                tracing::error!(
+                    jobs = ?running.iter().map(|(id, attempt)| format!("{id}#{attempt}")).collect::<Vec<_>>(),
+                    "shutdown: handlers did not stop within the grace periods; abandoning them \
+                     (their leases run out and they are rescued)"
+                );
+                Ok(())
+            }
+        };
         grace.abort();
-        completer.flush().await;
+        if tokio::time::timeout(FINAL_FLUSH, completer.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: outcomes not stored in time; their jobs will be rescued");
+        }
         roles.cancel();
         drop(shared);
         drop(completer);
-        let _ = completer_task.await;
+        let _ = tokio::time::timeout(FINAL_FLUSH, completer_task).await;
         tracing::info!("pool stopped");
-        result.map_err(|e| PoolError::Monitor(e.to_string()))
+        result
     }
 
     fn start_roles(&self, workers: Vec<WorkerId>) -> CancellationToken {
@@ -155,7 +189,7 @@ impl Pool {
         let heartbeat = Heartbeat::new(
             self.store.clone(),
             workers,
-            self.running.clone(),
+            self.held.clone(),
             config.lease,
             config.heartbeat_interval,
         );
@@ -186,22 +220,31 @@ fn clock_offset() -> Option<chrono::Duration> {
     Some(chrono::Duration::milliseconds(ms))
 }
 
+/// How long past the shutdown grace and the cancel grace a pool waits for stopped handlers'
+/// outcomes to reach the completer before it abandons what still runs.
+const ABANDON_AFTER: Duration = Duration::from_millis(500);
+/// How long a stopping pool waits for the last outcomes to be stored.
+const FINAL_FLUSH: Duration = Duration::from_secs(1);
+
+/// Resolves `limit` after `shutdown` fires.
+async fn after_shutdown(shutdown: &CancellationToken, limit: Duration) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(limit).await;
+}
+
 /// After the shutdown grace, asks every job still running to stop; each is handed back
 /// (not counting the attempt) once it stops or its cancel grace runs out.
-async fn stop_after_grace(
-    shutdown: CancellationToken,
-    running: RunningJobs,
-    grace: std::time::Duration,
-) {
+async fn stop_after_grace(shutdown: CancellationToken, held: HeldAttempts, grace: Duration) {
     shutdown.cancelled().await;
     tokio::time::sleep(grace).await;
+    let running = held.running();
     if !running.is_empty() {
         tracing::warn!(
             jobs = running.len(),
             "shutdown grace is over; interrupting running jobs"
         );
     }
-    running.stop_all(StopReason::Shutdown);
+    held.stop_all(StopReason::Shutdown);
 }
 
 /// The span of one attempt, named after the OpenTelemetry messaging convention.
@@ -218,13 +261,4 @@ fn process_span(task: &Task<ClaimedJob>) -> tracing::Span {
         "job.kind" = %job.kind,
         "job.attempt" = job.attempt,
     )
-}
-
-fn panic_error(panic: &Box<dyn Any + Send>) -> HandlerPanicked {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".to_owned());
-    HandlerPanicked(message)
 }

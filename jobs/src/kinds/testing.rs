@@ -1,5 +1,6 @@
 //! Kinds for fault tests, registered only when `enable_test_kinds` is set. Never enable them
-//! in production: `test.abort` kills the process that runs it.
+//! in production: `test.abort` kills the process that runs it, `test.stubborn` blocks a
+//! thread and ignores every request to stop.
 
 use std::io::Write;
 
@@ -40,5 +41,28 @@ impl Kind for Abort {
             file.sync_all()?;
         }
         std::process::abort()
+    }
+}
+
+/// Blocks its thread for `ms` milliseconds and ignores cancellation and shutdown: the handler
+/// no runtime can abort, for tests that shutdown still ends on time.
+pub struct Stubborn;
+
+/// `{"ms": 60000}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StubbornArgs {
+    /// How long to block, in milliseconds.
+    pub ms: u64,
+}
+
+impl Kind for Stubborn {
+    const NAME: &'static str = "test.stubborn";
+    type Args = StubbornArgs;
+
+    async fn run(&self, _job: JobContext, args: StubbornArgs) -> JobResult {
+        let block = std::time::Duration::from_millis(args.ms);
+        tokio::task::block_in_place(|| std::thread::sleep(block));
+        Ok(serde_json::Value::Null)
     }
 }

@@ -92,6 +92,27 @@ pub struct Rescued {
     pub worker: Option<String>,
 }
 
+/// An attempt a process holds, as its heartbeat renews it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldAttempt {
+    /// The job.
+    pub id: JobId,
+    /// The attempt the process runs (or has claimed, or is storing the outcome of).
+    pub attempt: i32,
+    /// The worker that claimed it.
+    pub worker: WorkerId,
+}
+
+/// What a lease renewal found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Renewal {
+    /// Leases extended (those due within the threshold).
+    pub extended: u64,
+    /// Attempts the process no longer holds: the job was rescued, or runs another attempt,
+    /// or finished. Their handlers must stop, and nothing of them counts any more.
+    pub lost: Vec<(JobId, i32)>,
+}
+
 /// What a cancel did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -325,14 +346,20 @@ impl Store {
         on_backend!(self, s => s.release(worker, jobs).await)
     }
 
-    /// Extends the leases of jobs run by `workers` whose lease ends within `threshold`.
+    /// Extends the leases of the attempts in `held` that still hold their job and whose lease
+    /// ends within `threshold`, and reports those that no longer hold it. Only these attempts:
+    /// a job whose outcome was lost after its handler finished is not renewed, so its lease runs
+    /// out and it is rescued.
     pub async fn extend_leases(
         &self,
-        workers: &[WorkerId],
+        held: &[HeldAttempt],
         lease: Duration,
         threshold: Duration,
-    ) -> Result<u64, StoreError> {
-        on_backend!(self, s => s.extend_leases(workers, lease, threshold).await)
+    ) -> Result<Renewal, StoreError> {
+        if held.is_empty() {
+            return Ok(Renewal::default());
+        }
+        on_backend!(self, s => s.extend_leases(held, lease, threshold).await)
     }
 
     /// Running jobs of `workers` that an operator asked to stop.

@@ -8,6 +8,7 @@ mod claim;
 mod completion;
 mod enqueue;
 mod events;
+mod leases;
 mod rescue;
 mod schedules;
 mod shutdown;

@@ -42,6 +42,34 @@ impl TestDb {
     pub fn is_postgres(&self) -> bool {
         matches!(self.backend, Backend::Postgres)
     }
+
+    /// Runs raw SQL on the database, `pg` on Postgres and `sqlite` on SQLite (whose times
+    /// are microseconds since the epoch), each binding `binds` as text in order: for tests
+    /// that play what another process or a failing server would do to a row.
+    pub async fn execute(&self, pg: &str, sqlite: &str, binds: &[&str]) -> u64 {
+        match self.backend {
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(pg.to_owned()));
+                for bind in binds {
+                    query = query.bind(bind.to_string());
+                }
+                let done = query.execute(&pool).await.expect("raw SQL runs");
+                pool.close().await;
+                done.rows_affected()
+            }
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sqlite.to_owned()));
+                for bind in binds {
+                    query = query.bind(bind.to_string());
+                }
+                let done = query.execute(&pool).await.expect("raw SQL runs");
+                pool.close().await;
+                done.rows_affected()
+            }
+        }
+    }
 }
 
 /// A fresh database, or `None` when Postgres is unreachable outside CI.
@@ -150,7 +178,9 @@ pub fn registry() -> Registry {
         .register(Flaky)
         .register(Panics)
         .register(Snoozer)
-        .register(Hangs);
+        .register(Hangs)
+        .register(Lingers)
+        .register(kinds::Stubborn);
     registry
 }
 
@@ -268,5 +298,42 @@ impl Kind for Hangs {
         HANGING.lock().unwrap().push(job.id);
         tokio::time::sleep(Duration::from_secs(60)).await;
         Ok(serde_json::Value::Null)
+    }
+}
+
+/// Runs until it is asked to stop, noting when each attempt starts and why it stopped.
+pub struct Lingers;
+
+/// What [`Lingers`] saw: (job, attempt, "started" or "stopped").
+static LINGERING: Mutex<Vec<(JobId, u32, &'static str)>> = Mutex::new(Vec::new());
+
+impl Lingers {
+    /// The notes of job `id`, in order.
+    pub fn notes(id: JobId) -> Vec<(u32, &'static str)> {
+        LINGERING
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(job, _, _)| *job == id)
+            .map(|(_, attempt, note)| (*attempt, *note))
+            .collect()
+    }
+}
+
+impl Kind for Lingers {
+    const NAME: &'static str = "test.lingers";
+    type Args = serde_json::Value;
+
+    async fn run(&self, job: JobContext, _args: serde_json::Value) -> JobResult {
+        LINGERING
+            .lock()
+            .unwrap()
+            .push((job.id, job.attempt, "started"));
+        job.cancel.cancelled().await;
+        LINGERING
+            .lock()
+            .unwrap()
+            .push((job.id, job.attempt, "stopped"));
+        Err(JobError::retry("stopped"))
     }
 }

@@ -13,7 +13,7 @@ use crate::id::{JobId, WorkerId};
 use crate::job::{Attempt, ClaimedJob, Enqueued, Job, NewJob};
 use crate::outcome::Completion;
 use crate::state::JobState;
-use crate::store::{CancelOutcome, PruneLimits, Pruned, Rescued, millis};
+use crate::store::{CancelOutcome, HeldAttempt, PruneLimits, Pruned, Renewal, Rescued, millis};
 
 const INSERT: &str = r#"
 WITH input AS (
@@ -247,6 +247,27 @@ WITH c AS (
 SELECT id FROM done
 "#;
 
+/// Renews the held attempts that still hold their job; the main query reads the snapshot from
+/// before the update, which is the same for this purpose: renewing does not change who holds.
+const EXTEND_LEASES: &str = r#"
+WITH held AS (
+    SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[]) AS h(id, attempt, worker)
+), renewed AS (
+    UPDATE jobs j SET lease_expires_at = now() + $4 * interval '1 millisecond'
+    FROM held h
+    WHERE j.id = h.id AND j.attempt = h.attempt AND j.locked_by = h.worker
+      AND j.state = 'running' AND j.lease_expires_at < now() + $5 * interval '1 millisecond'
+    RETURNING j.id
+), lost AS (
+    SELECT h.id, h.attempt FROM held h
+    WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = h.id AND j.attempt = h.attempt
+                                             AND j.locked_by = h.worker AND j.state = 'running')
+)
+SELECT (SELECT count(*) FROM renewed) AS extended,
+       ARRAY(SELECT id FROM lost ORDER BY id) AS lost_ids,
+       ARRAY(SELECT attempt FROM lost ORDER BY id) AS lost_attempts
+"#;
+
 const RESCUE: &str = r#"
 WITH expired AS (
     SELECT id, locked_by AS lost_by FROM jobs
@@ -259,7 +280,8 @@ WITH expired AS (
     SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
                      WHEN j.attempt >= j.max_attempts THEN 'discarded'
                      ELSE 'retryable' END,
-        run_at = now(),
+        -- run_at stays: a rescued job keeps its place in the queue instead of waiting
+        -- behind the backlog that arrived while it ran.
         finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts
                            THEN now() END,
         locked_by = NULL,
@@ -414,22 +436,26 @@ impl PgStore {
 
     pub(crate) async fn extend_leases(
         &self,
-        workers: &[WorkerId],
+        held: &[HeldAttempt],
         lease: Duration,
         threshold: Duration,
-    ) -> Result<u64, StoreError> {
-        let result = sqlx::query::<Postgres>(
-            "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond' \
-             WHERE state = 'running' AND locked_by = ANY($1) \
-               AND lease_expires_at < now() + $3 * interval '1 millisecond'",
-        )
-        .bind(workers.iter().map(WorkerId::as_str).collect::<Vec<_>>())
-        .bind(millis(lease))
-        .bind(millis(threshold))
-        .execute(&self.lease_pool)
-        .await
-        .map_err(query("extend leases"))?;
-        Ok(result.rows_affected())
+    ) -> Result<Renewal, StoreError> {
+        let row = sqlx::query::<Postgres>(EXTEND_LEASES)
+            .bind(held.iter().map(|h| h.id.0).collect::<Vec<_>>())
+            .bind(held.iter().map(|h| h.attempt).collect::<Vec<_>>())
+            .bind(held.iter().map(|h| h.worker.as_str()).collect::<Vec<_>>())
+            .bind(millis(lease))
+            .bind(millis(threshold))
+            .fetch_one(&self.lease_pool)
+            .await
+            .map_err(query("extend leases"))?;
+        let extended: i64 = rows::get(&row, "extended")?;
+        let ids: Vec<Uuid> = rows::get(&row, "lost_ids")?;
+        let attempts: Vec<i32> = rows::get(&row, "lost_attempts")?;
+        Ok(Renewal {
+            extended: extended as u64,
+            lost: ids.into_iter().map(JobId).zip(attempts).collect(),
+        })
     }
 
     pub(crate) async fn cancel_requests(

@@ -13,7 +13,7 @@ use crate::event;
 use crate::id::{JobId, WorkerId};
 use crate::job::{Attempt, ClaimedJob, Job};
 use crate::state::JobState;
-use crate::store::{CancelOutcome, PruneLimits, Pruned, Rescued};
+use crate::store::{CancelOutcome, HeldAttempt, PruneLimits, Pruned, Renewal, Rescued};
 
 impl SqliteStore {
     pub(crate) async fn claim(
@@ -99,23 +99,53 @@ impl SqliteStore {
 
     pub(crate) async fn extend_leases(
         &self,
-        workers: &[WorkerId],
+        held: &[HeldAttempt],
         lease: Duration,
         threshold: Duration,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Renewal, StoreError> {
         let now = now_us();
-        let result = sqlx::query::<Sqlite>(
-            "UPDATE jobs SET lease_expires_at = ? \
-             WHERE state = 'running' AND locked_by IN (SELECT value FROM json_each(?)) \
-               AND lease_expires_at < ?",
+        let held: Vec<serde_json::Value> = held
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "id": h.id.0.simple().to_string(), "attempt": h.attempt,
+                    "worker": h.worker.as_str(),
+                })
+            })
+            .collect();
+        let held = serde_json::Value::Array(held).to_string();
+        let mut tx = self.write("extend leases").await?;
+        let lost = sqlx::query::<Sqlite>(
+            "SELECT unhex(h.value->>'id') AS id, h.value->>'attempt' AS attempt \
+             FROM json_each(?1) AS h \
+             WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = unhex(h.value->>'id') \
+                AND j.attempt = h.value->>'attempt' AND j.locked_by = h.value->>'worker' \
+                AND j.state = 'running') \
+             ORDER BY 1",
         )
-        .bind(now + duration_us(lease))
-        .bind(worker_list(workers))
-        .bind(now + duration_us(threshold))
-        .execute(&self.writer)
+        .bind(&held)
+        .fetch_all(&mut *tx)
         .await
         .map_err(query("extend leases"))?;
-        Ok(result.rows_affected())
+        let lost = lost
+            .iter()
+            .map(|row| Ok((rows::job_id(row, "id")?, rows::get::<i32>(row, "attempt")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let extended = sqlx::query::<Sqlite>(
+            "UPDATE jobs SET lease_expires_at = ?2 \
+             WHERE state = 'running' AND lease_expires_at < ?3 \
+               AND (id, attempt, locked_by) IN (SELECT unhex(value->>'id'), value->>'attempt', \
+                                                       value->>'worker' FROM json_each(?1))",
+        )
+        .bind(&held)
+        .bind(now.saturating_add(duration_us(lease)))
+        .bind(now.saturating_add(duration_us(threshold)))
+        .execute(&mut *tx)
+        .await
+        .map_err(query("extend leases"))?
+        .rows_affected();
+        tx.commit().await.map_err(query("extend leases"))?;
+        Ok(Renewal { extended, lost })
     }
 
     pub(crate) async fn cancel_requests(
@@ -327,7 +357,6 @@ async fn rescue_one(
         "UPDATE jobs SET \
             state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' \
                          WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END, \
-            run_at = ?1, \
             finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempt >= max_attempts \
                                THEN ?1 END, \
             locked_by = NULL, lease_expires_at = NULL, last_error = ?2, \

@@ -1,0 +1,4 @@
+//! The fault suite: processes and databases killed, frozen and held up under load, each test
+//! printing what it measured (jobs lost, duplicates, seconds to recover, the longest answer).
+
+mod frozen_worker;
