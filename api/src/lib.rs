@@ -161,6 +161,8 @@ pub fn app(state: ApiState) -> impl Endpoint {
         .nest("/api/v1/docs", docs)
         .nest("/api/v1", api)
         .nest("/", health)
+        // A panic in a route is a 500 problem, never a connection dropped without an answer.
+        .with(poem::middleware::CatchPanic::new().with_handler(middleware::panic_problem))
         .around(middleware::around)
         .data(state)
 }

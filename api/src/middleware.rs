@@ -67,6 +67,16 @@ pub(crate) async fn around<E: Endpoint>(
     Ok(finish(response, &request_id).await)
 }
 
+/// The answer to a request whose route panicked.
+pub(crate) fn panic_problem(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    problem_response(&Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the server failed to handle the request",
+    ))
+}
+
 fn status_or_400(status: StatusCode) -> StatusCode {
     if status.is_client_error() {
         status
@@ -165,7 +175,11 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> Scope {
         || (path.starts_with("/api/v1/schedules/")
             && path.matches('/').count() == 4
             && (*method == Method::PATCH || *method == Method::DELETE));
-    if schedule_definition {
+    // So is defining a sweep (it runs SQL on a target).
+    let sweep_definition = path.starts_with("/api/v1/sweeps/")
+        && path.matches('/').count() == 4
+        && (*method == Method::PUT || *method == Method::DELETE);
+    if schedule_definition || sweep_definition {
         return Scope::Admin;
     }
     Scope::Operate

@@ -98,9 +98,18 @@ pub enum ApiError {
     /// A field is invalid, or an idempotency key was reused with another body.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
-    /// The database is unreachable; retry later.
+    /// Something is wrong on the server's side, e.g. a stored row that cannot be read.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+    /// The database is unreachable, or refused the work for now; retry later. An enqueue
+    /// answered 503 stored nothing.
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>),
+    /// The database did not confirm in time: the change may or may not have been stored.
+    /// The problem names the jobs concerned; retry with the same `Idempotency-Key`, or look
+    /// the jobs up.
+    #[oai(status = 504, content_type = "application/problem+json")]
+    Timeout(Json<Problem>),
 }
 
 impl ApiError {
@@ -116,6 +125,8 @@ impl ApiError {
             413 => ApiError::TooLarge(body),
             415 => ApiError::UnsupportedMediaType(body),
             422 => ApiError::Unprocessable(body),
+            500 => ApiError::Internal(body),
+            504 => ApiError::Timeout(body),
             _ => ApiError::Unavailable(body),
         }
     }
@@ -151,7 +162,9 @@ impl ApiError {
             | ApiError::TooLarge(p)
             | ApiError::UnsupportedMediaType(p)
             | ApiError::Unprocessable(p)
-            | ApiError::Unavailable(p) => &p.0,
+            | ApiError::Internal(p)
+            | ApiError::Unavailable(p)
+            | ApiError::Timeout(p) => &p.0,
         }
     }
 }
@@ -161,6 +174,20 @@ impl From<StoreError> for ApiError {
         match &error {
             StoreError::JobNotFound(id) => ApiError::not_found(format!("no job has id {id}")),
             StoreError::Conflict { .. } => ApiError::conflict("invalid_state", error.to_string()),
+            StoreError::Corrupt { .. } => {
+                tracing::error!(error = %error_chain(&error), "stored data cannot be read");
+                ApiError::Internal(Json(Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "corrupt_row",
+                    error.to_string(),
+                )))
+            }
+            _ if error.is_invalid_input() => {
+                // Validation should have caught it; the database's refusal is still the
+                // client's to fix, never a reason to retry.
+                tracing::warn!(error = %error_chain(&error), "the database refused a value");
+                ApiError::invalid("body", "a value cannot be stored by the database")
+            }
             _ => {
                 // Details of database failures stay in the log, not in the response.
                 tracing::error!(error = %error_chain(&error), "store operation failed");

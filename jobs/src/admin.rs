@@ -84,6 +84,25 @@ impl ArgsMatch {
 }
 
 impl JobFilter {
+    /// Checks that every text of the filter can be compared in SQL (no NUL character), naming
+    /// the parameter: `queue`, `kind`, `tag` or `args.<path>`.
+    pub fn validate(&self) -> Result<(), crate::error::EnqueueError> {
+        use crate::limits::check_text;
+        for (field, text) in [
+            ("queue", &self.queue),
+            ("kind", &self.kind),
+            ("tag", &self.tag),
+        ] {
+            if let Some(text) = text {
+                check_text(field, text)?;
+            }
+        }
+        for m in &self.args {
+            check_text(&format!("args.{}", m.path.join(".")), &m.value)?;
+        }
+        Ok(())
+    }
+
     /// Whether the filter bounds the set by time or by ids, as a bulk operation requires.
     pub fn is_bounded(&self) -> bool {
         !self.ids.is_empty() || (self.created_after.is_some() && self.created_before.is_some())
@@ -105,6 +124,36 @@ pub struct JobEdit {
     pub tags: Option<Vec<String>>,
     /// New metadata.
     pub metadata: Option<serde_json::Value>,
+}
+
+impl JobEdit {
+    /// Checks the new values as an enqueue would (sizes, the time horizon, storable text).
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), crate::error::EnqueueError> {
+        use crate::limits::{
+            MAX_ARGS_BYTES, MAX_METADATA_BYTES, check_json, check_size, check_tags, check_time,
+        };
+        if let Some(args) = &self.args {
+            check_size("args", args, MAX_ARGS_BYTES)?;
+            check_json("args", args)?;
+        }
+        if let Some(at) = self.run_at {
+            check_time("run_at", at, now)?;
+        }
+        if let Some(tags) = &self.tags {
+            check_tags("tags", tags)?;
+        }
+        if let Some(metadata) = &self.metadata {
+            if !metadata.is_object() {
+                return Err(crate::error::EnqueueError::invalid(
+                    "metadata",
+                    "must be a JSON object",
+                ));
+            }
+            check_size("metadata", metadata, MAX_METADATA_BYTES)?;
+            check_json("metadata", metadata)?;
+        }
+        Ok(())
+    }
 }
 
 /// A queue as operators see it.

@@ -64,7 +64,7 @@ impl Backoff {
 
     /// The delay after failed attempt `attempt`, with jitter drawn from `rng`.
     pub fn delay(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
-        let nominal = self.nominal(attempt);
+        let nominal = crate::limits::bounded(self.nominal(attempt));
         let jitter = self.jitter().clamp(0.0, 1.0);
         if jitter == 0.0 {
             return nominal;

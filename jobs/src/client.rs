@@ -1,7 +1,6 @@
 //! The client: validates enqueues against the registry, applies the kind's defaults, stores.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,15 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EnqueueError, StoreError};
 use crate::id::JobId;
 use crate::job::{Enqueued, NewJob, RunAt, UniqueOptions};
+use crate::limits::{
+    MAX_ARGS_BYTES, MAX_ATTEMPTS_LIMIT, MAX_METADATA_BYTES, check_delay_ms, check_json, check_size,
+    check_tags, check_text, check_time,
+};
 use crate::registry::Registry;
 use crate::store::Store;
-
-/// The largest args a job may carry, serialized: 256 KiB.
-pub const MAX_ARGS_BYTES: usize = 256 * 1024;
-/// The most attempts a job may be given.
-pub const MAX_ATTEMPTS_LIMIT: i64 = 1000;
-/// The most tags a job may carry.
-pub const MAX_TAGS: usize = 32;
 
 /// A request to enqueue one job: the kind and args, and overrides of the kind's defaults.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -89,15 +85,8 @@ impl Client {
             .ok_or_else(|| EnqueueError::UnknownKind(request.kind.clone()))?;
         let defaults = kind.options();
         let args = request.args.unwrap_or_else(|| serde_json::json!({}));
-        let size = serde_json::to_vec(&args)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size > MAX_ARGS_BYTES {
-            return Err(EnqueueError::TooLarge {
-                field: "args".to_owned(),
-                message: format!("{size} bytes is over the limit of {MAX_ARGS_BYTES}"),
-            });
-        }
+        check_size("args", &args, MAX_ARGS_BYTES)?;
+        check_json("args", &args)?;
         kind.check_args(&args).map_err(|e| {
             EnqueueError::invalid("args", format!("do not fit kind {}: {e}", kind.name()))
         })?;
@@ -123,6 +112,7 @@ impl Client {
                 ));
             }
         } as i32;
+        let now = Utc::now();
         let run_at = match (request.delay_ms, request.run_at) {
             (Some(_), Some(_)) => {
                 return Err(EnqueueError::invalid(
@@ -130,25 +120,25 @@ impl Client {
                     "give delay_ms or run_at, not both",
                 ));
             }
-            (Some(ms), None) if ms < 0 => {
-                return Err(EnqueueError::invalid(
-                    "delay_ms",
-                    format!("must not be negative, got {ms}"),
-                ));
+            (Some(ms), None) => RunAt::After(check_delay_ms("delay_ms", ms)?),
+            (None, Some(at)) => {
+                check_time("run_at", at, now)?;
+                RunAt::At(at)
             }
-            (Some(ms), None) => RunAt::After(Duration::from_millis(ms as u64)),
-            (None, Some(at)) => RunAt::At(at),
             (None, None) => RunAt::Now,
         };
         let unique = request.unique.or_else(|| defaults.unique.clone());
         let unique =
-            unique.map(|u| check_unique(&u).map(|()| (u.key.clone(), u.slot(Utc::now()), u.scope)));
-        let tags = check_tags(request.tags)?;
+            unique.map(|u| check_unique(&u).map(|()| (u.key.clone(), u.slot(now), u.scope)));
+        check_tags("tags", &request.tags)?;
+        let tags = request.tags;
         let metadata = match request.metadata {
             None => serde_json::json!({}),
             Some(m @ serde_json::Value::Object(_)) => m,
             Some(_) => return Err(EnqueueError::invalid("metadata", "must be a JSON object")),
         };
+        check_size("metadata", &metadata, MAX_METADATA_BYTES)?;
+        check_json("metadata", &metadata)?;
         let timeout_ms = match request.timeout_ms {
             None => defaults.timeout.map(|t| t.as_millis() as i64),
             Some(ms) if ms > 0 => Some(ms),
@@ -230,6 +220,7 @@ fn check_unique(unique: &UniqueOptions) -> Result<(), EnqueueError> {
             "must be 1 to 512 bytes",
         ));
     }
+    check_text("unique.key", &unique.key)?;
     if unique.window.is_some_and(|w| w.as_secs() == 0) {
         return Err(EnqueueError::invalid(
             "unique.window",
@@ -237,20 +228,4 @@ fn check_unique(unique: &UniqueOptions) -> Result<(), EnqueueError> {
         ));
     }
     Ok(())
-}
-
-fn check_tags(tags: Vec<String>) -> Result<Vec<String>, EnqueueError> {
-    if tags.len() > MAX_TAGS {
-        return Err(EnqueueError::invalid(
-            "tags",
-            format!("at most {MAX_TAGS} tags"),
-        ));
-    }
-    if let Some(bad) = tags.iter().find(|t| t.is_empty() || t.len() > 100) {
-        return Err(EnqueueError::invalid(
-            "tags",
-            format!("tag {bad:?} must be 1 to 100 bytes"),
-        ));
-    }
-    Ok(tags)
 }

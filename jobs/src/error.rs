@@ -65,6 +65,24 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the database refused a value as invalid (SQLSTATE class 22, e.g. a NUL
+    /// character or a number out of range): the request is at fault, not the database.
+    pub fn is_invalid_input(&self) -> bool {
+        match self {
+            StoreError::Query {
+                source: sqlx::Error::Database(db),
+                ..
+            } => db.code().is_some_and(|code| code.starts_with("22")),
+            StoreError::Query {
+                source: sqlx::Error::Encode(_),
+                ..
+            } => true,
+            _ => false,
+        }
+    }
+}
+
 /// Wraps a driver error with the name of the operation that failed.
 pub(crate) fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { op, source }

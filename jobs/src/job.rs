@@ -203,7 +203,7 @@ impl NewJob {
     pub(crate) fn run_at_parts(&self) -> (i64, Option<DateTime<Utc>>) {
         match self.run_at {
             RunAt::Now => (0, None),
-            RunAt::After(d) => (d.as_millis().min(i64::MAX as u128) as i64, None),
+            RunAt::After(d) => (crate::limits::bounded(d).as_millis() as i64, None),
             RunAt::At(t) => (0, Some(t)),
         }
     }

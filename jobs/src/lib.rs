@@ -7,7 +7,7 @@
 //! ## Layout
 //! - [`job`], [`state`], [`id`]: the job model and its one list of states.
 //! - [`kind`], [`registry`], [`kinds`]: kinds bind a stable name to a handler and defaults.
-//! - [`client`]: validates enqueues and applies defaults.
+//! - [`client`]: validates enqueues and applies defaults; [`limits`]: what a job may hold.
 //! - [`store`]: claims, completions, rescues, events; `store::pg` and `store::sqlite`.
 //! - [`event`], [`outcome`], [`backoff`], [`telemetry`].
 //!
@@ -36,6 +36,7 @@ pub mod id;
 pub mod job;
 pub mod kind;
 pub mod kinds;
+pub mod limits;
 pub mod outcome;
 pub mod registry;
 pub mod schedule;

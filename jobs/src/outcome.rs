@@ -105,7 +105,7 @@ impl Outcome {
     pub fn delay_ms(&self) -> i64 {
         match self {
             Outcome::Retry { delay, .. } | Outcome::Snooze { delay } => {
-                delay.as_millis().min(i64::MAX as u128) as i64
+                crate::limits::bounded(*delay).as_millis() as i64
             }
             _ => 0,
         }

@@ -85,6 +85,29 @@ async fn connect_creating(url: &str) -> Result<sqlx::PgPool, sqlx::Error> {
     }
 }
 
+/// Runs raw SQL on the database at `url` (Postgres or SQLite, by its scheme), binding `binds`
+/// as text in order: for tests that play what another process, an old version or a failing
+/// server would leave in a row. Returns the rows affected.
+pub async fn execute(url: &str, sql: &str, binds: &[&str]) -> u64 {
+    macro_rules! run {
+        ($pool:ty) => {{
+            let pool = <$pool>::connect(url).await.expect("connect for raw SQL");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+            for bind in binds {
+                query = query.bind(bind.to_string());
+            }
+            let done = query.execute(&pool).await.expect("raw SQL runs");
+            pool.close().await;
+            done.rows_affected()
+        }};
+    }
+    if url.starts_with("sqlite:") {
+        run!(sqlx::SqlitePool)
+    } else {
+        run!(sqlx::PgPool)
+    }
+}
+
 /// Polls `check` every 10 ms until it returns `Some`, panicking after `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where

@@ -343,6 +343,7 @@ impl JobsApi {
             args: args_filters(req)?,
             ids: Vec::new(),
         };
+        filter.validate()?;
         let limit = limit.0.unwrap_or(50).min(MAX_LIMIT);
         let before = match cursor.0.as_deref() {
             Some(c) => Some(cursor::decode(&self.state, "jobs", c).await?),
@@ -487,7 +488,16 @@ impl JobsApi {
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no job has id {id}")))?;
         let edit = body.0;
-        if let Some(args) = &edit.args {
+        let change = JobEdit {
+            args: edit.args,
+            priority: edit.priority,
+            run_at: edit.run_at,
+            max_attempts: edit.max_attempts,
+            tags: edit.tags,
+            metadata: edit.metadata,
+        };
+        change.validate(Utc::now())?;
+        if let Some(args) = &change.args {
             let kind = self
                 .state
                 .client
@@ -503,20 +513,6 @@ impl JobsApi {
                 ApiError::invalid("args", format!("do not fit kind {}: {e}", current.kind))
             })?;
         }
-        if edit.metadata.as_ref().is_some_and(|m| !m.is_object()) {
-            return Err(ApiError::invalid("metadata", "must be a JSON object"));
-        }
-        if edit.tags.as_ref().is_some_and(|t| t.len() > 32) {
-            return Err(ApiError::invalid("tags", "at most 32 tags"));
-        }
-        let change = JobEdit {
-            args: edit.args,
-            priority: edit.priority,
-            run_at: edit.run_at,
-            max_attempts: edit.max_attempts,
-            tags: edit.tags,
-            metadata: edit.metadata,
-        };
         let job = self.state.store().edit_job(id, &change).await?;
         let detail = serde_json::to_value(&change).ok();
         audit(

@@ -111,6 +111,12 @@ pub fn job_filter(body: &SelectorBody) -> Result<JobFilter, ApiError> {
         args,
         ids: body.ids.iter().copied().map(JobId).collect(),
     };
+    filter.validate().map_err(|e| match e {
+        longshore_jobs::EnqueueError::Invalid { field, message } => {
+            ApiError::invalid(format!("filter.{field}"), message)
+        }
+        other => other.into(),
+    })?;
     if !filter.is_bounded() {
         return Err(ApiError::invalid(
             "filter",

@@ -191,6 +191,14 @@ async fn every_mutation_needs_a_token_with_its_scope(api: TestApi) {
                     );
                 } else {
                     answer.problem(403, "forbidden");
+                    // The scope is checked before the body: a caller without it learns
+                    // nothing about what a valid request would be.
+                    if body.is_some() {
+                        let malformed = Some(json!({ "not_a_field": true }));
+                        api.call(method.clone(), &url, Some(token), malformed, &[])
+                            .await
+                            .problem(403, "forbidden");
+                    }
                 }
                 if mutating && *granted >= scope {
                     break; // one success per mutation: the target may be gone afterwards

@@ -3,6 +3,7 @@
 
 mod auth;
 mod events;
+mod hostile;
 mod jobs;
 mod operations;
 mod queues;

@@ -787,6 +787,32 @@ impl Store {
     }
 }
 
+/// A claimed job whose row cannot be read, with the reason.
+pub(crate) type Unreadable = (JobId, String);
+
+/// Reads claimed rows, setting aside those that cannot be read (a time out of range written
+/// by hand, say) with the reason: the claim discards them instead of failing, so one bad row
+/// never stops a queue. Fails only when not even a row's id can be read.
+pub(crate) fn split_readable<R, T>(
+    rows: &[R],
+    read: impl Fn(&R) -> Result<T, StoreError>,
+    id: impl Fn(&R) -> Result<JobId, StoreError>,
+) -> Result<(Vec<T>, Vec<Unreadable>), StoreError> {
+    let mut good = Vec::with_capacity(rows.len());
+    let mut broken = Vec::new();
+    for row in rows {
+        match read(row) {
+            Ok(item) => good.push(item),
+            Err(error) => {
+                let id = id(row)?;
+                tracing::error!(job.id = %id, %error, "discarding a job whose row cannot be read");
+                broken.push((id, format!("the stored job cannot be read: {error}")));
+            }
+        }
+    }
+    Ok((good, broken))
+}
+
 /// Milliseconds of a duration, as bound into SQL.
 pub(crate) fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64

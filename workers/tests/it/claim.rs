@@ -9,12 +9,13 @@ use longshore_workers::PoolConfig;
 use serde_json::json;
 
 use crate::conformance;
-use crate::support::{RunningPool, TestDb, client, eventually, fast_pool, registry};
+use crate::support::{RunningPool, TestDb, client, enqueue, eventually, fast_pool, registry};
 
 conformance!(
     claims_by_priority_then_run_at,
     skips_paused_queues_until_resumed,
     wakes_an_idle_worker_within_milliseconds,
+    discards_a_row_it_cannot_read_instead_of_wedging_the_queue,
 );
 
 async fn claims_by_priority_then_run_at(db: TestDb) {
@@ -107,4 +108,41 @@ async fn wakes_an_idle_worker_within_milliseconds(db: TestDb) {
         median < Duration::from_millis(100),
         "median wake-up to completion took {median:?}"
     );
+}
+
+/// A row no reader can decode (a time out of range, written by hand or by an older version)
+/// sorts first on SQLite: it must be set aside, not fail every claim of its queue forever.
+async fn discards_a_row_it_cannot_read_instead_of_wedging_the_queue(db: TestDb) {
+    let client = client(&db, registry());
+    let bad = enqueue(&client, "noop", json!({})).await;
+    let (pg, sqlite) = (
+        "UPDATE jobs SET created_at = 'infinity' WHERE id = $1::uuid",
+        "UPDATE jobs SET run_at = -9221575887916830196 WHERE id = unhex(replace(?1, '-', ''))",
+    );
+    assert_eq!(db.execute(pg, sqlite, &[&bad.to_string()]).await, 1);
+    let good = enqueue(&client, "noop", json!({})).await;
+    let worker = WorkerId("default@w".into());
+    let claimed = db
+        .store
+        .claim("default", &worker, 10, Duration::from_secs(30))
+        .await
+        .expect("the claim succeeds despite the bad row");
+    assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![good]);
+    let counts = db.store.count_by_state(Some("default")).await.unwrap();
+    assert_eq!(counts.get(&JobState::Discarded), Some(&1), "{counts:?}");
+    assert_eq!(counts.get(&JobState::Running), Some(&1), "{counts:?}");
+    let events = db.store.job_events(bad).await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.event_type, longshore_jobs::event::JOB_DISCARDED);
+    assert!(
+        last.data.as_ref().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be read")
+    );
+    db.store
+        .delete_job(bad)
+        .await
+        .expect("a bad row can be deleted");
+    assert!(db.store.job(bad).await.unwrap().is_none());
 }

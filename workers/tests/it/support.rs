@@ -43,32 +43,11 @@ impl TestDb {
         matches!(self.backend, Backend::Postgres)
     }
 
-    /// Runs raw SQL on the database, `pg` on Postgres and `sqlite` on SQLite (whose times
-    /// are microseconds since the epoch), each binding `binds` as text in order: for tests
-    /// that play what another process or a failing server would do to a row.
+    /// Runs raw SQL on the database: `pg` on Postgres, `sqlite` on SQLite (whose times are
+    /// microseconds since the epoch).
     pub async fn execute(&self, pg: &str, sqlite: &str, binds: &[&str]) -> u64 {
-        match self.backend {
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.url).await.expect("connect");
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(pg.to_owned()));
-                for bind in binds {
-                    query = query.bind(bind.to_string());
-                }
-                let done = query.execute(&pool).await.expect("raw SQL runs");
-                pool.close().await;
-                done.rows_affected()
-            }
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("connect");
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sqlite.to_owned()));
-                for bind in binds {
-                    query = query.bind(bind.to_string());
-                }
-                let done = query.execute(&pool).await.expect("raw SQL runs");
-                pool.close().await;
-                done.rows_affected()
-            }
-        }
+        let sql = if self.is_postgres() { pg } else { sqlite };
+        longshore_testkit::execute(&self.url, sql, binds).await
     }
 }
 

@@ -464,7 +464,7 @@ impl PgStore {
                 let detail: Option<Json<serde_json::Value>> = rows::get(row, "detail")?;
                 Ok(AuditEntry {
                     id: rows::get(row, "id")?,
-                    at: rows::get(row, "at")?,
+                    at: rows::time(row, "at")?,
                     actor: rows::get(row, "actor")?,
                     action: rows::get(row, "action")?,
                     targets,
@@ -710,9 +710,9 @@ fn token_row(row: &PgRow) -> Result<TokenRow, StoreError> {
         name: rows::get(row, "name")?,
         prefix: rows::get(row, "prefix")?,
         scopes,
-        created_at: rows::get(row, "created_at")?,
-        last_used_at: rows::get(row, "last_used_at")?,
-        revoked_at: rows::get(row, "revoked_at")?,
+        created_at: rows::time(row, "created_at")?,
+        last_used_at: rows::opt_time(row, "last_used_at")?,
+        revoked_at: rows::opt_time(row, "revoked_at")?,
     })
 }
 
@@ -733,8 +733,8 @@ fn operation_row(row: &PgRow) -> Result<Operation, StoreError> {
         done: rows::get(row, "done")?,
         skipped: rows::get(row, "skipped")?,
         actor: rows::get(row, "actor")?,
-        created_at: rows::get(row, "created_at")?,
-        finished_at: rows::get(row, "finished_at")?,
+        created_at: rows::time(row, "created_at")?,
+        finished_at: rows::opt_time(row, "finished_at")?,
         error: rows::get(row, "error")?,
     })
 }
@@ -748,9 +748,9 @@ fn worker_row(row: &PgRow) -> Result<WorkerRow, StoreError> {
         pid: rows::get(row, "pid")?,
         concurrency: rows::get(row, "concurrency")?,
         kinds,
-        started_at: rows::get(row, "started_at")?,
-        last_seen_at: rows::get(row, "last_seen_at")?,
-        stopped_at: rows::get(row, "stopped_at")?,
+        started_at: rows::time(row, "started_at")?,
+        last_seen_at: rows::time(row, "last_seen_at")?,
+        stopped_at: rows::opt_time(row, "stopped_at")?,
         running: rows::get(row, "running")?,
     })
 }

@@ -247,6 +247,24 @@ WITH c AS (
 SELECT id FROM done
 "#;
 
+const QUARANTINE: &str = r#"
+WITH q AS (
+    UPDATE jobs j
+    SET state = 'discarded', finished_at = now(), locked_by = NULL, lease_expires_at = NULL,
+        last_error = b.error,
+        unique_slot = CASE WHEN j.unique_scope = 'active' THEN NULL ELSE j.unique_slot END
+    FROM unnest($1::uuid[], $2::text[]) AS b(id, error)
+    WHERE j.id = b.id AND j.state = 'running'
+    RETURNING j.id, j.queue, j.kind, j.attempt, j.locked_by, b.error
+), att AS (
+    INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error)
+    SELECT id, attempt, now(), now(), 'discarded', error FROM q
+)
+INSERT INTO events (type, job_id, queue, kind, state, attempt, data)
+SELECT 'job.discarded', id, queue, kind, 'discarded', attempt, jsonb_build_object('error', error)
+FROM q
+"#;
+
 /// Renews the held attempts that still hold their job; the main query reads the snapshot from
 /// before the update, which is the same for this purpose: renewing does not change who holds.
 const EXTEND_LEASES: &str = r#"
@@ -347,12 +365,24 @@ impl PgStore {
             .fetch_all(&self.lease_pool)
             .await
             .map_err(query("claim"))?;
-        let mut jobs = rows
-            .iter()
-            .map(rows::claimed)
-            .collect::<Result<Vec<_>, _>>()?;
+        let (mut jobs, broken) =
+            super::super::split_readable(&rows, rows::claimed, |row| rows::job_id(row, "id"))?;
+        if !broken.is_empty() {
+            self.quarantine(&broken).await?;
+        }
         jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
         Ok(jobs)
+    }
+
+    /// Discards claimed jobs whose row cannot be read, so one bad row never wedges a queue.
+    async fn quarantine(&self, broken: &[(JobId, String)]) -> Result<(), StoreError> {
+        sqlx::query::<Postgres>(QUARANTINE)
+            .bind(broken.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+            .bind(broken.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>())
+            .execute(&self.lease_pool)
+            .await
+            .map_err(query("discard unreadable jobs"))?;
+        Ok(())
     }
 
     pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<JobId>, StoreError> {

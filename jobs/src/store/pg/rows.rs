@@ -17,6 +17,62 @@ pub(super) const JOB_COLUMNS: &str = "id, queue, kind, args, priority, state, at
     max_attempts, run_at, created_at, attempted_at, finished_at, locked_by, lease_expires_at, \
     cancel_requested_at, unique_key, tags, metadata, result, last_error, timeout_ms";
 
+/// A `timestamptz` read without panicking: sqlx's own decoder panics on values chrono cannot
+/// hold ('infinity', or beyond year 262143), which would drop the connection of every request
+/// that reads such a row. Here they are a [`StoreError::Corrupt`] naming the column.
+struct Timestamp(DateTime<Utc>);
+
+/// Microseconds from the Unix epoch to Postgres's (2000-01-01).
+const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+impl sqlx::Type<sqlx::Postgres> for Timestamp {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <DateTime<Utc> as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <DateTime<Utc> as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Timestamp {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        use sqlx::postgres::PgValueFormat;
+        match value.format() {
+            PgValueFormat::Binary => {
+                let bytes: [u8; 8] = value
+                    .as_bytes()?
+                    .try_into()
+                    .map_err(|_| "a timestamptz is 8 bytes")?;
+                let micros = i64::from_be_bytes(bytes);
+                micros
+                    .checked_add(PG_EPOCH_UNIX_MICROS)
+                    .and_then(DateTime::from_timestamp_micros)
+                    .map(Timestamp)
+                    .ok_or_else(|| "time out of range".into())
+            }
+            // Text comes only from simple queries; chrono's parser fails rather than panics.
+            PgValueFormat::Text => {
+                <DateTime<chrono::FixedOffset> as sqlx::Decode<sqlx::Postgres>>::decode(value)
+                    .map(|t| Timestamp(t.with_timezone(&Utc)))
+            }
+        }
+    }
+}
+
+/// A time column.
+pub(super) fn time(row: &PgRow, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
+    get::<Timestamp>(row, column).map(|t| t.0)
+}
+
+/// A time column that may be NULL.
+pub(super) fn opt_time(
+    row: &PgRow,
+    column: &'static str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    get::<Option<Timestamp>>(row, column).map(|t| t.map(|t| t.0))
+}
+
 pub(super) fn get<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
@@ -51,13 +107,13 @@ pub(super) fn job(row: &PgRow) -> Result<Job, StoreError> {
         state: state(row, "state")?,
         attempt: get(row, "attempt")?,
         max_attempts: get(row, "max_attempts")?,
-        run_at: get(row, "run_at")?,
-        created_at: get(row, "created_at")?,
-        attempted_at: get(row, "attempted_at")?,
-        finished_at: get(row, "finished_at")?,
+        run_at: time(row, "run_at")?,
+        created_at: time(row, "created_at")?,
+        attempted_at: opt_time(row, "attempted_at")?,
+        finished_at: opt_time(row, "finished_at")?,
         locked_by: get(row, "locked_by")?,
-        lease_expires_at: get(row, "lease_expires_at")?,
-        cancel_requested_at: get(row, "cancel_requested_at")?,
+        lease_expires_at: opt_time(row, "lease_expires_at")?,
+        cancel_requested_at: opt_time(row, "cancel_requested_at")?,
         unique_key: get(row, "unique_key")?,
         tags,
         metadata: get(row, "metadata")?,
@@ -76,8 +132,8 @@ pub(super) fn claimed(row: &PgRow) -> Result<ClaimedJob, StoreError> {
         priority: get(row, "priority")?,
         attempt: get(row, "attempt")?,
         max_attempts: get(row, "max_attempts")?,
-        created_at: get(row, "created_at")?,
-        run_at: get(row, "run_at")?,
+        created_at: time(row, "created_at")?,
+        run_at: time(row, "run_at")?,
         timeout_ms: get(row, "timeout_ms")?,
         metadata: get(row, "metadata")?,
     })
@@ -88,8 +144,8 @@ pub(super) fn attempt(row: &PgRow) -> Result<Attempt, StoreError> {
     Ok(Attempt {
         attempt: get(row, "attempt")?,
         worker: get(row, "worker")?,
-        started_at: get(row, "started_at")?,
-        finished_at: get(row, "finished_at")?,
+        started_at: time(row, "started_at")?,
+        finished_at: time(row, "finished_at")?,
         outcome: get(row, "outcome")?,
         error: get(row, "error")?,
         error_chain: chain.map(|Json(c)| c).unwrap_or_default(),
@@ -98,7 +154,7 @@ pub(super) fn attempt(row: &PgRow) -> Result<Attempt, StoreError> {
 
 pub(super) fn event(row: &PgRow) -> Result<Event, StoreError> {
     let state: Option<String> = get(row, "state")?;
-    let at: DateTime<Utc> = get(row, "at")?;
+    let at = time(row, "at")?;
     Ok(Event {
         id: EventId(get(row, "id")?),
         at,

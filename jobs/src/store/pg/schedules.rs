@@ -32,16 +32,16 @@ fn schedule(row: &PgRow) -> Result<Schedule, StoreError> {
         overlap: parse_overlap(&rows::get::<String>(row, "overlap")?)?,
         enabled: rows::get(row, "enabled")?,
         source: parse_source(&rows::get::<String>(row, "source")?)?,
-        last_fire_at: rows::get(row, "last_fire_at")?,
+        last_fire_at: rows::opt_time(row, "last_fire_at")?,
         last_job_id: rows::get::<Option<uuid::Uuid>>(row, "last_job_id")?.map(JobId),
-        next_fire_at: rows::get(row, "next_fire_at")?,
+        next_fire_at: rows::opt_time(row, "next_fire_at")?,
         counts: TickCounts {
             fired: rows::get(row, "fired_count")?,
             skipped: rows::get(row, "skipped_count")?,
             missed: rows::get(row, "missed_count")?,
         },
-        created_at: rows::get(row, "created_at")?,
-        updated_at: rows::get(row, "updated_at")?,
+        created_at: rows::time(row, "created_at")?,
+        updated_at: rows::time(row, "updated_at")?,
     })
 }
 

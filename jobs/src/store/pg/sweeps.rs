@@ -17,8 +17,8 @@ fn sweep(row: &PgRow) -> Result<StoredSweep, StoreError> {
         def,
         source: parse_source(&rows::get::<String>(row, "source")?)?,
         resume_after: rows::get(row, "resume_after")?,
-        created_at: rows::get(row, "created_at")?,
-        updated_at: rows::get(row, "updated_at")?,
+        created_at: rows::time(row, "created_at")?,
+        updated_at: rows::time(row, "updated_at")?,
     })
 }
 

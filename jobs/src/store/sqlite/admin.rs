@@ -130,11 +130,20 @@ impl SqliteStore {
 
     pub(crate) async fn delete_job(&self, id: JobId) -> Result<(), StoreError> {
         let mut tx = self.write("delete job").await?;
-        let job = current(&mut tx, id).await?;
-        if job.state == JobState::Running {
+        // Only the columns the event needs: a row whose other columns cannot be read (a time
+        // written out of range by hand) can still be deleted.
+        let row =
+            sqlx::query::<Sqlite>("SELECT state, queue, kind, attempt FROM jobs WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query("delete job"))?
+                .ok_or(StoreError::JobNotFound(id))?;
+        let state = rows::state(&row, "state")?;
+        if state == JobState::Running {
             return Err(StoreError::Conflict {
                 id,
-                state: job.state.to_string(),
+                state: state.to_string(),
                 reason: "a running job cannot be deleted; cancel it first",
             });
         }
@@ -143,11 +152,17 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(query("delete job"))?;
-        events::write(
-            &mut tx,
-            job_event(&job, event::JOB_DELETED, job.state.as_str(), None),
-        )
-        .await?;
+        let (queue, kind): (String, String) = (rows::get(&row, "queue")?, rows::get(&row, "kind")?);
+        let event = events::NewEvent {
+            event_type: event::JOB_DELETED,
+            job_id: Some(id),
+            queue: Some(&queue),
+            kind: Some(&kind),
+            state: Some(state.as_str()),
+            attempt: Some(rows::get(&row, "attempt")?),
+            data: None,
+        };
+        events::write(&mut tx, event).await?;
         tx.commit().await.map_err(query("delete job"))
     }
 

@@ -243,7 +243,7 @@ fn hex(id: JobId) -> String {
 fn job_json(job: &NewJob, now: i64) -> Value {
     let run_at = match job.run_at {
         RunAt::Now => now,
-        RunAt::After(delay) => now + duration_us(delay),
+        RunAt::After(delay) => now.saturating_add(duration_us(crate::limits::bounded(delay))),
         RunAt::At(at) => micros(at),
     };
     let (key, slot, scope) = match &job.unique {

@@ -42,16 +42,17 @@ impl SqliteStore {
         )
         .bind(now)
         .bind(worker.as_str())
-        .bind(now + duration_us(lease))
+        .bind(now.saturating_add(duration_us(lease)))
         .bind(queue)
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await
         .map_err(query("claim"))?;
-        let mut jobs = rows
-            .iter()
-            .map(rows::claimed)
-            .collect::<Result<Vec<_>, _>>()?;
+        let (mut jobs, broken) =
+            crate::store::split_readable(&rows, rows::claimed, |row| rows::job_id(row, "id"))?;
+        for (id, error) in &broken {
+            quarantine(&mut tx, *id, error, now).await?;
+        }
         SqliteStore::claimed_events(&mut tx, &jobs, now).await?;
         tx.commit().await.map_err(query("claim"))?;
         jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
@@ -341,6 +342,51 @@ impl SqliteStore {
         tx.commit().await.map_err(query("prune events"))?;
         Ok(Pruned { jobs, events })
     }
+}
+
+/// Discards a claimed job whose row cannot be read, so one bad row never wedges a queue.
+async fn quarantine(
+    conn: &mut SqliteConnection,
+    id: JobId,
+    error: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let row = sqlx::query::<Sqlite>(
+        "UPDATE jobs SET state = 'discarded', finished_at = ?1, locked_by = NULL, \
+            lease_expires_at = NULL, last_error = ?2, \
+            unique_slot = CASE WHEN unique_scope = 'active' THEN NULL ELSE unique_slot END \
+         WHERE id = ?3 RETURNING queue, kind, attempt",
+    )
+    .bind(now)
+    .bind(error)
+    .bind(id.0)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(query("discard unreadable job"))?;
+    let attempt: i32 = rows::get(&row, "attempt")?;
+    sqlx::query::<Sqlite>(
+        "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error) \
+         VALUES (?, ?, ?, ?, 'discarded', ?)",
+    )
+    .bind(id.0)
+    .bind(attempt)
+    .bind(now)
+    .bind(now)
+    .bind(error)
+    .execute(&mut *conn)
+    .await
+    .map_err(query("discard unreadable job"))?;
+    let (queue, kind): (String, String) = (rows::get(&row, "queue")?, rows::get(&row, "kind")?);
+    let event = NewEvent {
+        event_type: event::JOB_DISCARDED,
+        job_id: Some(id),
+        queue: Some(&queue),
+        kind: Some(&kind),
+        state: Some("discarded"),
+        attempt: Some(attempt),
+        data: Some(serde_json::json!({ "error": error })),
+    };
+    events::write(conn, event).await
 }
 
 async fn rescue_one(
