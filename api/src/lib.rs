@@ -23,8 +23,7 @@ use std::time::Duration;
 
 use longshore_jobs::target::Targets;
 use longshore_jobs::{Client, Store};
-use poem::listener::{Acceptor, TcpAcceptor};
-use poem::{Endpoint, EndpointExt, Route, Server};
+use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -36,6 +35,7 @@ mod middleware;
 pub mod model;
 pub mod problem;
 mod routes;
+mod server;
 
 pub use auth::Principal;
 
@@ -50,6 +50,18 @@ pub struct ApiConfig {
     /// How often an idle event stream sends a heartbeat comment. Defaults to 15 s.
     #[serde(with = "humantime_serde")]
     pub sse_heartbeat: Duration,
+    /// The longest a client may take to send a request's headers, and the longest an idle
+    /// connection stays open. Defaults to 10 s.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// The longest a client may take to send a request's body; slower ones get 408.
+    /// Defaults to 10 s.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// The longest a request may take once received (event streams excepted): a read that
+    /// outlasts it gets 503, a change 504 (it may or may not have been made). Defaults to 15 s.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -58,6 +70,9 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 4 << 20,
             sse_heartbeat: Duration::from_secs(15),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -174,14 +189,6 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
-    let addr = acceptor.local_addr();
-    tracing::info!(addr = ?addr.first(), "api listening");
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            app(state),
-            async move { shutdown.cancelled().await },
-            Some(Duration::from_secs(10)),
-        )
-        .await
+    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    server::run(listener, app(state), config.header_timeout, shutdown).await
 }

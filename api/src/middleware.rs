@@ -28,34 +28,7 @@ pub(crate) async fn around<E: Endpoint>(
     );
     let response = match prepare(&mut req).await {
         Err(response) => response,
-        Ok(()) => match ep.call(req).await {
-            Ok(response) => response.into_response(),
-            Err(error) if error.is_from_response() => error.into_response(),
-            Err(error) => {
-                let status = error.status();
-                let code = match status {
-                    StatusCode::BAD_REQUEST => "bad_request",
-                    StatusCode::UNAUTHORIZED => "unauthorized",
-                    StatusCode::NOT_FOUND => "not_found",
-                    StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-                    StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                    _ if status.is_server_error() => "internal",
-                    _ => "bad_request",
-                };
-                if status.is_server_error() {
-                    tracing::error!(error = %error, "request failed");
-                }
-                // Parse errors of poem-openapi are 400s; anything else it raises about the
-                // request is one too, never a 500.
-                let status = if status.is_server_error() {
-                    status
-                } else {
-                    status_or_400(status)
-                };
-                problem_response(&Problem::new(status, code, error.to_string()))
-            }
-        },
+        Ok(()) => call(&*ep, req, &method).await,
     };
     let status = response.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -77,6 +50,68 @@ pub(crate) fn panic_problem(_panic: Box<dyn std::any::Any + Send + 'static>) -> 
     ))
 }
 
+/// Calls the endpoint within the request deadline, shaping its errors as problems.
+async fn call<E: Endpoint>(ep: &E, req: Request, method: &Method) -> Response {
+    let deadline = req
+        .data::<ApiState>()
+        .map(|state| state.shared.config.request_timeout);
+    let called = match deadline {
+        Some(limit) => match tokio::time::timeout(limit, ep.call(req)).await {
+            Ok(called) => called,
+            Err(_) => return timed_out(method, limit),
+        },
+        None => ep.call(req).await,
+    };
+    match called {
+        Ok(response) => response.into_response(),
+        Err(error) if error.is_from_response() => error.into_response(),
+        Err(error) => {
+            let status = error.status();
+            let code = match status {
+                StatusCode::BAD_REQUEST => "bad_request",
+                StatusCode::UNAUTHORIZED => "unauthorized",
+                StatusCode::NOT_FOUND => "not_found",
+                StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+                StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                _ if status.is_server_error() => "internal",
+                _ => "bad_request",
+            };
+            if status.is_server_error() {
+                tracing::error!(error = %error, "request failed");
+            }
+            // Parse errors of poem-openapi are 400s; anything else it raises about the
+            // request is one too, never a 500.
+            let status = if status.is_server_error() {
+                status
+            } else {
+                status_or_400(status)
+            };
+            problem_response(&Problem::new(status, code, error.to_string()))
+        }
+    }
+}
+
+/// The answer to a request that outlasted its deadline: a read changed nothing (503); a
+/// change may or may not have been made (504).
+fn timed_out(method: &Method, limit: std::time::Duration) -> Response {
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let (status, detail) = if safe {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the request did not finish within {limit:?}; retry later"),
+        )
+    } else {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the request did not finish within {limit:?}; it may or may not have taken effect"
+            ),
+        )
+    };
+    problem_response(&Problem::new(status, "timeout", detail))
+}
+
 fn status_or_400(status: StatusCode) -> StatusCode {
     if status.is_client_error() {
         status
@@ -85,12 +120,21 @@ fn status_or_400(status: StatusCode) -> StatusCode {
     }
 }
 
-/// Applies the body limit and authentication; an `Err` is the response to send at once.
+/// The longest request target accepted; longer ones get 414.
+const MAX_URI_BYTES: usize = 8 * 1024;
+/// The largest header block accepted; larger ones get 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Applies the size limits and authentication, then reads the body under its deadline; an
+/// `Err` is the response to send at once. Nothing of the body is read before the caller is
+/// known, so an anonymous client cannot make the server hold its bytes.
 async fn prepare(req: &mut Request) -> Result<(), Response> {
     let Some(state) = req.data::<ApiState>().cloned() else {
         return Ok(());
     };
-    let limit = state.shared.config.max_body_bytes;
+    check_head(req)?;
+    let config = &state.shared.config;
+    let limit = config.max_body_bytes;
     let too_large = || {
         problem_response(&Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -106,11 +150,56 @@ async fn prepare(req: &mut Request) -> Result<(), Response> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
+    authorize(req, &state).await?;
     if declared.is_none_or(|n| n > 0) {
         let body = req.take_body();
-        let bytes = read_limited(body, limit).await.map_err(|()| too_large())?;
+        let read = tokio::time::timeout(config.body_timeout, read_limited(body, limit)).await;
+        let bytes = match read {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(())) => return Err(too_large()),
+            Err(_) => {
+                return Err(problem_response(&Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {:?}",
+                        config.body_timeout
+                    ),
+                )));
+            }
+        };
         req.set_body(bytes);
     }
+    Ok(())
+}
+
+/// 414 and 431 as problems (hyper's own, for heads beyond what it buffers, have no body).
+fn check_head(req: &Request) -> Result<(), Response> {
+    let uri = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return Err(problem_response(&Problem::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {uri} bytes, over the limit of {MAX_URI_BYTES}"),
+        )));
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers > MAX_HEADER_BYTES {
+        return Err(problem_response(&Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("the headers are {headers} bytes, over the limit of {MAX_HEADER_BYTES}"),
+        )));
+    }
+    Ok(())
+}
+
+/// Authenticates a request to the API from its headers and checks its scope.
+async fn authorize(req: &mut Request, state: &ApiState) -> Result<(), Response> {
     let path = req.uri().path();
     let guarded = path.starts_with("/api/v1/")
         && !path.starts_with("/api/v1/openapi.json")
@@ -124,7 +213,7 @@ async fn prepare(req: &mut Request) -> Result<(), Response> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let needed = required_scope(req.method(), path);
-    match authenticate(&state, header.as_deref()).await {
+    match authenticate(state, header.as_deref()).await {
         Ok(Verdict::Allow(principal)) => {
             // Checked before the body is parsed, so a token without the scope learns nothing
             // about what a valid request would be. The routes check again.
@@ -135,6 +224,13 @@ async fn prepare(req: &mut Request) -> Result<(), Response> {
             Ok(())
         }
         Ok(Verdict::Local) => {
+            if let Err(detail) = same_origin_on_loopback(req, state) {
+                return Err(problem_response(&Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "cross_site",
+                    detail,
+                )));
+            }
             req.extensions_mut().insert(crate::Principal::local());
             req.headers_mut().insert(
                 header::AUTHORIZATION,
@@ -155,6 +251,60 @@ async fn prepare(req: &mut Request) -> Result<(), Response> {
         }
         Err(error) => Err(problem_response(error.problem())),
     }
+}
+
+/// In local mode (no token exists, a loopback address) every request acts with every scope,
+/// so only requests from this machine's own tools may pass: a `Host` that names loopback (a
+/// page on another name that resolves here, DNS rebinding, is refused), and no `Origin` or
+/// `Sec-Fetch-Site` that says the request comes from another site (a form on any web page
+/// could otherwise pause queues or cancel jobs).
+fn same_origin_on_loopback(req: &Request, state: &ApiState) -> Result<(), String> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    if let Some(host) = &host
+        && !is_loopback_host(host, state.shared.config.listen)
+    {
+        return Err(format!(
+            "without a token the API answers only requests addressed to this machine              (Host {host:?}); create a token to reach it by another name"
+        ));
+    }
+    let fetch_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
+    if fetch_site.is_some_and(|site| site != "same-origin" && site != "none") {
+        return Err("without a token the API refuses requests from other sites".to_owned());
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let same = host.as_ref().is_some_and(|host| {
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        });
+        if !same {
+            return Err(format!(
+                "without a token the API refuses requests from other origins ({origin:?})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a `Host` header names this machine: `localhost`, a loopback address, or the
+/// address the server listens on, with any port.
+fn is_loopback_host(host: &str, listen: std::net::SocketAddr) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback() || ip == listen.ip())
 }
 
 /// The scope a request needs: `admin` for tokens and the audit log, `read` for other reads,
@@ -200,10 +350,16 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ()> {
     Ok(bytes)
 }
 
-/// Adds the request id to the response header and to any problem body.
+/// Adds the request id to the response header and to any problem body, and tells a client
+/// refused for want of the database when to retry.
 async fn finish(mut response: Response, request_id: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-request-id", value);
+    }
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     let is_problem = response
         .headers()

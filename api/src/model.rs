@@ -258,6 +258,16 @@ pub struct EnqueuedView {
     pub duplicate: bool,
 }
 
+impl From<&longshore_jobs::Enqueued> for EnqueuedView {
+    fn from(e: &longshore_jobs::Enqueued) -> EnqueuedView {
+        EnqueuedView {
+            id: e.id.0,
+            state: e.state.into(),
+            duplicate: e.duplicate,
+        }
+    }
+}
+
 /// A queue with its figures.
 #[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
 pub struct QueueView {

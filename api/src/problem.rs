@@ -29,6 +29,10 @@ pub struct Problem {
     #[oai(default, skip_serializing_if_is_empty)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The jobs concerned, when the outcome is unknown (`outcome_unknown`).
+    #[oai(default, skip_serializing_if_is_empty)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub job_ids: Vec<String>,
     /// The request's id (also in the `x-request-id` header).
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +58,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             errors: Vec::new(),
+            job_ids: Vec::new(),
             request_id: None,
         }
     }
@@ -174,6 +179,20 @@ impl From<StoreError> for ApiError {
         match &error {
             StoreError::JobNotFound(id) => ApiError::not_found(format!("no job has id {id}")),
             StoreError::Conflict { .. } => ApiError::conflict("invalid_state", error.to_string()),
+            StoreError::Unconfirmed { jobs } => {
+                tracing::warn!(
+                    jobs = jobs.len(),
+                    "an enqueue's commit was not confirmed in time"
+                );
+                let mut problem = Problem::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "outcome_unknown",
+                    "the database did not confirm the commit in time: the jobs may or may not \
+                     be stored; look them up by id, or retry with the same Idempotency-Key",
+                );
+                problem.job_ids = jobs.iter().map(ToString::to_string).collect();
+                ApiError::Timeout(Json(problem))
+            }
             StoreError::Corrupt { .. } => {
                 tracing::error!(error = %error_chain(&error), "stored data cannot be read");
                 ApiError::Internal(Json(Problem::new(
@@ -191,10 +210,12 @@ impl From<StoreError> for ApiError {
             _ => {
                 // Details of database failures stay in the log, not in the response.
                 tracing::error!(error = %error_chain(&error), "store operation failed");
-                let detail = if error.is_unavailable() {
-                    "the database is unavailable; retry later"
-                } else {
-                    "the database operation failed; retry later"
+                let detail = match &error {
+                    StoreError::Unavailable { .. } | StoreError::TimedOut { .. } => {
+                        "the database is unavailable, nothing was stored or changed; retry later"
+                    }
+                    _ if error.is_unavailable() => "the database is unavailable; retry later",
+                    _ => "the database operation failed; retry later",
                 };
                 ApiError::Unavailable(Json(Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,

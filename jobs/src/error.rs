@@ -34,6 +34,26 @@ pub enum StoreError {
     /// No job has this id.
     #[error("job {0} not found")]
     JobNotFound(JobId),
+    /// The database was not asked: it has been unreachable. Nothing was stored or changed.
+    #[error("the database is unavailable: {reason}")]
+    Unavailable {
+        /// Why nothing was sent.
+        reason: &'static str,
+    },
+    /// The database did not answer before the operation's deadline, and nothing was
+    /// committed (the transaction was abandoned before its commit was sent).
+    #[error("database operation {op} timed out before its commit; nothing was stored")]
+    TimedOut {
+        /// The operation, e.g. `insert jobs`.
+        op: &'static str,
+    },
+    /// The commit was sent but not confirmed before the deadline: the jobs may or may not be
+    /// stored.
+    #[error("the database did not confirm the commit in time; {} job(s) may or may not be stored", jobs.len())]
+    Unconfirmed {
+        /// The jobs of the unconfirmed commit.
+        jobs: Vec<JobId>,
+    },
     /// The job's state does not allow the operation.
     #[error("job {id} is {state}: {reason}")]
     Conflict {
@@ -51,17 +71,28 @@ impl StoreError {
     /// problem with the request.
     pub fn is_unavailable(&self) -> bool {
         let source = match self {
-            StoreError::Connect(_) => return true,
+            StoreError::Connect(_)
+            | StoreError::Unavailable { .. }
+            | StoreError::TimedOut { .. } => return true,
             StoreError::Query { source, .. } => source,
             _ => return false,
         };
-        matches!(
-            source,
+        match source {
             sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
-        )
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // Connection exceptions (08) and the server shutting down or starting up (57P).
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        }
+    }
+
+    /// Whether the store refused without asking the database (it is known to be down).
+    pub fn is_fail_fast(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
     }
 }
 

@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod crash;
 mod faults;
+mod hostile_http;
 mod maintenance;
 mod poison;
 mod schedules;

@@ -7,13 +7,14 @@ use chrono::{DateTime, Utc};
 use longshore_jobs::admin::{ArgsMatch, JobEdit, JobFilter, Scope};
 use longshore_jobs::job::UniqueScope;
 use longshore_jobs::store::CancelOutcome;
-use longshore_jobs::{EnqueueRequest, JobId, UniqueOptions};
+use longshore_jobs::{EnqueueRequest, Enqueued, JobId, UniqueOptions};
 use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::{Tag, audit, idempotent};
+use super::{Keyed, Tag, audit, claim_key};
 use crate::auth::Auth;
 use crate::model::{AttemptView, EnqueuedView, EventView, JobPage, JobView, State};
 use crate::problem::{ApiError, Problem};
@@ -148,6 +149,31 @@ pub struct BatchResult {
     pub failed: u32,
 }
 
+/// A batch's answer: the stored jobs in order, with the refused items between them.
+fn batch_result(refused: &[Option<Problem>], stored: &[Enqueued]) -> BatchResult {
+    let mut stored = stored.iter();
+    let mut out = BatchResult {
+        items: Vec::with_capacity(refused.len()),
+        enqueued: 0,
+        failed: 0,
+    };
+    for (index, problem) in refused.iter().enumerate() {
+        let index = index as u32;
+        let (job, error) = match problem {
+            Some(problem) => {
+                out.failed += 1;
+                (None, Some(problem.clone()))
+            }
+            None => {
+                out.enqueued += 1;
+                (stored.next().map(EnqueuedView::from), None)
+            }
+        };
+        out.items.push(BatchItem { index, job, error });
+    }
+    out
+}
+
 /// A change to a waiting job. Absent fields stay as they are.
 #[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
 #[oai(deny_unknown_fields)]
@@ -239,16 +265,27 @@ impl JobsApi {
         #[oai(name = "Idempotency-Key", validator(max_length = 200))] key: Header<Option<String>>,
     ) -> Result<Created, ApiError> {
         auth.0.require(Scope::Enqueue)?;
-        let view = idempotent(&self.state, &auth.0, key.0, &body.0, || async {
-            let enqueued = self.state.client.enqueue(body.0.clone().into()).await?;
-            Ok(EnqueuedView {
-                id: enqueued.id.0,
-                state: enqueued.state.into(),
-                duplicate: enqueued.duplicate,
-            })
-        })
-        .await?;
-        Ok(Created::Created(Json(view)))
+        let claim = match claim_key(&self.state, &auth.0, key.0, &body.0).await? {
+            Keyed::Replay(view) => return Ok(Created::Created(Json(view))),
+            Keyed::Run(claim) => claim,
+        };
+        let stored = async {
+            let job = self.state.client.prepare(body.0.clone().into())?;
+            let keyed = claim.as_ref().map(|claim| {
+                claim.response(|stored| (201, EnqueuedView::from(&stored[0]).to_json_string()))
+            });
+            Ok::<_, ApiError>(self.state.store().insert_keyed(vec![job], keyed).await?)
+        }
+        .await;
+        match stored {
+            Ok(stored) => Ok(Created::Created(Json(EnqueuedView::from(&stored[0])))),
+            Err(error) => {
+                if let Some(claim) = claim {
+                    claim.release(&self.state).await;
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Enqueue up to 1,000 jobs in one transaction; each item gets its own result.
@@ -266,50 +303,36 @@ impl JobsApi {
                 format!("give 1 to {MAX_BATCH} jobs"),
             ));
         }
-        let result = idempotent(&self.state, &auth.0, key.0, &body.0, || async {
-            let requests = body
-                .0
-                .jobs
-                .iter()
-                .cloned()
-                .map(EnqueueRequest::from)
-                .collect();
-            let results = self.state.client.enqueue_many(requests).await?;
-            let mut out = BatchResult {
-                items: Vec::with_capacity(results.len()),
-                enqueued: 0,
-                failed: 0,
-            };
-            for (index, result) in results.into_iter().enumerate() {
-                let index = index as u32;
-                match result {
-                    Ok(e) => {
-                        out.enqueued += 1;
-                        out.items.push(BatchItem {
-                            index,
-                            job: Some(EnqueuedView {
-                                id: e.id.0,
-                                state: e.state.into(),
-                                duplicate: e.duplicate,
-                            }),
-                            error: None,
-                        });
-                    }
-                    Err(error) => {
-                        out.failed += 1;
-                        let problem = ApiError::from(error).problem().clone();
-                        out.items.push(BatchItem {
-                            index,
-                            job: None,
-                            error: Some(problem),
-                        });
-                    }
+        let claim = match claim_key(&self.state, &auth.0, key.0, &body.0).await? {
+            Keyed::Replay(result) => return Ok(Json(result)),
+            Keyed::Run(claim) => claim,
+        };
+        // Each item is checked on its own; the refused ones are in the answer, not the store.
+        let mut refused: Vec<Option<Problem>> = Vec::with_capacity(body.0.jobs.len());
+        let mut valid = Vec::new();
+        for item in body.0.jobs.iter().cloned() {
+            match self.state.client.prepare(item.into()) {
+                Ok(job) => {
+                    valid.push(job);
+                    refused.push(None);
                 }
+                Err(error) => refused.push(Some(ApiError::from(error).problem().clone())),
             }
-            Ok(out)
-        })
-        .await?;
-        Ok(Json(result))
+        }
+        let refused = std::sync::Arc::new(refused);
+        let keyed = claim.as_ref().map(|claim| {
+            let refused = std::sync::Arc::clone(&refused);
+            claim.response(move |stored| (200, batch_result(&refused, stored).to_json_string()))
+        });
+        match self.state.store().insert_keyed(valid, keyed).await {
+            Ok(stored) => Ok(Json(batch_result(&refused, &stored))),
+            Err(error) => {
+                if let Some(claim) = claim {
+                    claim.release(&self.state).await;
+                }
+                Err(error.into())
+            }
+        }
     }
 
     /// List jobs, newest first.

@@ -2,7 +2,9 @@
 
 use std::future::Future;
 
+use longshore_jobs::Enqueued;
 use longshore_jobs::admin::{IdempotencyClaim, NewAudit};
+use longshore_jobs::store::KeyedResponse;
 use poem_openapi::Tags;
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use sha2::{Digest, Sha256};
@@ -94,9 +96,108 @@ pub(crate) async fn audit(
     Ok(())
 }
 
-/// Runs `act` once per idempotency key: the same key with the same body gets the stored
-/// response again; with another body, 422; while the first is running, 409. Without a key,
-/// just runs `act`. Only successes are stored; a failed request frees its key.
+/// What a request's `Idempotency-Key` allows.
+pub(crate) enum Keyed<T> {
+    /// The same request finished before: answer this again.
+    Replay(T),
+    /// Run the request; with a key, under this claim.
+    Run(Option<KeyClaim>),
+}
+
+/// A claimed idempotency key, in flight until the request's answer is recorded.
+pub(crate) struct KeyClaim {
+    actor: String,
+    key: String,
+    hash: String,
+}
+
+impl KeyClaim {
+    /// The answer to record with the request's jobs, in their transaction.
+    pub(crate) fn response(
+        &self,
+        render: impl Fn(&[Enqueued]) -> (u16, String) + Send + Sync + 'static,
+    ) -> KeyedResponse {
+        KeyedResponse {
+            actor: self.actor.clone(),
+            key: self.key.clone(),
+            request_hash: self.hash.clone(),
+            render: Box::new(render),
+        }
+    }
+
+    /// Frees the key of a request that failed. Only a key without a recorded answer is
+    /// freed, so this is safe even when the failure left the outcome unknown.
+    pub(crate) async fn release(&self, state: &ApiState) {
+        if let Err(error) = state
+            .store()
+            .release_idempotency(&self.actor, &self.key)
+            .await
+        {
+            tracing::debug!(%error, "cannot free an idempotency key; it is taken over after a minute");
+        }
+    }
+}
+
+/// Looks up a request's `Idempotency-Key`: the same key with the same body replays the
+/// stored answer; with another body, 422; while the first is running, 409. A new key is
+/// claimed (in flight) for this request.
+pub(crate) async fn claim_key<B, T>(
+    state: &ApiState,
+    who: &Principal,
+    key: Option<String>,
+    body: &B,
+) -> Result<Keyed<T>, ApiError>
+where
+    B: serde::Serialize,
+    T: ParseFromJSON,
+{
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        return Ok(Keyed::Run(None));
+    };
+    longshore_jobs::limits::check_text("Idempotency-Key", &key)?;
+    let hash = {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    match state
+        .store()
+        .claim_idempotency(&who.actor, &key, &hash)
+        .await?
+    {
+        IdempotencyClaim::Fresh => Ok(Keyed::Run(Some(KeyClaim {
+            actor: who.actor.clone(),
+            key,
+            hash,
+        }))),
+        IdempotencyClaim::Replay { body, .. } => {
+            let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            T::parse_from_json(Some(value))
+                .map(Keyed::Replay)
+                .map_err(|e| {
+                    ApiError::conflict(
+                        "idempotency_replay",
+                        format!("cannot replay: {}", e.message()),
+                    )
+                })
+        }
+        IdempotencyClaim::InFlight => Err(ApiError::conflict(
+            "idempotency_in_flight",
+            "a request with this Idempotency-Key is still being processed",
+        )),
+        IdempotencyClaim::Mismatch => Err(ApiError::invalid(
+            "Idempotency-Key",
+            "this key was used with a different request body",
+        )),
+    }
+}
+
+/// Runs `act` once per idempotency key (see [`claim_key`]), recording its answer after it
+/// succeeded; a failed request frees its key. For requests that store no jobs: enqueues
+/// record their answer in the jobs' own transaction instead.
 pub(crate) async fn idempotent<B, T, F, Fut>(
     state: &ApiState,
     who: &Principal,
@@ -110,53 +211,22 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
-    let Some(key) = key.filter(|k| !k.is_empty()) else {
-        return act().await;
+    let claim = match claim_key(state, who, key, body).await? {
+        Keyed::Replay(value) => return Ok(value),
+        Keyed::Run(claim) => claim,
     };
-    let hash = {
-        let bytes = serde_json::to_vec(body).unwrap_or_default();
-        let digest = Sha256::digest(&bytes);
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    let store = state.store();
-    match store.claim_idempotency(&who.actor, &key, &hash).await? {
-        IdempotencyClaim::Fresh => {}
-        IdempotencyClaim::Replay { body, .. } => {
-            let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            return T::parse_from_json(Some(value)).map_err(|e| {
-                ApiError::conflict(
-                    "idempotency_replay",
-                    format!("cannot replay: {}", e.message()),
-                )
-            });
-        }
-        IdempotencyClaim::InFlight => {
-            return Err(ApiError::conflict(
-                "idempotency_in_flight",
-                "a request with this Idempotency-Key is still being processed",
-            ));
-        }
-        IdempotencyClaim::Mismatch => {
-            return Err(ApiError::invalid(
-                "Idempotency-Key",
-                "this key was used with a different request body",
-            ));
+    let result = act().await;
+    if let Some(claim) = claim {
+        match &result {
+            Ok(value) => {
+                let json = value.to_json_string();
+                state
+                    .store()
+                    .finish_idempotency(&claim.actor, &claim.key, 200, &json)
+                    .await?;
+            }
+            Err(_) => claim.release(state).await,
         }
     }
-    match act().await {
-        Ok(value) => {
-            let json = value.to_json_string();
-            store
-                .finish_idempotency(&who.actor, &key, 200, &json)
-                .await?;
-            Ok(value)
-        }
-        Err(error) => {
-            store.release_idempotency(&who.actor, &key).await?;
-            Err(error)
-        }
-    }
+    result
 }

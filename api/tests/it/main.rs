@@ -4,6 +4,7 @@
 mod auth;
 mod events;
 mod hostile;
+mod idempotency;
 mod jobs;
 mod operations;
 mod queues;

@@ -3,10 +3,21 @@
 //! A commit waits for the disk; sixteen producers that each commit their own job wait for
 //! sixteen flushes. The inserter hands whatever inserts are waiting to the store as one batch,
 //! so they share one flush. A lone insert pays one channel hop.
+//!
+//! Every request carries a deadline, and its answer says exactly what happened: stored; not
+//! stored (the database was known to be down, the deadline passed before the commit was sent,
+//! or the transaction failed); or, only when the commit itself went unanswered, unconfirmed.
+//! While the database is unreachable, waiting requests are refused at once instead of each
+//! waiting out its own timeout behind the others.
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use super::Backend;
+use super::health::Health;
+use super::{Backend, KeyedResponse};
 use crate::error::StoreError;
 use crate::job::{Enqueued, NewJob};
 
@@ -15,46 +26,61 @@ const MAX_BATCH: usize = 2000;
 
 pub(super) struct Request {
     pub jobs: Vec<NewJob>,
+    pub keyed: Option<KeyedResponse>,
+    pub deadline: Instant,
     pub reply: oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
 }
 
-pub(super) fn start(backend: Backend) -> mpsc::Sender<Request> {
+/// Jobs to store in one transaction, with the idempotency responses that commit with them.
+pub(crate) struct Batch<'a> {
+    pub(crate) jobs: &'a [NewJob],
+    /// Each keyed request's range of `jobs`.
+    pub(crate) keyed: Vec<(Range<usize>, &'a KeyedResponse)>,
+    /// The commit must be sent before it.
+    pub(crate) deadline: Instant,
+}
+
+pub(super) fn start(backend: Backend, health: Arc<Health>) -> mpsc::Sender<Request> {
     let (tx, rx) = mpsc::channel(4096);
-    tokio::spawn(run(backend, rx));
+    tokio::spawn(run(backend, health, rx));
     tx
 }
 
-async fn run(backend: Backend, mut rx: mpsc::Receiver<Request>) {
+async fn run(backend: Backend, health: Arc<Health>, mut rx: mpsc::Receiver<Request>) {
     let mut inbox = Vec::new();
     while rx.recv_many(&mut inbox, 512).await > 0 {
         let mut batch = Vec::new();
         let mut size = 0;
         for request in inbox.drain(..) {
+            if request.deadline <= Instant::now() {
+                let _ = request
+                    .reply
+                    .send(Err(StoreError::TimedOut { op: "insert jobs" }));
+                continue;
+            }
             if size > 0 && size + request.jobs.len() > MAX_BATCH {
-                store(&backend, std::mem::take(&mut batch)).await;
+                store(&backend, &health, std::mem::take(&mut batch)).await;
                 size = 0;
             }
             size += request.jobs.len();
             batch.push(request);
         }
-        store(&backend, batch).await;
+        if !batch.is_empty() {
+            store(&backend, &health, batch).await;
+        }
     }
 }
 
 /// Stores the requests' jobs together and answers each request with its own results. If the
-/// combined batch fails, each request is tried alone, so one cannot fail the others.
-async fn store(backend: &Backend, requests: Vec<Request>) {
-    if requests.len() == 1 {
-        let request = requests.into_iter().next().expect("one request");
-        let result = backend.insert(&request.jobs).await;
-        let _ = request.reply.send(result);
-        return;
-    }
-    let jobs: Vec<NewJob> = requests
-        .iter()
-        .flat_map(|r| r.jobs.iter().cloned())
-        .collect();
-    match backend.insert(&jobs).await {
+/// combined batch fails for a reason of its own (not the database being unreachable), each
+/// request is tried alone, so one cannot fail the others.
+async fn store(backend: &Backend, health: &Health, requests: Vec<Request>) {
+    let result = match health.check() {
+        Ok(()) => insert(backend, &requests).await,
+        Err(refused) => Err(refused),
+    };
+    health.record(&result);
+    match result {
         Ok(enqueued) => {
             let mut enqueued = enqueued.into_iter();
             for request in requests {
@@ -62,12 +88,76 @@ async fn store(backend: &Backend, requests: Vec<Request>) {
                 let _ = request.reply.send(Ok(mine));
             }
         }
-        Err(error) => {
+        Err(error) if requests.len() > 1 && !error.is_unavailable() && !is_unconfirmed(&error) => {
             tracing::debug!(%error, "combined insert failed; inserting each request alone");
             for request in requests {
-                let result = backend.insert(&request.jobs).await;
+                let result = insert(backend, std::slice::from_ref(&request)).await;
+                health.record(&result);
                 let _ = request.reply.send(result);
             }
         }
+        Err(error) if requests.len() == 1 => {
+            let request = requests.into_iter().next().expect("one request");
+            let _ = request.reply.send(Err(error));
+        }
+        Err(error) => {
+            for request in requests {
+                let answer = same_for(&error, &request);
+                let _ = request.reply.send(Err(answer));
+            }
+        }
+    }
+}
+
+async fn insert(backend: &Backend, requests: &[Request]) -> Result<Vec<Enqueued>, StoreError> {
+    let owned: Vec<NewJob>;
+    let jobs: &[NewJob] = if requests.len() == 1 {
+        &requests[0].jobs
+    } else {
+        owned = requests
+            .iter()
+            .flat_map(|r| r.jobs.iter().cloned())
+            .collect();
+        &owned
+    };
+    let mut keyed = Vec::new();
+    let mut start = 0;
+    for request in requests {
+        let end = start + request.jobs.len();
+        if let Some(response) = &request.keyed {
+            keyed.push((start..end, response));
+        }
+        start = end;
+    }
+    let deadline = requests
+        .iter()
+        .map(|r| r.deadline)
+        .min()
+        .unwrap_or_else(Instant::now);
+    backend
+        .insert(Batch {
+            jobs,
+            keyed,
+            deadline,
+        })
+        .await
+}
+
+fn is_unconfirmed(error: &StoreError) -> bool {
+    matches!(error, StoreError::Unconfirmed { .. })
+}
+
+/// The failure of a batch that never committed (the database unreachable, the deadline
+/// passed, or the commit unanswered), as it concerns one of its requests.
+fn same_for(error: &StoreError, request: &Request) -> StoreError {
+    match error {
+        StoreError::Unconfirmed { .. } => StoreError::Unconfirmed {
+            jobs: request.jobs.iter().map(|j| j.id).collect(),
+        },
+        StoreError::TimedOut { op } => StoreError::TimedOut { op },
+        StoreError::Unavailable { reason } => StoreError::Unavailable { reason },
+        _ => StoreError::Unavailable {
+            reason: "the database connection failed before the commit; nothing was stored",
+        },
     }
 }

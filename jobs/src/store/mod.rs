@@ -5,6 +5,7 @@
 //! executor, so an application can enqueue inside its own transaction.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,11 +24,13 @@ use crate::outcome::Completion;
 use crate::schedule::Schedule;
 use crate::state::JobState;
 
-mod inserter;
+mod health;
+pub(crate) mod inserter;
 pub mod pg;
 pub mod sqlite;
 mod wakeup;
 
+pub use health::PROBE_INTERVAL;
 pub use wakeup::{Signal, Wakeups};
 
 /// How to reach the database.
@@ -41,6 +44,11 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// Apply pending schema migrations when connecting. Defaults to true.
     pub migrate: bool,
+    /// The longest an operation waits for a connection, and an enqueue for its commit; past
+    /// it the caller is told, and an enqueue told so stored nothing (unless its commit was
+    /// already sent: then it is reported unconfirmed). Defaults to 5 s.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -49,6 +57,7 @@ impl Default for StoreConfig {
             url: "sqlite:longshore.db".to_owned(),
             max_connections: 16,
             migrate: true,
+            timeout: Duration::from_secs(5),
         }
     }
 }
@@ -67,6 +76,9 @@ impl StoreConfig {
         }
         if self.max_connections < 2 {
             return Err(("max_connections", "must be at least 2".to_owned()));
+        }
+        if self.timeout < Duration::from_millis(100) || self.timeout > Duration::from_secs(600) {
+            return Err(("timeout", "must be 100ms to 10min".to_owned()));
         }
         Ok(())
     }
@@ -161,6 +173,23 @@ pub struct Pruned {
     pub events: u64,
 }
 
+/// Renders an idempotent request's (status, body) from its stored jobs.
+pub type RenderResponse = Box<dyn Fn(&[Enqueued]) -> (u16, String) + Send + Sync>;
+
+/// The response an idempotent request gives, stored under its key in the same transaction as
+/// the jobs it reports: the jobs and the key's answer commit together or not at all, so a
+/// retry with the key either replays the answer or finds the key free.
+pub struct KeyedResponse {
+    /// Who made the request (keys are per actor).
+    pub actor: String,
+    /// The `Idempotency-Key`.
+    pub key: String,
+    /// The digest of the request body, to refuse the key with another body.
+    pub request_hash: String,
+    /// The status and body to replay, from the request's stored jobs.
+    pub render: RenderResponse,
+}
+
 /// Per-queue figures as the backends read them; [`Store::queues`] assembles them.
 #[derive(Debug, Default)]
 pub(crate) struct QueueTotals {
@@ -178,10 +207,10 @@ enum Backend {
 }
 
 impl Backend {
-    async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+    async fn insert(&self, batch: inserter::Batch<'_>) -> Result<Vec<Enqueued>, StoreError> {
         match self {
-            Backend::Postgres(s) => s.insert(jobs).await,
-            Backend::Sqlite(s) => s.insert(jobs).await,
+            Backend::Postgres(s) => s.insert(batch).await,
+            Backend::Sqlite(s) => s.insert(batch).await,
         }
     }
 }
@@ -192,16 +221,22 @@ pub struct Store {
     backend: Backend,
     wakeups: Wakeups,
     inserter: tokio::sync::mpsc::Sender<inserter::Request>,
+    health: Arc<health::Health>,
+    timeout: Duration,
 }
 
-/// Calls the same method on whichever backend this store runs.
+/// Calls the same method on whichever backend this store runs; refuses at once while the
+/// database is known to be unreachable, and learns from the result whether it is.
 macro_rules! on_backend {
-    ($self:ident, $s:ident => $call:expr) => {
-        match &$self.backend {
+    ($self:ident, $s:ident => $call:expr) => {{
+        $self.health.check()?;
+        let result = match &$self.backend {
             Backend::Postgres($s) => $call,
             Backend::Sqlite($s) => $call,
-        }
-    };
+        };
+        $self.health.record(&result);
+        result
+    }};
 }
 
 impl Store {
@@ -215,11 +250,14 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(config.url.clone()));
         };
-        let inserter = inserter::start(backend.clone());
+        let health = Arc::new(health::Health::default());
+        let inserter = inserter::start(backend.clone(), Arc::clone(&health));
         Ok(Store {
             backend,
             wakeups,
             inserter,
+            health,
+            timeout: config.timeout,
         })
     }
 
@@ -257,13 +295,31 @@ impl Store {
     /// Stores jobs; a job whose unique key is taken returns the existing job instead.
     /// Concurrent calls share one transaction (group commit). Wakes the workers of each queue
     /// that got an available job.
+    ///
+    /// Answers within the store's timeout. An error means nothing was stored, except
+    /// [`StoreError::Unconfirmed`]: the commit was sent and not confirmed in time.
     pub async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        if jobs.is_empty() {
+        self.insert_keyed(jobs, None).await
+    }
+
+    /// [`Store::insert`], storing `keyed`'s response under its idempotency key in the same
+    /// transaction.
+    pub async fn insert_keyed(
+        &self,
+        jobs: Vec<NewJob>,
+        keyed: Option<KeyedResponse>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        if jobs.is_empty() && keyed.is_none() {
             return Ok(Vec::new());
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let queues: Vec<String> = jobs.iter().map(|j| j.queue.clone()).collect();
-        let request = inserter::Request { jobs, reply };
+        let request = inserter::Request {
+            jobs,
+            keyed,
+            deadline: tokio::time::Instant::now() + self.timeout,
+            reply,
+        };
         let stopped = || StoreError::Corrupt {
             what: "inserter",
             detail: "the insert task stopped".to_owned(),

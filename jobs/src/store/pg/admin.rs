@@ -19,6 +19,32 @@ use crate::job::Job;
 use crate::state::JobState;
 use crate::store::QueueTotals;
 
+/// Records an idempotent request's response in the caller's transaction. An upsert: the
+/// key's claim may have been taken over or released meanwhile, and the response must be
+/// stored with its jobs whatever happened to the claim.
+pub(super) async fn record_idempotency_on<'c, E: sqlx::PgExecutor<'c>>(
+    executor: E,
+    keyed: &crate::store::KeyedResponse,
+    status: u16,
+    body: &str,
+) -> Result<(), StoreError> {
+    sqlx::query::<Postgres>(
+        "INSERT INTO idempotency_keys (actor, key, request_hash, status, response) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (actor, key) DO UPDATE \
+         SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status, \
+             response = EXCLUDED.response",
+    )
+    .bind(&keyed.actor)
+    .bind(&keyed.key)
+    .bind(&keyed.request_hash)
+    .bind(i32::from(status))
+    .bind(body)
+    .execute(executor)
+    .await
+    .map_err(query("record idempotent response"))?;
+    Ok(())
+}
+
 fn push_filter(qb: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
     qb.push(" WHERE true");
     if !filter.states.is_empty() {

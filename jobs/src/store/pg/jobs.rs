@@ -13,6 +13,7 @@ use crate::id::{JobId, WorkerId};
 use crate::job::{Attempt, ClaimedJob, Enqueued, Job, NewJob};
 use crate::outcome::Completion;
 use crate::state::JobState;
+use crate::store::inserter::Batch;
 use crate::store::{CancelOutcome, HeldAttempt, PruneLimits, Pruned, Renewal, Rescued, millis};
 
 const INSERT: &str = r#"
@@ -326,8 +327,34 @@ SELECT id, state, lost_by FROM r
 "#;
 
 impl PgStore {
-    pub(crate) async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
-        insert(&self.pool, jobs).await
+    /// Stores a batch in one transaction with its idempotency responses, the commit sent
+    /// only before the batch's deadline (so a timeout before it leaves nothing stored) and an
+    /// unanswered commit reported as [`StoreError::Unconfirmed`].
+    pub(crate) async fn insert(&self, batch: Batch<'_>) -> Result<Vec<Enqueued>, StoreError> {
+        let staged = async {
+            let mut tx = self.pool.begin().await.map_err(query("insert jobs"))?;
+            let enqueued = insert_on(&mut tx, batch.jobs).await?;
+            for (range, keyed) in &batch.keyed {
+                let (status, body) = (keyed.render)(&enqueued[range.clone()]);
+                super::admin::record_idempotency_on(&mut *tx, keyed, status, &body).await?;
+            }
+            Ok::<_, StoreError>((tx, enqueued))
+        };
+        let (tx, enqueued) = tokio::time::timeout_at(batch.deadline, staged)
+            .await
+            .map_err(|_| StoreError::TimedOut { op: "insert jobs" })??;
+        let unconfirmed = || StoreError::Unconfirmed {
+            jobs: batch.jobs.iter().map(|j| j.id).collect(),
+        };
+        match tokio::time::timeout_at(batch.deadline, tx.commit()).await {
+            Ok(Ok(())) => Ok(enqueued),
+            // The server answered: it did not commit.
+            Ok(Err(error @ sqlx::Error::Database(_))) => Err(StoreError::Query {
+                op: "insert jobs",
+                source: error,
+            }),
+            Ok(Err(_)) | Err(_) => Err(unconfirmed()),
+        }
     }
 
     /// Stores `jobs` and the progress of job `id` in one transaction, if `worker` still

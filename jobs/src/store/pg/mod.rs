@@ -51,7 +51,7 @@ impl PgStore {
         let options = PgConnectOptions::from_str(&config.url).map_err(StoreError::Connect)?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(config.timeout)
             .connect_with(options.clone())
             .await
             .map_err(StoreError::Connect)?;
@@ -59,7 +59,7 @@ impl PgStore {
         let lease_pool = PgPoolOptions::new()
             .max_connections(lease_connections)
             .min_connections(lease_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(config.timeout)
             .connect_with(options.options([("synchronous_commit", "off")]))
             .await
             .map_err(StoreError::Connect)?;

@@ -86,6 +86,32 @@ fn newest_first(
     qb
 }
 
+/// Records an idempotent request's response in the caller's transaction (an upsert, as on
+/// Postgres).
+pub(super) async fn record_idempotency_on(
+    conn: &mut sqlx::SqliteConnection,
+    keyed: &crate::store::KeyedResponse,
+    status: u16,
+    body: &str,
+) -> Result<(), StoreError> {
+    sqlx::query::<Sqlite>(
+        "INSERT INTO idempotency_keys (actor, key, request_hash, status, response, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (actor, key) DO UPDATE \
+         SET request_hash = excluded.request_hash, status = excluded.status, \
+             response = excluded.response",
+    )
+    .bind(&keyed.actor)
+    .bind(&keyed.key)
+    .bind(&keyed.request_hash)
+    .bind(i32::from(status))
+    .bind(body)
+    .bind(now_us())
+    .execute(conn)
+    .await
+    .map_err(query("record idempotent response"))?;
+    Ok(())
+}
+
 impl SqliteStore {
     pub(crate) async fn list_jobs(
         &self,

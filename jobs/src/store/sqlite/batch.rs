@@ -12,6 +12,7 @@ use crate::id::{JobId, WorkerId};
 use crate::job::{ClaimedJob, Enqueued, NewJob, RunAt};
 use crate::outcome::Completion;
 use crate::state::JobState;
+use crate::store::inserter::Batch;
 
 const INSERT: &str = "
 INSERT INTO jobs (id, queue, kind, args, priority, state, max_attempts, run_at, created_at,
@@ -66,9 +67,22 @@ SELECT ?2, c.value->>'event', j.id, j.queue, j.kind, j.state, j.attempt,
 FROM json_each(?1) AS c JOIN jobs AS j ON j.id = unhex(c.value->>'id')";
 
 impl SqliteStore {
-    pub(crate) async fn insert(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
-        let mut tx = self.write("insert jobs").await?;
-        let enqueued = insert_in(&mut tx, jobs).await?;
+    /// Stores a batch in one transaction with its idempotency responses, committing only
+    /// before the batch's deadline.
+    pub(crate) async fn insert(&self, batch: Batch<'_>) -> Result<Vec<Enqueued>, StoreError> {
+        let staged = async {
+            let mut tx = self.write("insert jobs").await?;
+            let enqueued = insert_in(&mut tx, batch.jobs).await?;
+            for (range, keyed) in &batch.keyed {
+                let (status, body) = (keyed.render)(&enqueued[range.clone()]);
+                super::admin::record_idempotency_on(&mut tx, keyed, status, &body).await?;
+            }
+            Ok::<_, StoreError>((tx, enqueued))
+        };
+        let (tx, enqueued) = tokio::time::timeout_at(batch.deadline, staged)
+            .await
+            .map_err(|_| StoreError::TimedOut { op: "insert jobs" })??;
+        // A local file: the commit answers, and its error is final.
         tx.commit().await.map_err(query("insert jobs"))?;
         Ok(enqueued)
     }
