@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub mod auth;
+pub mod bulk;
 mod cursor;
 pub mod events;
 mod middleware;
@@ -94,6 +95,7 @@ pub(crate) struct Shared {
     pub stats: Mutex<Option<(std::time::Instant, model::StatsView)>>,
     pub cursor_key: tokio::sync::OnceCell<Vec<u8>>,
     pub events: events::EventHub,
+    pub bulk: bulk::BulkRunner,
 }
 
 impl ApiState {
@@ -102,6 +104,7 @@ impl ApiState {
     pub fn new(client: Client, config: ApiConfig) -> ApiState {
         let require_auth = !config.listen.ip().is_loopback();
         let events = events::EventHub::new(client.store().clone());
+        let bulk = bulk::BulkRunner::new(client.store().clone());
         ApiState {
             client,
             targets: Arc::default(),
@@ -112,6 +115,7 @@ impl ApiState {
                 stats: Mutex::new(None),
                 cursor_key: tokio::sync::OnceCell::new(),
                 events,
+                bulk,
             }),
         }
     }
@@ -124,6 +128,11 @@ impl ApiState {
     /// The store.
     pub fn store(&self) -> &Store {
         self.client.store()
+    }
+
+    /// The runner of bulk operations.
+    pub fn bulk(&self) -> &bulk::BulkRunner {
+        &self.shared.bulk
     }
 
     /// Forgets cached tokens (after creating or revoking one).
@@ -190,5 +199,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "api listening");
+    tokio::spawn(state.bulk().clone().run(shutdown.clone()));
     server::run(listener, app(state), config.header_timeout, shutdown).await
 }

@@ -373,6 +373,12 @@ pub struct Operation {
     pub finished_at: Option<DateTime<Utc>>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The process running it (its lease: another process takes it over once it stops
+    /// renewing it).
+    pub owner: Option<String>,
+    /// Where the run goes on: jobs older than this id (it walks the matching jobs newest
+    /// first). `None`: from the newest.
+    pub resume_before: Option<JobId>,
 }
 
 /// Whether `edit` may apply to a job in `state` that has made `attempt` attempts.

@@ -1,10 +1,10 @@
 //! `/operations`: bulk retry, cancel and delete, by ids or by a time-bounded filter, with a
-//! dry run that only counts. A started operation runs in the background in batches and
-//! records its progress, which `GET /operations/{id}` shows.
+//! dry run that only counts. A started operation runs in the background in batches (see
+//! [`crate::bulk`]) and records its progress, which `GET /operations/{id}` shows.
 
 use chrono::{DateTime, Utc};
+use longshore_jobs::JobId;
 use longshore_jobs::admin::{ArgsMatch, BulkAction, JobFilter, Operation, Scope};
-use longshore_jobs::{JobId, Store, StoreError};
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -16,8 +16,6 @@ use crate::auth::Auth;
 use crate::model::{ActionView, OperationView, State};
 use crate::problem::ApiError;
 
-/// Jobs acted on between two progress records.
-const BATCH: u32 = 200;
 /// Most ids in one operation.
 const MAX_IDS: usize = 10_000;
 
@@ -168,6 +166,8 @@ impl OperationsApi {
                 created_at: Utc::now(),
                 finished_at: None,
                 error: None,
+                owner: Some(self.state.shared.bulk.owner().to_owned()),
+                resume_before: None,
             };
             self.state.store().create_operation(&op).await?;
             let detail = serde_json::json!({ "operation": op.id, "filter": &op.filter });
@@ -180,7 +180,7 @@ impl OperationsApi {
                 Some(detail),
             )
             .await?;
-            tokio::spawn(run(self.state.store().clone(), op.clone()));
+            self.state.shared.bulk.start(op.clone());
             Ok(OperationView::from(op))
         })
         .await?;
@@ -212,45 +212,5 @@ impl OperationsApi {
             .await?
             .ok_or_else(not_found)?;
         Ok(Json(op.into()))
-    }
-}
-
-/// Runs an operation to its end, recording progress after every batch.
-pub async fn run(store: Store, mut op: Operation) {
-    let result = run_batches(&store, &mut op).await;
-    op.finished_at = Some(Utc::now());
-    match result {
-        Ok(()) => op.state = "completed".to_owned(),
-        Err(error) => {
-            op.state = "failed".to_owned();
-            op.error = Some(error.to_string());
-        }
-    }
-    if let Err(error) = store.update_operation(&op).await {
-        tracing::warn!(%error, operation = %op.id, "cannot record the end of an operation");
-    }
-}
-
-async fn run_batches(store: &Store, op: &mut Operation) -> Result<(), StoreError> {
-    let mut before: Option<JobId> = None;
-    loop {
-        let ids = store.job_ids(&op.filter, before, BATCH).await?;
-        let Some(last) = ids.last().copied() else {
-            return Ok(());
-        };
-        for id in &ids {
-            let acted = match op.action {
-                BulkAction::Retry => store.retry(*id).await.map(|_| ()),
-                BulkAction::Cancel => store.cancel(*id).await.map(|_| ()),
-                BulkAction::Delete => store.delete_job(*id).await,
-            };
-            match acted {
-                Ok(()) => op.done += 1,
-                Err(StoreError::Conflict { .. } | StoreError::JobNotFound(_)) => op.skipped += 1,
-                Err(error) => return Err(error),
-            }
-        }
-        store.update_operation(op).await?;
-        before = Some(last);
     }
 }

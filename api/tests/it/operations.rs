@@ -7,7 +7,11 @@ use serde_json::json;
 
 use crate::{TestApi, both};
 
-both!(bulk_retries_after_a_dry_run, refuses_unbounded_operations);
+both!(
+    bulk_retries_after_a_dry_run,
+    refuses_unbounded_operations,
+    an_operation_whose_process_died_is_taken_over_and_resumed_where_it_stopped,
+);
 
 async fn bulk_retries_after_a_dry_run(api: TestApi) {
     let start = chrono::Utc::now() - chrono::Duration::seconds(1);
@@ -129,4 +133,97 @@ async fn refuses_unbounded_operations(api: TestApi) {
     )
     .await
     .problem(400, "bad_request");
+}
+
+/// An API process died 100 jobs into a bulk cancel: another process takes the operation over
+/// once its lease is stale, resumes after the last recorded job (the 100 newest are not acted
+/// on again), and records its end. An operation with a live owner is left alone.
+async fn an_operation_whose_process_died_is_taken_over_and_resumed_where_it_stopped(api: TestApi) {
+    use longshore_jobs::admin::{BulkAction, JobFilter, Operation};
+    use longshore_jobs::{EnqueueRequest, JobId, JobState};
+    let jobs: Vec<_> = (0..250)
+        .map(|_| EnqueueRequest {
+            queue: Some("dying".into()),
+            delay_ms: Some(60_000),
+            ..EnqueueRequest::new("noop", json!({}))
+        })
+        .collect();
+    let ids: Vec<JobId> = api
+        .state
+        .client
+        .enqueue_many(jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    let newest_first: Vec<JobId> = ids.iter().rev().copied().collect();
+    let filter = JobFilter {
+        ids: ids.clone(),
+        ..JobFilter::default()
+    };
+    let operation = |owner: &str, done: i64, resume_before: Option<JobId>| Operation {
+        id: uuid::Uuid::now_v7(),
+        action: BulkAction::Cancel,
+        filter: filter.clone(),
+        state: "running".into(),
+        total: 250,
+        done,
+        skipped: 0,
+        actor: "local".into(),
+        created_at: chrono::Utc::now(),
+        finished_at: None,
+        error: None,
+        owner: Some(owner.into()),
+        resume_before,
+    };
+    let dead = operation("api@dead", 100, Some(newest_first[99]));
+    let alive = operation("api@alive", 0, None);
+    for op in [&dead, &alive] {
+        api.store.create_operation(op).await.unwrap();
+        api.store.update_operation(op).await.unwrap();
+    }
+    let stale = if api.url.starts_with("sqlite") {
+        "UPDATE operations SET heartbeat_at = 0 WHERE owner = ?1"
+    } else {
+        "UPDATE operations SET heartbeat_at = now() - interval '1 minute' WHERE owner = $1"
+    };
+    longshore_testkit::execute(&api.url, stale, &["api@dead"]).await;
+
+    let taken = api
+        .state
+        .bulk()
+        .run_once(longshore_api::bulk::STALE)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken, 1,
+        "only the operation whose owner stopped renewing it"
+    );
+    let finished =
+        longshore_testkit::eventually(Duration::from_secs(20), "it completes", || async {
+            let op = api.store.operation(dead.id).await.unwrap().unwrap();
+            (op.state != "running").then_some(op)
+        })
+        .await;
+    assert_eq!(
+        (finished.state.as_str(), finished.done, finished.skipped),
+        ("completed", 250, 0),
+        "{finished:?}"
+    );
+    assert_ne!(finished.owner.as_deref(), Some("api@dead"));
+    for (i, id) in newest_first.iter().enumerate() {
+        let job = api.store.job(*id).await.unwrap().unwrap();
+        let expected = if i < 100 {
+            JobState::Scheduled
+        } else {
+            JobState::Cancelled
+        };
+        assert_eq!(job.state, expected, "job {i} from the newest");
+    }
+    let untouched = api.store.operation(alive.id).await.unwrap().unwrap();
+    assert_eq!(
+        (untouched.state.as_str(), untouched.owner.as_deref()),
+        ("running", Some("api@alive"))
+    );
 }

@@ -16,6 +16,7 @@ conformance!(
     skips_paused_queues_until_resumed,
     wakes_an_idle_worker_within_milliseconds,
     discards_a_row_it_cannot_read_instead_of_wedging_the_queue,
+    holds_a_queue_limit_exactly_when_two_processes_claim_at_once,
 );
 
 async fn claims_by_priority_then_run_at(db: TestDb) {
@@ -145,4 +146,44 @@ async fn discards_a_row_it_cannot_read_instead_of_wedging_the_queue(db: TestDb) 
         .await
         .expect("a bad row can be deleted");
     assert!(db.store.job(bad).await.unwrap().is_none());
+}
+
+/// Two processes claim from a queue with a global limit of 3 at the same moment, each asking
+/// for 5: together they never hold more than 3.
+async fn holds_a_queue_limit_exactly_when_two_processes_claim_at_once(db: TestDb) {
+    let client = client(&db, registry());
+    let other = db.second_store().await;
+    let (a, b) = (WorkerId("q@a".into()), WorkerId("q@b".into()));
+    let mut most = 0;
+    for round in 0..20 {
+        let queue = format!("limited-{round}");
+        db.store
+            .set_queue_concurrency(&queue, Some(3))
+            .await
+            .unwrap();
+        let jobs: Vec<_> = (0..10)
+            .map(|_| EnqueueRequest {
+                queue: Some(queue.clone()),
+                ..EnqueueRequest::new("noop", json!({}))
+            })
+            .collect();
+        client.enqueue_many(jobs).await.unwrap();
+        let lease = Duration::from_secs(30);
+        let (mine, theirs) = tokio::join!(
+            db.store.claim(&queue, &a, 5, lease),
+            other.claim(&queue, &b, 5, lease)
+        );
+        let held = mine.unwrap().len() + theirs.unwrap().len();
+        most = most.max(held);
+        assert!(
+            held <= 3,
+            "round {round}: {held} jobs run at once under a limit of 3"
+        );
+        let running = db.store.count_by_state(Some(&queue)).await.unwrap();
+        assert_eq!(
+            running.get(&JobState::Running).copied().unwrap_or(0),
+            held as i64
+        );
+    }
+    assert_eq!(most, 3, "the limit is reached, not only respected");
 }

@@ -1,6 +1,8 @@
 //! What operators read and change on Postgres: filtered job lists, edits, deletes, queue
 //! statistics, workers, tokens, the audit log, idempotency keys, operations and settings.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -601,8 +603,8 @@ impl PgStore {
 
     pub(crate) async fn create_operation(&self, op: &Operation) -> Result<(), StoreError> {
         sqlx::query::<Postgres>(
-            "INSERT INTO operations (id, action, selector, state, total, actor, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO operations (id, action, selector, state, total, actor, created_at, \
+                owner, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())",
         )
         .bind(op.id)
         .bind(op.action.as_str())
@@ -611,16 +613,18 @@ impl PgStore {
         .bind(op.total)
         .bind(&op.actor)
         .bind(op.created_at)
+        .bind(op.owner.as_deref())
         .execute(&self.pool)
         .await
         .map_err(query("create operation"))?;
         Ok(())
     }
 
-    pub(crate) async fn update_operation(&self, op: &Operation) -> Result<(), StoreError> {
-        sqlx::query::<Postgres>(
+    pub(crate) async fn update_operation(&self, op: &Operation) -> Result<bool, StoreError> {
+        let updated = sqlx::query::<Postgres>(
             "UPDATE operations SET state = $2, total = $3, done = $4, skipped = $5, \
-                finished_at = $6, error = $7 WHERE id = $1",
+                finished_at = $6, error = $7, resume_before = $8, heartbeat_at = now() \
+             WHERE id = $1 AND owner IS NOT DISTINCT FROM $9",
         )
         .bind(op.id)
         .bind(&op.state)
@@ -629,10 +633,45 @@ impl PgStore {
         .bind(op.skipped)
         .bind(op.finished_at)
         .bind(op.error.as_deref())
+        .bind(op.resume_before.map(|id| id.0))
+        .bind(op.owner.as_deref())
         .execute(&self.pool)
         .await
         .map_err(query("update operation"))?;
-        Ok(())
+        Ok(updated.rows_affected() == 1)
+    }
+
+    pub(crate) async fn touch_operation(&self, id: Uuid, owner: &str) -> Result<bool, StoreError> {
+        let touched = sqlx::query::<Postgres>(
+            "UPDATE operations SET heartbeat_at = now() \
+             WHERE id = $1 AND owner = $2 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(query("renew operation"))?;
+        Ok(touched.rows_affected() == 1)
+    }
+
+    pub(crate) async fn take_over_operations(
+        &self,
+        owner: &str,
+        stale: Duration,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let rows = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(format!(
+            "UPDATE operations SET owner = $1, heartbeat_at = now() \
+             WHERE id IN (SELECT id FROM operations WHERE state = 'running' \
+                AND (heartbeat_at IS NULL OR heartbeat_at < now() - $2 * interval '1 millisecond') \
+                FOR UPDATE SKIP LOCKED) \
+             RETURNING {OPERATION_COLUMNS}"
+        )))
+        .bind(owner)
+        .bind(crate::store::millis(stale))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("take over operations"))?;
+        rows.iter().map(operation_row).collect()
     }
 
     pub(crate) async fn operation(&self, id: Uuid) -> Result<Option<Operation>, StoreError> {
@@ -726,8 +765,8 @@ impl PgStore {
 }
 
 const TOKEN_COLUMNS: &str = "id, name, prefix, scopes, created_at, last_used_at, revoked_at";
-const OPERATION_COLUMNS: &str =
-    "id, action, selector, state, total, done, skipped, actor, created_at, finished_at, error";
+const OPERATION_COLUMNS: &str = "id, action, selector, state, total, done, skipped, actor, \
+    created_at, finished_at, error, owner, resume_before";
 
 fn token_row(row: &PgRow) -> Result<TokenRow, StoreError> {
     let Json(scopes) = rows::get(row, "scopes")?;
@@ -762,6 +801,8 @@ fn operation_row(row: &PgRow) -> Result<Operation, StoreError> {
         created_at: rows::time(row, "created_at")?,
         finished_at: rows::opt_time(row, "finished_at")?,
         error: rows::get(row, "error")?,
+        owner: rows::get(row, "owner")?,
+        resume_before: rows::get::<Option<Uuid>>(row, "resume_before")?.map(JobId),
     })
 }
 

@@ -187,12 +187,9 @@ WITH picked AS (
       AND run_at <= now()
       AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)
     ORDER BY priority, run_at, id
-    -- A queue's global concurrency limit caps the claim at the slots it has left. Claims
-    -- racing on two connections may each see the same slots: the limit can be passed by
-    -- one claim's worth for a moment, never more.
-    LIMIT LEAST($2, (SELECT GREATEST(0, q.concurrency - (SELECT count(*) FROM jobs r
-                                                        WHERE r.queue = $1 AND r.state = 'running'))
-                     FROM queues q WHERE q.name = $1 AND q.concurrency IS NOT NULL))
+    -- A queue's global concurrency limit caps the claim at the slots it has left, counted
+    -- under a lock on the queue's row so that racing claims take turns (see the migration).
+    LIMIT longshore_claim_room($1, $2)
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE jobs j

@@ -603,8 +603,8 @@ impl SqliteStore {
 
     pub(crate) async fn create_operation(&self, op: &Operation) -> Result<(), StoreError> {
         sqlx::query::<Sqlite>(
-            "INSERT INTO operations (id, action, selector, state, total, actor, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO operations (id, action, selector, state, total, actor, created_at, \
+                owner, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(op.id)
         .bind(op.action.as_str())
@@ -613,16 +613,19 @@ impl SqliteStore {
         .bind(op.total)
         .bind(&op.actor)
         .bind(micros(op.created_at))
+        .bind(op.owner.as_deref())
+        .bind(now_us())
         .execute(&self.writer)
         .await
         .map_err(query("create operation"))?;
         Ok(())
     }
 
-    pub(crate) async fn update_operation(&self, op: &Operation) -> Result<(), StoreError> {
-        sqlx::query::<Sqlite>(
+    pub(crate) async fn update_operation(&self, op: &Operation) -> Result<bool, StoreError> {
+        let updated = sqlx::query::<Sqlite>(
             "UPDATE operations SET state = ?2, total = ?3, done = ?4, skipped = ?5, \
-                finished_at = ?6, error = ?7 WHERE id = ?1",
+                finished_at = ?6, error = ?7, resume_before = ?8, heartbeat_at = ?9 \
+             WHERE id = ?1 AND owner IS ?10",
         )
         .bind(op.id)
         .bind(&op.state)
@@ -631,10 +634,46 @@ impl SqliteStore {
         .bind(op.skipped)
         .bind(op.finished_at.map(micros))
         .bind(op.error.as_deref())
+        .bind(op.resume_before.map(|id| id.0))
+        .bind(now_us())
+        .bind(op.owner.as_deref())
         .execute(&self.writer)
         .await
         .map_err(query("update operation"))?;
-        Ok(())
+        Ok(updated.rows_affected() == 1)
+    }
+
+    pub(crate) async fn touch_operation(&self, id: Uuid, owner: &str) -> Result<bool, StoreError> {
+        let touched = sqlx::query::<Sqlite>(
+            "UPDATE operations SET heartbeat_at = ? WHERE id = ? AND owner = ? AND state = 'running'",
+        )
+        .bind(now_us())
+        .bind(id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await
+        .map_err(query("renew operation"))?;
+        Ok(touched.rows_affected() == 1)
+    }
+
+    pub(crate) async fn take_over_operations(
+        &self,
+        owner: &str,
+        stale: std::time::Duration,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let now = now_us();
+        let rows = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(format!(
+            "UPDATE operations SET owner = ?1, heartbeat_at = ?2 \
+             WHERE state = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?3) \
+             RETURNING {OPERATION_COLUMNS}"
+        )))
+        .bind(owner)
+        .bind(now)
+        .bind(now.saturating_sub(super::duration_us(stale)))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(query("take over operations"))?;
+        rows.iter().map(operation_row).collect()
     }
 
     pub(crate) async fn operation(&self, id: Uuid) -> Result<Option<Operation>, StoreError> {
@@ -730,8 +769,8 @@ impl SqliteStore {
 }
 
 const TOKEN_COLUMNS: &str = "id, name, prefix, scopes, created_at, last_used_at, revoked_at";
-const OPERATION_COLUMNS: &str =
-    "id, action, selector, state, total, done, skipped, actor, created_at, finished_at, error";
+const OPERATION_COLUMNS: &str = "id, action, selector, state, total, done, skipped, actor, \
+    created_at, finished_at, error, owner, resume_before";
 
 fn token_row(row: &SqliteRow) -> Result<TokenRow, StoreError> {
     Ok(TokenRow {
@@ -764,6 +803,8 @@ fn operation_row(row: &SqliteRow) -> Result<Operation, StoreError> {
         created_at: rows::time(row, "created_at")?,
         finished_at: rows::opt_time(row, "finished_at")?,
         error: rows::get(row, "error")?,
+        owner: rows::get(row, "owner")?,
+        resume_before: rows::get::<Option<Uuid>>(row, "resume_before")?.map(JobId),
     })
 }
 
