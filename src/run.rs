@@ -41,7 +41,10 @@ pub fn registry(config: &Config, store: &Store, targets: &Arc<Targets>) -> Arc<R
     }
     if config.enable_test_kinds {
         tracing::warn!("test kinds are enabled: test.abort kills this process");
-        registry.register(kinds::Abort).register(kinds::Stubborn);
+        registry
+            .register(kinds::Abort)
+            .register(kinds::Stubborn)
+            .register(kinds::Mark);
     }
     let registry = Arc::new(registry);
     let _ = slot.set(Arc::downgrade(&registry));

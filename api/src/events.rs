@@ -123,12 +123,15 @@ impl EventHub {
 async fn tail(store: Store, sender: broadcast::Sender<Arc<Event>>, mut last: EventId) {
     let mut ticker = tokio::time::interval(TAIL_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch = HoldbackWatch::default();
     loop {
         ticker.tick().await;
+        let mut read = 0;
         loop {
             match store.events_after(last, PAGE).await {
                 Ok(events) => {
                     let full = events.len() as u32 == PAGE;
+                    read += events.len();
                     for event in events {
                         last = event.id;
                         let _ = sender.send(Arc::new(event));
@@ -142,6 +145,56 @@ async fn tail(store: Store, sender: broadcast::Sender<Arc<Event>>, mut last: Eve
                     break;
                 }
             }
+        }
+        watch.after_read(&store, read).await;
+    }
+}
+
+/// How long the tail reads nothing before it asks whether a transaction holds events back.
+const HOLDBACK_CHECK: Duration = Duration::from_secs(10);
+
+/// Reports a transaction that holds the stream back: a long-running transaction anywhere on
+/// the Postgres server hides every event committed after it began, so the stream stalls
+/// until it ends. Said once when it starts (a warning naming the transaction) and once when
+/// the stream moves again.
+#[derive(Default)]
+struct HoldbackWatch {
+    quiet_since: Option<std::time::Instant>,
+    checked_at: Option<std::time::Instant>,
+    held_since: Option<std::time::Instant>,
+}
+
+impl HoldbackWatch {
+    async fn after_read(&mut self, store: &Store, read: usize) {
+        let now = std::time::Instant::now();
+        if read > 0 {
+            if let Some(since) = self.held_since.take() {
+                tracing::info!(
+                    held_s = since.elapsed().as_secs_f64(),
+                    "the event stream moves again: the transaction holding it back ended"
+                );
+            }
+            self.quiet_since = None;
+            return;
+        }
+        let quiet_since = *self.quiet_since.get_or_insert(now);
+        let due = self.checked_at.is_none_or(|at| now - at >= HOLDBACK_CHECK);
+        if now - quiet_since < HOLDBACK_CHECK || !due {
+            return;
+        }
+        self.checked_at = Some(now);
+        match store.event_holdback().await {
+            Ok(Some(holdback)) if self.held_since.is_none() => {
+                self.held_since = Some(quiet_since);
+                tracing::warn!(
+                    pid = holdback.pid, open_s = holdback.age_s,
+                    application = %holdback.application, hidden_events = holdback.hidden,
+                    "the event stream is held back by a long-running transaction on the \
+                     database: events committed since it began stay hidden until it ends"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "cannot check what holds events back"),
         }
     }
 }

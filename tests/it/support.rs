@@ -23,6 +23,15 @@ impl TestDb {
         TestDb { url, store, dir }
     }
 
+    /// The database at `url` (a private cluster's, say), its logs in a temp dir.
+    pub async fn at(url: &str) -> TestDb {
+        TestDb {
+            url: url.to_owned(),
+            store: connect(url).await,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// A fresh schema, or `None` when Postgres is unreachable outside CI.
     pub async fn postgres() -> Option<TestDb> {
         let url = longshore_testkit::postgres_url().await?;
@@ -37,7 +46,10 @@ impl TestDb {
     pub fn client(&self) -> Client {
         let mut registry = Registry::new();
         kinds::register_builtins(&mut registry);
-        registry.register(kinds::Abort).register(kinds::Stubborn);
+        registry
+            .register(kinds::Abort)
+            .register(kinds::Stubborn)
+            .register(kinds::Mark);
         registry.register(kinds::Sweep::new(Arc::default(), self.store.clone()));
         Client::new(self.store.clone(), Arc::new(registry))
     }

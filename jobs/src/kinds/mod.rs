@@ -10,7 +10,7 @@ pub use noop::{Noop, NoopArgs};
 pub use runtime::{GameId, RemoveArgs, RemoveContainer, RuntimeConfig};
 pub use sleep::{Sleep, SleepArgs};
 pub use sweep::{Sweep, SweepArgs};
-pub use testing::{Abort, AbortArgs, Stubborn, StubbornArgs};
+pub use testing::{Abort, AbortArgs, Mark, MarkArgs, Stubborn, StubbornArgs};
 
 use crate::registry::Registry;
 

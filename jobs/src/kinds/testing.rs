@@ -66,3 +66,36 @@ impl Kind for Stubborn {
         Ok(serde_json::Value::Null)
     }
 }
+
+/// Notes each start in a file, then sleeps `ms` (stopping early when asked) and succeeds:
+/// for fault tests that count how often each job ran.
+pub struct Mark;
+
+/// `{"ms": 20, "marker": "/tmp/starts"}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkArgs {
+    /// How long to sleep, in milliseconds.
+    #[serde(default)]
+    pub ms: u64,
+    /// A file to append `{job id} {attempt}` to at every start.
+    pub marker: String,
+}
+
+impl Kind for Mark {
+    const NAME: &'static str = "test.mark";
+    type Args = MarkArgs;
+
+    async fn run(&self, job: JobContext, args: MarkArgs) -> JobResult {
+        let line = format!("{} {}\n", job.id, job.attempt);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&args.marker)?;
+        file.write_all(line.as_bytes())?;
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(args.ms)) => Ok(serde_json::Value::Null),
+            () = job.cancel.cancelled() => Err(crate::kind::JobError::retry("interrupted")),
+        }
+    }
+}

@@ -125,6 +125,21 @@ pub struct Renewal {
     pub lost: Vec<(JobId, i32)>,
 }
 
+/// A transaction that holds the event stream back: events committed after it began are
+/// hidden from readers until it ends (Postgres only; readers stop below the oldest running
+/// transaction so that they never skip an event that commits late).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Holdback {
+    /// Its server process.
+    pub pid: i32,
+    /// How long it has been open, in seconds.
+    pub age_s: f64,
+    /// The application name its client gave.
+    pub application: String,
+    /// Events committed that readers cannot see yet.
+    pub hidden: i64,
+}
+
 /// What a cancel did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -739,6 +754,11 @@ impl Store {
     /// nothing that commits later.
     pub async fn event_horizon(&self) -> Result<EventId, StoreError> {
         Ok(EventId(on_backend!(self, s => s.event_horizon().await)?))
+    }
+
+    /// The transaction holding the event stream back, if one is.
+    pub async fn event_holdback(&self) -> Result<Option<Holdback>, StoreError> {
+        on_backend!(self, s => s.event_holdback().await)
     }
 
     /// The highest event id deleted by retention: a reader resuming below it lost events.

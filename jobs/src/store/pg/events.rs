@@ -10,6 +10,7 @@ use super::{PgStore, rows};
 use crate::error::{StoreError, query};
 use crate::event::Event;
 use crate::id::{EventId, JobId};
+use crate::store::Holdback;
 
 const COLUMNS: &str = "id, at, type, job_id, queue, kind, state, attempt, data";
 
@@ -31,6 +32,37 @@ impl PgStore {
             .await
             .map_err(query("read events"))?;
         rows.iter().map(rows::event).collect()
+    }
+
+    /// The oldest transaction holding the read horizon back, when events were committed
+    /// above it: until it ends, readers cannot see them.
+    pub(crate) async fn event_holdback(&self) -> Result<Option<Holdback>, StoreError> {
+        let row = sqlx::query::<Postgres>(
+            "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20 AS h) \
+             SELECT a.pid, extract(epoch FROM now() - a.xact_start)::float8 AS age_s, \
+                    coalesce(a.application_name, '') AS application, \
+                    (SELECT count(*) FROM (SELECT 1 FROM events, horizon WHERE id >= horizon.h \
+                                           LIMIT 1000000) hidden) AS hidden \
+             FROM pg_stat_activity a \
+             WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid() \
+             ORDER BY age(a.backend_xid) DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query("find what holds events back"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let hidden: i64 = rows::get(&row, "hidden")?;
+        if hidden == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Holdback {
+            pid: rows::get(&row, "pid")?,
+            age_s: rows::get::<Option<f64>>(&row, "age_s")?.unwrap_or(0.0),
+            application: rows::get(&row, "application")?,
+            hidden,
+        }))
     }
 
     pub(crate) async fn job_events(&self, id: JobId) -> Result<Vec<Event>, StoreError> {

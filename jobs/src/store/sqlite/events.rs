@@ -45,6 +45,13 @@ pub(super) async fn write(
 }
 
 impl SqliteStore {
+    /// One writer commits in id order: nothing ever holds events back.
+    pub(crate) async fn event_holdback(
+        &self,
+    ) -> Result<Option<crate::store::Holdback>, StoreError> {
+        Ok(None)
+    }
+
     pub(crate) async fn events_after(
         &self,
         after: EventId,

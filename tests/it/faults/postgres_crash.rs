@@ -1,0 +1,79 @@
+//! PostgreSQL crashes (`pg_ctl stop -m immediate`) and restarts under a steady enqueue load,
+//! with an API process and a second worker process: no acknowledged job is lost, a refused
+//! enqueue stored nothing, no job stays running, jobs run twice only as far as the jobs in
+//! flight allow, and the API answers within its deadline throughout.
+
+use std::time::{Duration, Instant};
+
+use super::cluster::Cluster;
+use super::load::{steady, verify};
+use crate::support::{FAST, TestDb, eventually};
+
+/// The most jobs the two processes hold at once (concurrency 20 each, no prefetch).
+const IN_FLIGHT: usize = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_crash_under_load_loses_no_acknowledged_job() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let url = cluster.create_database("crash").await;
+    let db = TestDb::at(&url).await;
+    let config = db.path("longshore.toml");
+    std::fs::write(&config, "").unwrap();
+    let (_serve, base) = db.serve(&config, &["--queues", "default=20"]);
+    let _worker = db.spawn(
+        "worker",
+        &[&["worker", "--queues", "default=20"], FAST].concat(),
+    );
+    eventually(Duration::from_secs(20), "serve answers", || async {
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    })
+    .await;
+    let marker = db.path("starts");
+    let load = {
+        let (base, marker) = (base.clone(), marker.clone());
+        tokio::spawn(async move { steady(&base, 6000, 300, &marker).await })
+    };
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    cluster.crash();
+    let crashed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.start_server();
+    let restarted = Instant::now();
+    let answers = load.await.unwrap();
+    let report = verify(&url, &answers, &marker, Duration::from_secs(90)).await;
+    let first_after = answers
+        .iter()
+        .filter(|a| a.status == 201)
+        .map(|a| a.sent + a.took)
+        .filter(|done| *done > restarted.duration_since(crashed) + Duration::from_secs(7))
+        .min();
+    report.print("postgres crash");
+    println!(
+        "postgres crash: down {:.1} s; first job stored {:?} after the restart",
+        restarted.duration_since(crashed).as_secs_f64(),
+        first_after.map(|d| d.saturating_sub(Duration::from_secs(10)))
+    );
+    assert_eq!(report.lost, 0, "acknowledged jobs lost: {report:?}");
+    assert_eq!(
+        report.refused_but_stored, 0,
+        "a 503 stored its job: {report:?}"
+    );
+    assert_eq!(report.stuck_running, 0, "{report:?}");
+    assert_eq!(report.unanswered, 0, "{report:?}");
+    assert!(report.other.is_empty(), "{report:?}");
+    assert!(report.refused > 0, "the crash was noticed: {report:?}");
+    assert!(
+        report.longest_answer < Duration::from_millis(6500),
+        "an answer took longer than the 5 s database timeout allows: {report:?}"
+    );
+    assert!(
+        report.ran_twice <= IN_FLIGHT,
+        "{} jobs ran twice, more than the {IN_FLIGHT} in flight",
+        report.ran_twice
+    );
+}
