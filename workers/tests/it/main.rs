@@ -9,6 +9,7 @@ mod completion;
 mod enqueue;
 mod events;
 mod leases;
+mod properties;
 mod rescue;
 mod schedules;
 mod shutdown;
