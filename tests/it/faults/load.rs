@@ -197,3 +197,28 @@ pub async fn verify(url: &str, answers: &[Answer], marker: &Path, settle: Durati
     report.ran_twice = twice.len();
     report
 }
+
+/// Reads `path` every 200 ms until `stop`, returning the longest answer and the statuses seen.
+pub fn probe(
+    base: &str,
+    path: &str,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<(Duration, HashMap<u16, usize>)> {
+    let url = format!("{base}{path}");
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let (mut longest, mut statuses) = (Duration::ZERO, HashMap::new());
+        while !stop.is_cancelled() {
+            let at = Instant::now();
+            let status = http.get(&url).send().await.map_or(0, |r| r.status().as_u16());
+            longest = longest.max(at.elapsed());
+            *statuses.entry(status).or_default() += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        (longest, statuses)
+    })
+}

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use super::cluster::Cluster;
-use super::load::{steady, verify};
+use super::load::{probe, steady, verify};
 use crate::support::{FAST, TestDb, eventually};
 
 /// The most jobs the two processes hold at once (concurrency 20 each, no prefetch).
@@ -45,9 +45,11 @@ async fn a_postgres_freeze_under_load_answers_on_time_and_loses_no_acknowledged_
     })
     .await;
     let marker = db.path("starts");
+    let stop_probe = tokio_util::sync::CancellationToken::new();
+    let reads = probe(&base, "/api/v1/queues", stop_probe.clone());
     let load = {
         let (base, marker) = (base.clone(), marker.clone());
-        tokio::spawn(async move { steady(&base, 7500, 300, &marker).await })
+        tokio::spawn(async move { steady(&base, 10_000, 300, &marker).await })
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
     cluster.freeze();
@@ -62,6 +64,13 @@ async fn a_postgres_freeze_under_load_answers_on_time_and_loses_no_acknowledged_
     cluster.thaw();
     let thawed = Instant::now();
     let answers = load.await.unwrap();
+    stop_probe.cancel();
+    let (slowest_read, read_statuses) = reads.await.unwrap();
+    println!(
+        "{}: reads of /api/v1/queues meanwhile: longest {:.2} s, statuses {read_statuses:?}",
+        "postgres freeze",
+        slowest_read.as_secs_f64()
+    );
     let report = verify(&url, &answers, &marker, Duration::from_secs(90)).await;
     report.print("postgres freeze");
     let recovered = answers
@@ -88,6 +97,14 @@ async fn a_postgres_freeze_under_load_answers_on_time_and_loses_no_acknowledged_
     assert_eq!(report.unanswered, 0, "{report:?}");
     assert!(report.other.is_empty(), "{report:?}");
     assert!(report.refused > 0, "the freeze was noticed: {report:?}");
+    assert!(
+        slowest_read < Duration::from_millis(6500),
+        "a read took {slowest_read:?}, longer than the 5 s database timeout allows"
+    );
+    assert!(
+        read_statuses.keys().all(|s| matches!(s, 200 | 503)),
+        "reads answered 200 or 503: {read_statuses:?}"
+    );
     assert!(
         report.longest_answer < Duration::from_millis(6500),
         "an answer took longer than the 5 s database timeout allows: {report:?}"
