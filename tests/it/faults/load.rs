@@ -214,7 +214,11 @@ pub fn probe(
         let (mut longest, mut statuses) = (Duration::ZERO, HashMap::new());
         while !stop.is_cancelled() {
             let at = Instant::now();
-            let status = http.get(&url).send().await.map_or(0, |r| r.status().as_u16());
+            let status = http
+                .get(&url)
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16());
             longest = longest.max(at.elapsed());
             *statuses.entry(status).or_default() += 1;
             tokio::time::sleep(Duration::from_millis(200)).await;
