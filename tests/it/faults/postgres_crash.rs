@@ -50,8 +50,7 @@ async fn a_postgres_crash_under_load_loses_no_acknowledged_job() {
     stop_probe.cancel();
     let (slowest_read, read_statuses) = reads.await.unwrap();
     println!(
-        "{}: reads of /api/v1/queues meanwhile: longest {:.2} s, statuses {read_statuses:?}",
-        "postgres crash",
+        "postgres crash: reads of /api/v1/queues meanwhile: longest {:.2} s, statuses {read_statuses:?}",
         slowest_read.as_secs_f64()
     );
     let report = verify(&url, &answers, &marker, Duration::from_secs(90)).await;

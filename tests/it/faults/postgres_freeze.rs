@@ -67,8 +67,7 @@ async fn a_postgres_freeze_under_load_answers_on_time_and_loses_no_acknowledged_
     stop_probe.cancel();
     let (slowest_read, read_statuses) = reads.await.unwrap();
     println!(
-        "{}: reads of /api/v1/queues meanwhile: longest {:.2} s, statuses {read_statuses:?}",
-        "postgres freeze",
+        "postgres freeze: reads of /api/v1/queues meanwhile: longest {:.2} s, statuses {read_statuses:?}",
         slowest_read.as_secs_f64()
     );
     let report = verify(&url, &answers, &marker, Duration::from_secs(90)).await;
