@@ -148,7 +148,9 @@ async fn stops_the_handler_of_an_attempt_whose_lease_another_process_took(db: Te
         .await;
         db.store.rescue_expired(10).await.unwrap();
         let attempts = db.store.attempts(id).await.unwrap();
-        let lost = attempts.iter().any(|a| a.attempt == 1 && a.outcome == "lost");
+        let lost = attempts
+            .iter()
+            .any(|a| a.attempt == 1 && a.outcome == "lost");
         lost.then_some(())
     })
     .await;
