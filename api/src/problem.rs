@@ -193,6 +193,15 @@ impl From<StoreError> for ApiError {
                 problem.job_ids = jobs.iter().map(ToString::to_string).collect();
                 ApiError::Timeout(Json(problem))
             }
+            StoreError::NoAnswer => {
+                tracing::warn!("the database did not answer in time");
+                ApiError::Timeout(Json(Problem::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    "the database did not answer in time; a change may or may not have been \
+                     made (reads change nothing); retry later",
+                )))
+            }
             StoreError::Corrupt { .. } => {
                 tracing::error!(error = %error_chain(&error), "stored data cannot be read");
                 ApiError::Internal(Json(Problem::new(

@@ -13,7 +13,7 @@ use crate::limits::{
     check_tags, check_text, check_time,
 };
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::{InTransaction, Store};
 
 /// A request to enqueue one job: the kind and args, and overrides of the kind's defaults.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -174,6 +174,30 @@ impl Client {
                 detail: "no row came back".to_owned(),
             })
         })
+    }
+
+    /// Validates `request` and stores the job on `conn`, a connection inside a transaction of
+    /// the caller's on the same database (`&mut *tx`): the job commits with that transaction
+    /// or not at all. Workers see it at their next poll once committed; [`Client::wake`]
+    /// after the commit wakes them at once.
+    pub async fn enqueue_in(
+        &self,
+        conn: &mut impl InTransaction,
+        request: EnqueueRequest,
+    ) -> Result<Enqueued, EnqueueError> {
+        let job = self.prepare(request)?;
+        let mut enqueued = conn.insert_jobs(&[job]).await?;
+        enqueued.pop().ok_or_else(|| {
+            EnqueueError::Store(StoreError::Corrupt {
+                what: "insert result",
+                detail: "no row came back".to_owned(),
+            })
+        })
+    }
+
+    /// Wakes the idle workers of `queue` (after a commit that made jobs available there).
+    pub fn wake(&self, queue: &str) {
+        self.store.wakeups().job_available(queue);
     }
 
     /// Validates every request and stores the valid ones in one batch. Each request gets its

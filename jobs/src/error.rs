@@ -47,6 +47,10 @@ pub enum StoreError {
         /// The operation, e.g. `insert jobs`.
         op: &'static str,
     },
+    /// The database did not answer within the store's timeout (a frozen server, a stuck
+    /// query): a change may or may not have been made.
+    #[error("the database did not answer in time")]
+    NoAnswer,
     /// The commit was sent but not confirmed before the deadline: the jobs may or may not be
     /// stored.
     #[error("the database did not confirm the commit in time; {} job(s) may or may not be stored", jobs.len())]
@@ -73,7 +77,8 @@ impl StoreError {
         let source = match self {
             StoreError::Connect(_)
             | StoreError::Unavailable { .. }
-            | StoreError::TimedOut { .. } => return true,
+            | StoreError::TimedOut { .. }
+            | StoreError::NoAnswer => return true,
             StoreError::Query { source, .. } => source,
             _ => return false,
         };

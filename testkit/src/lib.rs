@@ -1,18 +1,115 @@
 //! # longshore-testkit
 //!
 //! What every test suite needs: a fresh database per test (an SQLite file in a temp dir, or
-//! a Postgres schema of its own) and waiting for an effect with a deadline instead of
-//! sleeping.
+//! a Postgres schema of its own), one harness that runs a test once per backend, and
+//! waiting for an effect with a deadline instead of sleeping.
 //!
 //! Postgres tests use `LONGSHORE_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/longshore_test`; the database is created when
-//! missing). When it is unreachable, [`postgres_url`] returns `None` so the test can skip,
-//! except under `CI=true`, where it panics: in CI a missing service fails the test.
+//! missing). When it is unreachable, a Postgres test is skipped, except under `CI=true`,
+//! where it panics: in CI a missing service fails the test.
+//!
+//! ```ignore
+//! longshore_testkit::per_backend!(longshore_testkit::TestDb::new => stores_a_job);
+//!
+//! async fn stores_a_job(db: longshore_testkit::TestDb) { /* … */ }
+//! ```
 
 use std::future::Future;
-
 use std::time::{Duration, Instant};
+
+use longshore_jobs::{Store, StoreConfig};
 pub use tempfile::TempDir;
+
+/// Runs each named test once per backend: `per_backend!(setup => name, …)` makes
+/// `name::sqlite` and `name::postgres`, each calling `name(setup(backend).await)`; `setup`
+/// returns `None` to skip (Postgres unreachable outside CI).
+#[macro_export]
+macro_rules! per_backend {
+    ($setup:path => $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(it) = $setup($crate::Backend::Sqlite).await {
+                    super::$name(it).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(it) = $setup($crate::Backend::Postgres).await {
+                    super::$name(it).await;
+                }
+            }
+        }
+    )*};
+}
+
+/// The backend a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file in a temp dir.
+    Sqlite,
+    /// A schema of its own on the test Postgres server.
+    Postgres,
+}
+
+/// A fresh, migrated database for one test.
+pub struct TestDb {
+    /// The store over it.
+    pub store: Store,
+    /// Its URL.
+    pub url: String,
+    /// Which backend.
+    pub backend: Backend,
+    _dir: Option<TempDir>,
+}
+
+impl TestDb {
+    /// A fresh database, or `None` when Postgres is unreachable outside CI.
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        let (url, dir) = match backend {
+            Backend::Sqlite => {
+                let (url, dir) = sqlite_url();
+                (url, Some(dir))
+            }
+            Backend::Postgres => (postgres_url().await?, None),
+        };
+        Some(TestDb {
+            store: connect(&url, true).await,
+            url,
+            backend,
+            _dir: dir,
+        })
+    }
+
+    /// Another store on the same database, as another process would have.
+    pub async fn second_store(&self) -> Store {
+        connect(&self.url, false).await
+    }
+
+    /// Whether it runs on Postgres.
+    pub fn is_postgres(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// Runs raw SQL on it: `pg` on Postgres, `sqlite` on SQLite (whose times are
+    /// microseconds since the epoch), binding `binds` as text in order.
+    pub async fn execute(&self, pg: &str, sqlite: &str, binds: &[&str]) -> u64 {
+        let sql = if self.is_postgres() { pg } else { sqlite };
+        execute(&self.url, sql, binds).await
+    }
+}
+
+async fn connect(url: &str, migrate: bool) -> Store {
+    Store::connect(&StoreConfig {
+        url: url.to_owned(),
+        migrate,
+        ..StoreConfig::default()
+    })
+    .await
+    .expect("the test store connects")
+}
 
 /// The Postgres server tests use.
 pub fn pg_base_url() -> String {
@@ -21,7 +118,7 @@ pub fn pg_base_url() -> String {
 }
 
 /// A fresh SQLite database: its URL and the temp dir that holds the file.
-pub fn sqlite_url() -> (String, tempfile::TempDir) {
+pub fn sqlite_url() -> (String, TempDir) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let url = format!("sqlite:{}", dir.path().join("longshore.db").display());
     (url, dir)

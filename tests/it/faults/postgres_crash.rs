@@ -80,8 +80,8 @@ async fn a_postgres_crash_under_load_loses_no_acknowledged_job() {
         "a read took {slowest_read:?}, longer than the 5 s database timeout allows"
     );
     assert!(
-        read_statuses.keys().all(|s| matches!(s, 200 | 503)),
-        "reads answered 200 or 503: {read_statuses:?}"
+        read_statuses.keys().all(|s| matches!(s, 200 | 503 | 504)),
+        "reads answered 200, 503 or 504: {read_statuses:?}"
     );
     assert!(
         report.longest_answer < Duration::from_millis(6500),

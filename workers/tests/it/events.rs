@@ -59,10 +59,8 @@ async fn reads_events_gap_free_and_ordered_with_eight_writers(db: TestDb) {
     let held = match db.store.pg_pool() {
         Some(pool) => {
             let mut tx = pool.begin().await.unwrap();
-            let job = client
-                .prepare(EnqueueRequest::new("noop", json!({})))
-                .unwrap();
-            longshore_jobs::store::pg::jobs::insert(&mut *tx, &[job])
+            client
+                .enqueue_in(&mut *tx, EnqueueRequest::new("noop", json!({})))
                 .await
                 .unwrap();
             Some(tx)

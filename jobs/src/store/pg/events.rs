@@ -6,13 +6,12 @@
 
 use sqlx::Postgres;
 
-use super::{PgStore, rows};
+use super::PgStore;
+use super::sql::rows;
 use crate::error::{StoreError, query};
 use crate::event::Event;
-use crate::id::{EventId, JobId};
+use crate::id::EventId;
 use crate::store::Holdback;
-
-const COLUMNS: &str = "id, at, type, job_id, queue, kind, state, attempt, data";
 
 impl PgStore {
     pub(crate) async fn events_after(
@@ -21,9 +20,10 @@ impl PgStore {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM events \
+            "SELECT {} FROM events \
              WHERE id > $1 AND id < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20) \
-             ORDER BY id LIMIT $2"
+             ORDER BY id LIMIT $2",
+            rows::EVENT_COLUMNS
         );
         let rows = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql))
             .bind(after.0)
@@ -32,6 +32,16 @@ impl PgStore {
             .await
             .map_err(query("read events"))?;
         rows.iter().map(rows::event).collect()
+    }
+
+    /// Every event below this id is committed: none can appear there later.
+    pub(crate) async fn event_horizon(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar::<Postgres, i64>(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query("event horizon"))
     }
 
     /// The oldest transaction holding the read horizon back, when events were committed
@@ -63,15 +73,5 @@ impl PgStore {
             application: rows::get(&row, "application")?,
             hidden,
         }))
-    }
-
-    pub(crate) async fn job_events(&self, id: JobId) -> Result<Vec<Event>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM events WHERE job_id = $1 ORDER BY id");
-        let rows = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql))
-            .bind(id.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query("read job events"))?;
-        rows.iter().map(rows::event).collect()
     }
 }

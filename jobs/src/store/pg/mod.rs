@@ -5,25 +5,57 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
-use tokio::sync::mpsc;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio_util::sync::DropGuard;
 
 use crate::error::{StoreError, query};
-use crate::id::JobId;
-use crate::store::{Signal, StoreConfig, Wakeups};
+use crate::store::{StoreConfig, Wakeups};
 
-mod admin;
 mod events;
 pub mod jobs;
-mod queues;
-mod rows;
-mod schedules;
-mod sweeps;
-mod workers;
+mod leases;
+mod notify;
+// Compiled into each backend on purpose: the SQL written once, with this backend's dialect.
+#[allow(clippy::duplicate_mod)]
+#[path = "../sql/mod.rs"]
+mod sql;
+
+/// What the SQL written once (`store/sql/`) needs to know of Postgres.
+pub(crate) mod dialect {
+    use sqlx::QueryBuilder;
+
+    use crate::admin::ArgsMatch;
+
+    pub(crate) type Db = sqlx::Postgres;
+    pub(crate) type Row = sqlx::postgres::PgRow;
+    pub(crate) type Conn = sqlx::PgConnection;
+    pub(crate) type Backend = super::PgStore;
+
+    /// Locks the rows a read-then-write transaction reads.
+    pub(crate) const FOR_UPDATE: &str = " FOR UPDATE";
+    /// The database's clock: claims compare `run_at` with it, so moves that set `run_at`
+    /// use it too, whatever the clock of the process that asks.
+    pub(crate) const NOW: &str = "now()";
+    pub(crate) const GREATEST: &str = "GREATEST";
+    pub(crate) const LEAST: &str = "LEAST";
+
+    /// `AND` the job carries `tag`.
+    pub(crate) fn push_has_tag(qb: &mut QueryBuilder<Db>, tag: &str) {
+        qb.push(" AND tags @> jsonb_build_array(")
+            .push_bind(tag.to_owned())
+            .push("::text)");
+    }
+
+    /// `AND` the scalar at the args path, as text, equals the value.
+    pub(crate) fn push_args_match(qb: &mut QueryBuilder<Db>, m: &ArgsMatch) {
+        qb.push(" AND args #>> ")
+            .push_bind(m.path.clone())
+            .push("::text[] = ")
+            .push_bind(m.value.clone());
+    }
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -64,7 +96,7 @@ impl PgStore {
             .await
             .map_err(StoreError::Connect)?;
         let store = PgStore {
-            _relay: Arc::new(start_relay(&pool, wakeups).await?.drop_guard()),
+            _relay: Arc::new(notify::start_relay(&pool, wakeups).await?.drop_guard()),
             pool,
             lease_pool,
         };
@@ -83,149 +115,34 @@ impl PgStore {
         MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
     }
 
+    /// Reads go to the main pool.
+    pub(crate) fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Single-statement writes go to the main pool (their commits wait for the WAL).
+    pub(crate) fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The process's own bookkeeping (heartbeats, token use) goes to the lease pool.
+    pub(crate) fn background(&self) -> &PgPool {
+        &self.lease_pool
+    }
+
+    /// A write transaction.
+    pub(crate) async fn write(
+        &self,
+        op: &'static str,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(query(op))
+    }
+
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
             .map(|_| ())
             .map_err(query("ping"))
-    }
-}
-
-/// Starts the tasks that carry wake-ups between processes: one sends coalesced `NOTIFY`s, one
-/// `LISTEN`s. The channel is per schema, so schemas sharing a server do not wake each other.
-async fn start_relay(pool: &PgPool, wakeups: &Wakeups) -> Result<CancellationToken, StoreError> {
-    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
-        .fetch_one(pool)
-        .await
-        .map_err(StoreError::Connect)?;
-    let channel = format!("longshore_{schema}");
-    let origin = uuid::Uuid::new_v4().simple().to_string();
-    let stop = CancellationToken::new();
-    let (tx, rx) = mpsc::unbounded_channel();
-    wakeups.set_remote(tx);
-    tokio::spawn(stop.clone().run_until_cancelled_owned(send_loop(
-        pool.clone(),
-        channel.clone(),
-        origin.clone(),
-        rx,
-    )));
-    tokio::spawn(stop.clone().run_until_cancelled_owned(listen_loop(
-        pool.clone(),
-        channel,
-        origin,
-        wakeups.clone(),
-    )));
-    Ok(stop)
-}
-
-/// Sends signals as `NOTIFY`s, each distinct signal once per round trip however many arrived.
-async fn send_loop(
-    pool: PgPool,
-    channel: String,
-    origin: String,
-    mut rx: mpsc::UnboundedReceiver<Signal>,
-) {
-    let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 1024).await > 0 {
-        batch.sort_by_key(signal_payload_key);
-        batch.dedup();
-        let payloads: Vec<String> = batch
-            .drain(..)
-            .map(|signal| encode(&origin, &signal))
-            .collect();
-        let sent = sqlx::query::<Postgres>("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
-            .bind(&channel)
-            .bind(&payloads)
-            .execute(&pool)
-            .await;
-        if let Err(error) = sent {
-            tracing::warn!(%error, "cannot send wake-up notifications; other processes will poll");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-fn signal_payload_key(signal: &Signal) -> String {
-    match signal {
-        Signal::JobAvailable(queue) => format!("q{queue}"),
-        Signal::CancelRequested(id) => format!("c{id}"),
-    }
-}
-
-fn encode(origin: &str, signal: &Signal) -> String {
-    match signal {
-        Signal::JobAvailable(queue) => format!("{origin} q {queue}"),
-        Signal::CancelRequested(id) => format!("{origin} c {id}"),
-    }
-}
-
-fn decode(payload: &str) -> Option<(&str, Signal)> {
-    let mut parts = payload.splitn(3, ' ');
-    let origin = parts.next()?;
-    let tag = parts.next()?;
-    let body = parts.next()?;
-    let signal = match tag {
-        "q" => Signal::JobAvailable(body.to_owned()),
-        "c" => Signal::CancelRequested(body.parse::<JobId>().ok()?),
-        _ => return None,
-    };
-    Some((origin, signal))
-}
-
-/// Listens for other processes' signals; reconnects with backoff, and wakes every local
-/// worker after a reconnect because signals sent meanwhile are lost.
-async fn listen_loop(pool: PgPool, channel: String, origin: String, wakeups: Wakeups) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for wake-ups; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        if let Err(error) = listener.listen(&channel).await {
-            tracing::warn!(%error, "cannot listen for wake-ups; retrying");
-            tokio::time::sleep(backoff).await;
-            continue;
-        }
-        backoff = Duration::from_millis(100);
-        wakeups.wake_all();
-        loop {
-            match listener.recv().await {
-                Ok(notification) => match decode(notification.payload()) {
-                    Some((from, _)) if from == origin => {}
-                    Some((_, signal)) => wakeups.deliver(signal),
-                    None => {
-                        tracing::debug!(payload = notification.payload(), "ignored notification")
-                    }
-                },
-                Err(error) => {
-                    tracing::warn!(%error, "wake-up listener lost its connection; reconnecting");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals_round_trip_through_payloads() {
-        let id = JobId::new();
-        for signal in [
-            Signal::JobAvailable("mail.high".into()),
-            Signal::CancelRequested(id),
-        ] {
-            let payload = encode("me", &signal);
-            assert_eq!(decode(&payload), Some(("me", signal)));
-        }
-        assert_eq!(decode("garbage"), None);
     }
 }

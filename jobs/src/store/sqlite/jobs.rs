@@ -1,19 +1,74 @@
-//! The `jobs` table on SQLite: claims, rescues and the operator's moves. Inserts and outcomes,
-//! the hot batches, are in `batch`.
+//! The `jobs` table's hot path on SQLite: insert, claim and complete. Batches travel as one
+//! JSON array per statement (`json_each`), so a batch costs a handful of statements, not a few
+//! per job; events are written from the same arrays.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::{Row, Sqlite, SqliteConnection};
+use serde_json::{Value, json};
+use sqlx::{Sqlite, SqliteConnection};
 
-use super::events::{self, NewEvent};
-use super::{SqliteStore, duration_us, micros, now_us, rows};
+use super::sql::rows;
+use super::{SqliteStore, duration_us, micros, now_us};
 use crate::error::{StoreError, query};
-use crate::event;
 use crate::id::{JobId, WorkerId};
-use crate::job::{Attempt, ClaimedJob, Job};
+use crate::job::{ClaimedJob, Enqueued, NewJob, RunAt};
+use crate::outcome::Completion;
 use crate::state::JobState;
-use crate::store::{CancelOutcome, HeldAttempt, PruneLimits, Pruned, Renewal, Rescued};
+
+use super::leases::quarantine;
+
+const INSERT: &str = "
+INSERT INTO jobs (id, queue, kind, args, priority, state, max_attempts, run_at, created_at,
+                  unique_key, unique_slot, unique_scope, tags, metadata, timeout_ms)
+SELECT unhex(j->>'id'), j->>'queue', j->>'kind', j->'args', j->>'priority',
+       CASE WHEN j->>'run_at' > ?2 THEN 'scheduled' ELSE 'available' END,
+       j->>'max_attempts', j->>'run_at', ?2, j->>'unique_key', j->>'unique_slot',
+       j->>'unique_scope', j->'tags', j->'metadata', j->>'timeout_ms'
+FROM (SELECT value AS j FROM json_each(?1)) WHERE true
+ON CONFLICT (unique_slot) WHERE unique_slot IS NOT NULL DO NOTHING
+RETURNING id, state";
+
+const EVENTS_FOR: &str = "
+INSERT INTO events (at, type, job_id, queue, kind, state, attempt)
+SELECT ?2, ?3, id, queue, kind, state, attempt FROM jobs
+WHERE id IN (SELECT unhex(value) FROM json_each(?1)) ORDER BY id";
+
+const COMPLETE: &str = "
+UPDATE jobs SET
+    state = c.state,
+    attempt = jobs.attempt - c.refund,
+    run_at = CASE WHEN c.waits THEN ?2 + c.delay_us ELSE jobs.run_at END,
+    finished_at = CASE WHEN c.terminal THEN ?2 END,
+    locked_by = NULL,
+    lease_expires_at = NULL,
+    result = COALESCE(c.result, jobs.result),
+    last_error = CASE WHEN c.error IS NULL AND c.state <> 'completed'
+                      THEN jobs.last_error ELSE c.error END,
+    unique_slot = CASE WHEN c.terminal AND jobs.unique_scope = 'active'
+                       THEN NULL ELSE jobs.unique_slot END
+FROM (SELECT unhex(value->>'id') AS id, value->>'attempt' AS attempt, value->>'worker' AS worker,
+             value->>'state' AS state, value->>'refund' AS refund, value->>'waits' AS waits,
+             value->>'delay_us' AS delay_us, value->>'terminal' AS terminal,
+             value->'result' AS result, value->>'error' AS error
+      FROM json_each(?1)) AS c
+WHERE jobs.id = c.id AND jobs.attempt = c.attempt AND jobs.locked_by = c.worker
+  AND jobs.state = 'running'
+RETURNING jobs.id";
+
+const RECORD_ATTEMPTS: &str = "
+INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error,
+                          error_chain)
+SELECT j.id, c.value->>'attempt', c.value->>'worker', COALESCE(j.attempted_at, ?2), ?2,
+       c.value->>'outcome', c.value->>'error', c.value->'chain'
+FROM json_each(?1) AS c JOIN jobs AS j ON j.id = unhex(c.value->>'id')";
+
+const OUTCOME_EVENTS: &str = "
+INSERT INTO events (at, type, job_id, queue, kind, state, attempt, data)
+SELECT ?2, c.value->>'event', j.id, j.queue, j.kind, j.state, j.attempt,
+       CASE WHEN c.value->>'error' IS NULL THEN NULL
+            ELSE json_object('error', c.value->>'error') END
+FROM json_each(?1) AS c JOIN jobs AS j ON j.id = unhex(c.value->>'id')";
 
 impl SqliteStore {
     pub(crate) async fn claim(
@@ -58,439 +113,194 @@ impl SqliteStore {
         jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
         Ok(jobs)
     }
+}
 
-    pub(crate) async fn release(
-        &self,
-        worker: &WorkerId,
-        jobs: &[(JobId, i32)],
-    ) -> Result<u64, StoreError> {
-        let mut tx = self.write("release").await?;
-        let mut released = 0;
-        for (id, attempt) in jobs {
-            let row = sqlx::query::<Sqlite>(
-                "UPDATE jobs SET state = 'available', attempt = attempt - 1, locked_by = NULL, \
-                    lease_expires_at = NULL \
-                 WHERE id = ? AND attempt = ? AND locked_by = ? AND state = 'running' \
-                 RETURNING queue, kind, attempt",
-            )
-            .bind(id.0)
-            .bind(attempt)
-            .bind(worker.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(query("release"))?;
-            if let Some(row) = row {
-                let (queue, kind): (String, String) = (row.get("queue"), row.get("kind"));
-                let event = NewEvent {
-                    event_type: event::JOB_RELEASED,
-                    job_id: Some(*id),
-                    queue: Some(&queue),
-                    kind: Some(&kind),
-                    state: Some("available"),
-                    attempt: Some(row.get("attempt")),
-                    data: None,
-                };
-                events::write(&mut tx, event).await?;
-                released += 1;
-            }
-        }
-        tx.commit().await.map_err(query("release"))?;
-        Ok(released)
-    }
-
-    pub(crate) async fn extend_leases(
-        &self,
-        held: &[HeldAttempt],
-        lease: Duration,
-        threshold: Duration,
-    ) -> Result<Renewal, StoreError> {
+impl SqliteStore {
+    /// Stores `jobs` and their events on `conn`, a transaction of the caller's; a job whose
+    /// unique slot is taken returns the holder instead.
+    pub(crate) async fn insert_on(
+        conn: &mut SqliteConnection,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Enqueued>, StoreError> {
         let now = now_us();
-        let held: Vec<serde_json::Value> = held
-            .iter()
-            .map(|h| {
-                serde_json::json!({
-                    "id": h.id.0.simple().to_string(), "attempt": h.attempt,
-                    "worker": h.worker.as_str(),
-                })
-            })
-            .collect();
-        let held = serde_json::Value::Array(held).to_string();
-        let mut tx = self.write("extend leases").await?;
-        let lost = sqlx::query::<Sqlite>(
-            "SELECT unhex(h.value->>'id') AS id, h.value->>'attempt' AS attempt \
-             FROM json_each(?1) AS h \
-             WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = unhex(h.value->>'id') \
-                AND j.attempt = h.value->>'attempt' AND j.locked_by = h.value->>'worker' \
-                AND j.state = 'running') \
-             ORDER BY 1",
-        )
-        .bind(&held)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(query("extend leases"))?;
-        let lost = lost
-            .iter()
-            .map(|row| Ok((rows::job_id(row, "id")?, rows::get::<i32>(row, "attempt")?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let extended = sqlx::query::<Sqlite>(
-            "UPDATE jobs SET lease_expires_at = ?2 \
-             WHERE state = 'running' AND lease_expires_at < ?3 \
-               AND (id, attempt, locked_by) IN (SELECT unhex(value->>'id'), value->>'attempt', \
-                                                       value->>'worker' FROM json_each(?1))",
-        )
-        .bind(&held)
-        .bind(now.saturating_add(duration_us(lease)))
-        .bind(now.saturating_add(duration_us(threshold)))
-        .execute(&mut *tx)
-        .await
-        .map_err(query("extend leases"))?
-        .rows_affected();
-        tx.commit().await.map_err(query("extend leases"))?;
-        Ok(Renewal { extended, lost })
-    }
-
-    pub(crate) async fn cancel_requests(
-        &self,
-        workers: &[WorkerId],
-    ) -> Result<Vec<JobId>, StoreError> {
-        let rows = sqlx::query::<Sqlite>(
-            "SELECT id FROM jobs WHERE state = 'running' \
-               AND locked_by IN (SELECT value FROM json_each(?)) \
-               AND cancel_requested_at IS NOT NULL",
-        )
-        .bind(worker_list(workers))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(query("read cancel requests"))?;
-        rows.iter().map(|row| rows::job_id(row, "id")).collect()
-    }
-
-    pub(crate) async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
-        let now = now_us();
-        let mut tx = self.write("rescue expired leases").await?;
-        let expired = sqlx::query::<Sqlite>(
-            "SELECT id, locked_by FROM jobs WHERE state = 'running' AND lease_expires_at < ? \
-             ORDER BY lease_expires_at LIMIT ?",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(query("rescue expired leases"))?;
-        let mut rescued = Vec::with_capacity(expired.len());
-        for row in &expired {
-            let id = rows::job_id(row, "id")?;
-            let worker: Option<String> = rows::get(row, "locked_by")?;
-            let state = rescue_one(&mut tx, id, worker.as_deref(), now).await?;
-            rescued.push(Rescued { id, state, worker });
-        }
-        tx.commit().await.map_err(query("rescue expired leases"))?;
-        Ok(rescued)
-    }
-
-    pub(crate) async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let sql = format!("SELECT {} FROM jobs WHERE id = ?", rows::JOB_COLUMNS);
-        let row = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql))
-            .bind(id.0)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(query("read job"))?;
-        row.as_ref().map(rows::job).transpose()
-    }
-
-    pub(crate) async fn attempts(&self, id: JobId) -> Result<Vec<Attempt>, StoreError> {
-        let rows = sqlx::query::<Sqlite>(
-            "SELECT attempt, worker, started_at, finished_at, outcome, error, error_chain \
-             FROM job_attempts WHERE job_id = ? ORDER BY id",
-        )
-        .bind(id.0)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(query("read attempts"))?;
-        rows.iter().map(rows::attempt).collect()
-    }
-
-    pub(crate) async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
-        let now = now_us();
-        let mut tx = self.write("cancel").await?;
-        let job = current(&mut tx, id).await?;
-        let (sql, outcome, event_type, state) = match job.state {
-            s if s.is_pending() => (
-                "UPDATE jobs SET state = 'cancelled', finished_at = ?, unique_slot = \
-                   CASE WHEN unique_scope = 'active' THEN NULL ELSE unique_slot END WHERE id = ?",
-                CancelOutcome::Cancelled,
-                event::JOB_CANCELLED,
-                "cancelled",
-            ),
-            JobState::Running => (
-                "UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?) WHERE id = ?",
-                CancelOutcome::Requested,
-                event::JOB_CANCEL_REQUESTED,
-                "running",
-            ),
-            state => {
-                return Err(StoreError::Conflict {
-                    id,
-                    state: state.to_string(),
-                    reason: "a finished job cannot be cancelled",
-                });
-            }
-        };
-        sqlx::query::<Sqlite>(sql)
+        let rows: Vec<Value> = jobs.iter().map(|job| job_json(job, now)).collect();
+        let inserted = sqlx::query::<Sqlite>(INSERT)
+            .bind(Value::Array(rows).to_string())
             .bind(now)
-            .bind(id.0)
-            .execute(&mut *tx)
+            .fetch_all(&mut *conn)
             .await
-            .map_err(query("cancel"))?;
-        events::write(&mut tx, job_event(&job, event_type, state, None)).await?;
-        tx.commit().await.map_err(query("cancel"))?;
-        Ok(outcome)
-    }
-
-    pub(crate) async fn retry(&self, id: JobId) -> Result<Job, StoreError> {
-        let mut tx = self.write("retry").await?;
-        let job = current(&mut tx, id).await?;
-        if job.state == JobState::Running {
-            return Err(StoreError::Conflict {
-                id,
-                state: job.state.to_string(),
-                reason: "a running job cannot be retried; cancel it first",
-            });
+            .map_err(query("insert jobs"))?;
+        let mut states = HashMap::with_capacity(inserted.len());
+        for row in &inserted {
+            states.insert(rows::job_id(row, "id")?, rows::state(row, "state")?);
         }
-        let sql = format!(
-            "UPDATE jobs SET state = 'available', run_at = ?, finished_at = NULL, \
-                cancel_requested_at = NULL, max_attempts = MAX(max_attempts, attempt + 1), \
-                unique_slot = COALESCE(unique_slot, unique_key) \
-             WHERE id = ? RETURNING {}",
-            rows::JOB_COLUMNS
-        );
-        let row = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql))
-            .bind(now_us())
-            .bind(id.0)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| unique_conflict(e, id, job.state))?;
-        let retried = rows::job(&row)?;
-        events::write(
-            &mut tx,
-            job_event(&retried, event::JOB_RETRIED, "available", None),
-        )
-        .await?;
-        tx.commit().await.map_err(query("retry"))?;
-        Ok(retried)
-    }
-
-    pub(crate) async fn count_by_state(
-        &self,
-        queue: Option<&str>,
-    ) -> Result<BTreeMap<JobState, i64>, StoreError> {
-        let rows = sqlx::query::<Sqlite>(
-            "SELECT state, count(*) AS n FROM jobs WHERE (?1 IS NULL OR queue = ?1) GROUP BY state",
-        )
-        .bind(queue)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(query("count jobs"))?;
-        rows.iter()
-            .map(|row| Ok((rows::state(row, "state")?, rows::get::<i64>(row, "n")?)))
+        let ids: Vec<String> = states.keys().map(|id| hex(*id)).collect();
+        write_events(conn, &ids, crate::event::JOB_ENQUEUED, now).await?;
+        let holders = slot_holders(conn, jobs, &states).await?;
+        jobs.iter()
+            .map(|job| match states.get(&job.id) {
+                Some(&state) => Ok(Enqueued {
+                    id: job.id,
+                    state,
+                    duplicate: false,
+                }),
+                None => job
+                    .unique
+                    .as_ref()
+                    .and_then(|(_, slot, _)| holders.get(slot))
+                    .map(|&(id, state)| Enqueued {
+                        id,
+                        state,
+                        duplicate: true,
+                    })
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "insert result",
+                        detail: format!("job {} was neither stored nor a duplicate", job.id),
+                    }),
+            })
             .collect()
     }
+}
 
-    pub(crate) async fn prune(&self, limits: PruneLimits) -> Result<Pruned, StoreError> {
-        let jobs = sqlx::query::<Sqlite>(
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-               WHERE (state IN ('completed', 'cancelled') AND finished_at < ?) \
-                  OR (state = 'discarded' AND finished_at < ?) \
-               LIMIT ?)",
-        )
-        .bind(micros(limits.finished_before))
-        .bind(micros(limits.discarded_before))
-        .bind(limits.batch)
-        .execute(&self.writer)
-        .await
-        .map_err(query("prune jobs"))?
-        .rows_affected();
-        let mut tx = self.write("prune events").await?;
-        let last: Option<i64> = sqlx::query_scalar::<Sqlite, Option<i64>>(
-            "SELECT max(id) FROM (SELECT id FROM events WHERE at < ? ORDER BY id LIMIT ?)",
-        )
-        .bind(micros(limits.events_before))
-        .bind(limits.batch)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(query("prune events"))?;
-        let mut events = 0;
-        if let Some(last) = last {
-            events = sqlx::query::<Sqlite>("DELETE FROM events WHERE id <= ? AND at < ?")
-                .bind(last)
-                .bind(micros(limits.events_before))
+impl SqliteStore {
+    /// Writes the `job.started` events of freshly claimed jobs.
+    pub(super) async fn claimed_events(
+        conn: &mut SqliteConnection,
+        jobs: &[ClaimedJob],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<String> = jobs.iter().map(|j| hex(j.id)).collect();
+        write_events(conn, &ids, crate::event::JOB_STARTED, now).await
+    }
+
+    pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<JobId>, StoreError> {
+        let now = now_us();
+        let rows: Vec<Value> = done.iter().map(completion_json).collect();
+        let mut tx = self.write("complete").await?;
+        let accepted = sqlx::query::<Sqlite>(COMPLETE)
+            .bind(Value::Array(rows.clone()).to_string())
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(query("complete"))?;
+        let accepted: Vec<JobId> = accepted
+            .iter()
+            .map(|row| rows::job_id(row, "id"))
+            .collect::<Result<_, _>>()?;
+        let kept: Vec<Value> = done
+            .iter()
+            .zip(rows)
+            .filter(|(c, _)| accepted.contains(&c.id))
+            .map(|(_, row)| row)
+            .collect();
+        let kept = Value::Array(kept).to_string();
+        for (sql, op) in [
+            (RECORD_ATTEMPTS, "record attempts"),
+            (OUTCOME_EVENTS, "write events"),
+        ] {
+            sqlx::query::<Sqlite>(sql)
+                .bind(&kept)
+                .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(query("prune events"))?
-                .rows_affected();
-            // Kept so that a stream resuming below it is told it lost events.
-            sqlx::query::<Sqlite>(
-                "INSERT INTO settings (key, value) VALUES ('events_pruned_through', ?1) \
-                 ON CONFLICT (key) DO UPDATE \
-                 SET value = max(CAST(value AS INTEGER), CAST(?1 AS INTEGER))",
-            )
-            .bind(last.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(query("prune events"))?;
+                .map_err(query(op))?;
         }
-        tx.commit().await.map_err(query("prune events"))?;
-        Ok(Pruned { jobs, events })
+        tx.commit().await.map_err(query("complete"))?;
+        Ok(accepted)
     }
 }
 
-/// Discards a claimed job whose row cannot be read, so one bad row never wedges a queue.
-async fn quarantine(
+async fn write_events(
     conn: &mut SqliteConnection,
-    id: JobId,
-    error: &str,
+    ids: &[String],
+    event_type: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query::<Sqlite>(
-        "UPDATE jobs SET state = 'discarded', finished_at = ?1, locked_by = NULL, \
-            lease_expires_at = NULL, last_error = ?2, \
-            unique_slot = CASE WHEN unique_scope = 'active' THEN NULL ELSE unique_slot END \
-         WHERE id = ?3 RETURNING queue, kind, attempt",
-    )
-    .bind(now)
-    .bind(error)
-    .bind(id.0)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(query("discard unreadable job"))?;
-    let attempt: i32 = rows::get(&row, "attempt")?;
-    sqlx::query::<Sqlite>(
-        "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error) \
-         VALUES (?, ?, ?, ?, 'discarded', ?)",
-    )
-    .bind(id.0)
-    .bind(attempt)
-    .bind(now)
-    .bind(now)
-    .bind(error)
-    .execute(&mut *conn)
-    .await
-    .map_err(query("discard unreadable job"))?;
-    let (queue, kind): (String, String) = (rows::get(&row, "queue")?, rows::get(&row, "kind")?);
-    let event = NewEvent {
-        event_type: event::JOB_DISCARDED,
-        job_id: Some(id),
-        queue: Some(&queue),
-        kind: Some(&kind),
-        state: Some("discarded"),
-        attempt: Some(attempt),
-        data: Some(serde_json::json!({ "error": error })),
-    };
-    events::write(conn, event).await
-}
-
-async fn rescue_one(
-    conn: &mut SqliteConnection,
-    id: JobId,
-    worker: Option<&str>,
-    now: i64,
-) -> Result<JobState, StoreError> {
-    let error = format!(
-        "lease expired: worker {} stopped renewing it",
-        worker.unwrap_or("?")
-    );
-    let row = sqlx::query::<Sqlite>(
-        "UPDATE jobs SET \
-            state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' \
-                         WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END, \
-            finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempt >= max_attempts \
-                               THEN ?1 END, \
-            locked_by = NULL, lease_expires_at = NULL, last_error = ?2, \
-            unique_slot = CASE WHEN (cancel_requested_at IS NOT NULL OR attempt >= max_attempts) \
-                                    AND unique_scope = 'active' THEN NULL ELSE unique_slot END \
-         WHERE id = ?3 AND state = 'running' \
-         RETURNING queue, kind, state, attempt, attempted_at",
-    )
-    .bind(now)
-    .bind(&error)
-    .bind(id.0)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(query("rescue expired leases"))?;
-    let state = rows::state(&row, "state")?;
-    let attempt: i32 = row.get("attempt");
-    let started: Option<i64> = row.get("attempted_at");
-    sqlx::query::<Sqlite>(
-        "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, \
-            error) VALUES (?, ?, ?, ?, ?, 'lost', ?)",
-    )
-    .bind(id.0)
-    .bind(attempt)
-    .bind(worker)
-    .bind(started.unwrap_or(now))
-    .bind(now)
-    .bind(&error)
-    .execute(&mut *conn)
-    .await
-    .map_err(query("record attempt"))?;
-    let (queue, kind): (String, String) = (row.get("queue"), row.get("kind"));
-    let event = NewEvent {
-        event_type: event::JOB_RESCUED,
-        job_id: Some(id),
-        queue: Some(&queue),
-        kind: Some(&kind),
-        state: Some(state.as_str()),
-        attempt: Some(attempt),
-        data: Some(serde_json::json!({ "error": error, "worker": worker })),
-    };
-    events::write(conn, event).await?;
-    Ok(state)
-}
-
-pub(super) async fn current(conn: &mut SqliteConnection, id: JobId) -> Result<Job, StoreError> {
-    let sql = format!("SELECT {} FROM jobs WHERE id = ?", rows::JOB_COLUMNS);
-    let row = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql))
-        .bind(id.0)
-        .fetch_optional(conn)
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query::<Sqlite>(EVENTS_FOR)
+        .bind(serde_json::to_string(ids).unwrap_or_default())
+        .bind(now)
+        .bind(event_type)
+        .execute(conn)
         .await
-        .map_err(query("read job"))?;
-    row.as_ref()
-        .map(rows::job)
-        .transpose()?
-        .ok_or(StoreError::JobNotFound(id))
+        .map_err(query("write events"))?;
+    Ok(())
 }
 
-pub(super) fn job_event<'a>(
-    job: &'a Job,
-    event_type: &'a str,
-    state: &'a str,
-    data: Option<serde_json::Value>,
-) -> NewEvent<'a> {
-    NewEvent {
-        event_type,
-        job_id: Some(job.id),
-        queue: Some(&job.queue),
-        kind: Some(&job.kind),
-        state: Some(state),
-        attempt: Some(job.attempt),
-        data,
+/// The current holders of the unique slots of jobs that were not stored.
+async fn slot_holders(
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+    stored: &HashMap<JobId, JobState>,
+) -> Result<HashMap<String, (JobId, JobState)>, StoreError> {
+    let slots: Vec<&str> = jobs
+        .iter()
+        .filter(|job| !stored.contains_key(&job.id))
+        .filter_map(|job| job.unique.as_ref().map(|(_, slot, _)| slot.as_str()))
+        .collect();
+    if slots.is_empty() {
+        return Ok(HashMap::new());
     }
+    let rows = sqlx::query::<Sqlite>(
+        "SELECT id, state, unique_slot FROM jobs \
+         WHERE unique_slot IN (SELECT value FROM json_each(?))",
+    )
+    .bind(serde_json::to_string(&slots).unwrap_or_default())
+    .fetch_all(conn)
+    .await
+    .map_err(query("find unique slot holders"))?;
+    rows.iter()
+        .map(|row| {
+            let slot: String = rows::get(row, "unique_slot")?;
+            Ok((slot, (rows::job_id(row, "id")?, rows::state(row, "state")?)))
+        })
+        .collect()
 }
 
-fn worker_list(workers: &[WorkerId]) -> String {
-    serde_json::to_string(workers).unwrap_or_else(|_| "[]".to_owned())
+fn hex(id: JobId) -> String {
+    id.0.simple().to_string()
 }
 
-pub(super) fn unique_conflict(error: sqlx::Error, id: JobId, state: JobState) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
-            id,
-            state: state.to_string(),
-            reason: "another active job holds its unique key",
-        },
-        _ => StoreError::Query {
-            op: "retry",
-            source: error,
-        },
+fn job_json(job: &NewJob, now: i64) -> Value {
+    let run_at = match job.run_at {
+        RunAt::Now => now,
+        RunAt::After(delay) => now.saturating_add(duration_us(crate::limits::bounded(delay))),
+        RunAt::At(at) => micros(at),
+    };
+    let (key, slot, scope) = match &job.unique {
+        Some((key, slot, scope)) => (
+            Some(key.as_str()),
+            Some(slot.as_str()),
+            Some(scope.as_str()),
+        ),
+        None => (None, None, None),
+    };
+    json!({
+        "id": hex(job.id), "queue": job.queue, "kind": job.kind, "args": job.args,
+        "priority": job.priority, "max_attempts": job.max_attempts, "run_at": run_at,
+        "unique_key": key, "unique_slot": slot, "unique_scope": scope, "tags": job.tags,
+        "metadata": job.metadata, "timeout_ms": job.timeout_ms,
+    })
+}
+
+fn completion_json(c: &Completion) -> Value {
+    let state = c.outcome.state();
+    let error = c.outcome.error();
+    let mut row = json!({
+        "id": hex(c.id), "attempt": c.attempt, "worker": c.worker.as_str(),
+        "state": state.as_str(), "refund": i32::from(!c.outcome.consumes_attempt()),
+        "waits": matches!(state, JobState::Retryable | JobState::Scheduled | JobState::Available),
+        "delay_us": c.outcome.delay_ms() * 1000, "terminal": state.is_terminal(),
+        "error": error.map(|e| e.message.as_str()), "outcome": c.outcome.name(),
+        "event": c.outcome.event_type(),
+    });
+    if let Some(result) = c.outcome.result() {
+        row["result"] = result.clone();
     }
+    if let Some(chain) = error.filter(|e| !e.chain.is_empty()) {
+        row["chain"] = json!(chain.chain);
+    }
+    row
 }

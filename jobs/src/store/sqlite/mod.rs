@@ -15,15 +15,52 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use crate::error::{StoreError, query};
 use crate::store::StoreConfig;
 
-mod admin;
-mod batch;
 mod events;
 mod jobs;
-mod queues;
-mod rows;
-mod schedules;
-mod sweeps;
-mod workers;
+mod leases;
+// Compiled into each backend on purpose: the SQL written once, with this backend's dialect.
+#[allow(clippy::duplicate_mod)]
+#[path = "../sql/mod.rs"]
+mod sql;
+
+/// What the SQL written once (`store/sql/`) needs to know of SQLite.
+pub(crate) mod dialect {
+    use sqlx::QueryBuilder;
+
+    use crate::admin::ArgsMatch;
+
+    pub(crate) type Db = sqlx::Sqlite;
+    pub(crate) type Row = sqlx::sqlite::SqliteRow;
+    pub(crate) type Conn = sqlx::SqliteConnection;
+    pub(crate) type Backend = super::SqliteStore;
+
+    /// Nothing to lock row by row: a write transaction holds the file from its start.
+    pub(crate) const FOR_UPDATE: &str = "";
+    /// Now, in the microseconds times are stored in.
+    pub(crate) const NOW: &str = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)";
+    pub(crate) const GREATEST: &str = "max";
+    pub(crate) const LEAST: &str = "min";
+
+    /// `AND` the job carries `tag`.
+    pub(crate) fn push_has_tag(qb: &mut QueryBuilder<Db>, tag: &str) {
+        qb.push(" AND EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ")
+            .push_bind(tag.to_owned())
+            .push(")");
+    }
+
+    /// `AND` the scalar at the args path, as text, equals the value: spelled as Postgres's
+    /// `#>>` spells it (booleans as `true`/`false`, numbers as written).
+    pub(crate) fn push_args_match(qb: &mut QueryBuilder<Db>, m: &ArgsMatch) {
+        let path = m.json_path();
+        qb.push(" AND (CASE json_type(args, ")
+            .push_bind(path.clone())
+            .push(") WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ")
+            .push("ELSE CAST(json_extract(args, ")
+            .push_bind(path)
+            .push(") AS TEXT) END) = ")
+            .push_bind(m.value.clone());
+    }
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -76,8 +113,26 @@ impl SqliteStore {
             .map_err(query("ping"))
     }
 
+    /// Reads go to the pool of read-only connections.
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// Writes go to the one writing connection.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The process's own bookkeeping too: there is one writer.
+    pub(crate) fn background(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     /// A write transaction that holds the write lock from its first statement.
-    async fn write(&self, op: &'static str) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    pub(crate) async fn write(
+        &self,
+        op: &'static str,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await

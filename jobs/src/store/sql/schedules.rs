@@ -1,25 +1,24 @@
-//! The `schedules` table on SQLite.
+//! The `schedules` table.
 
 use chrono::{DateTime, Utc};
-use sqlx::Sqlite;
-use sqlx::sqlite::SqliteRow;
+use sqlx::types::Json;
 
-use super::events::{self, NewEvent};
-use super::{SqliteStore, micros, now_us, rows};
+use super::dialect::{Backend, Db, Row};
+use super::rows;
 use crate::error::{StoreError, query};
 use crate::id::JobId;
-use crate::schedule::TickCounts;
 use crate::schedule::{
-    Schedule, catch_up_name, overlap_name, parse_catch_up, parse_overlap, parse_source,
+    Schedule, TickCounts, catch_up_name, overlap_name, parse_catch_up, parse_overlap, parse_source,
 };
+use crate::store::codec::Time;
 
 const COLUMNS: &str = "id, cron, timezone, template, catch_up, catch_up_window_s, catch_up_cap, \
     overlap, enabled, source, last_fire_at, last_job_id, next_fire_at, fired_count, skipped_count, \
     missed_count, created_at, updated_at";
 
-fn schedule(row: &SqliteRow) -> Result<Schedule, StoreError> {
+fn schedule(row: &Row) -> Result<Schedule, StoreError> {
     let window: i64 = rows::get(row, "catch_up_window_s")?;
-    let cap: i64 = rows::get(row, "catch_up_cap")?;
+    let cap: i32 = rows::get(row, "catch_up_cap")?;
     Ok(Schedule {
         id: rows::get(row, "id")?,
         cron: rows::get(row, "cron")?,
@@ -27,12 +26,12 @@ fn schedule(row: &SqliteRow) -> Result<Schedule, StoreError> {
         template: rows::json(row, "template")?,
         catch_up: parse_catch_up(&rows::get::<String>(row, "catch_up")?)?,
         catch_up_window: std::time::Duration::from_secs(window.max(0) as u64),
-        catch_up_cap: cap.clamp(0, u32::MAX as i64) as u32,
+        catch_up_cap: cap.max(0) as u32,
         overlap: parse_overlap(&rows::get::<String>(row, "overlap")?)?,
         enabled: rows::get(row, "enabled")?,
         source: parse_source(&rows::get::<String>(row, "source")?)?,
         last_fire_at: rows::opt_time(row, "last_fire_at")?,
-        last_job_id: rows::get::<Option<uuid::Uuid>>(row, "last_job_id")?.map(JobId),
+        last_job_id: rows::opt_job_id(row, "last_job_id")?,
         next_fire_at: rows::opt_time(row, "next_fire_at")?,
         counts: TickCounts {
             fired: rows::get(row, "fired_count")?,
@@ -44,76 +43,76 @@ fn schedule(row: &SqliteRow) -> Result<Schedule, StoreError> {
     })
 }
 
-impl SqliteStore {
+impl Backend {
     pub(crate) async fn put_schedule(&self, s: &Schedule) -> Result<Schedule, StoreError> {
-        let now = now_us();
         let sql = format!(
             "INSERT INTO schedules (id, cron, timezone, template, catch_up, catch_up_window_s, \
                 catch_up_cap, overlap, enabled, source, next_fire_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) \
-             ON CONFLICT (id) DO UPDATE SET cron = ?2, timezone = ?3, template = ?4, \
-                catch_up = ?5, catch_up_window_s = ?6, catch_up_cap = ?7, overlap = ?8, \
-                enabled = ?9, source = ?10, next_fire_at = ?11, updated_at = ?12 \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+             ON CONFLICT (id) DO UPDATE SET cron = $2, timezone = $3, template = $4, \
+                catch_up = $5, catch_up_window_s = $6, catch_up_cap = $7, overlap = $8, \
+                enabled = $9, source = $10, next_fire_at = $11, updated_at = $12 \
              RETURNING {COLUMNS}"
         );
-        let row = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(&s.id)
             .bind(&s.cron)
             .bind(&s.timezone)
-            .bind(serde_json::to_string(&s.template).unwrap_or_default())
+            .bind(Json(&s.template))
             .bind(catch_up_name(s.catch_up))
             .bind(s.catch_up_window.as_secs() as i64)
-            .bind(i64::from(s.catch_up_cap))
+            .bind(s.catch_up_cap as i32)
             .bind(overlap_name(s.overlap))
             .bind(s.enabled)
             .bind(s.source.as_str())
-            .bind(s.next_fire_at.map(micros))
-            .bind(now)
-            .fetch_one(&self.writer)
+            .bind(s.next_fire_at.map(Time))
+            .bind(Time::now())
+            .fetch_one(self.writer())
             .await
             .map_err(query("store schedule"))?;
         schedule(&row)
     }
 
     pub(crate) async fn schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
-        let row = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM schedules WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(query("read schedule"))?;
+        let sql = format!("SELECT {COLUMNS} FROM schedules WHERE id = $1");
+        let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.writer())
+            .await
+            .map_err(query("read schedule"))?;
         row.as_ref().map(schedule).transpose()
     }
 
     pub(crate) async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
-        let rows = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM schedules ORDER BY id"
-        )))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(query("list schedules"))?;
+        let sql = format!("SELECT {COLUMNS} FROM schedules ORDER BY id");
+        let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.reader())
+            .await
+            .map_err(query("list schedules"))?;
         rows.iter().map(schedule).collect()
     }
 
+    /// Read on the writer: the scheduler compares what it reads with what it just wrote.
     pub(crate) async fn due_schedules(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<Schedule>, StoreError> {
-        let rows = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM schedules WHERE enabled AND next_fire_at <= ? ORDER BY next_fire_at LIMIT 100"
-        )))
-        .bind(micros(now))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(query("due schedules"))?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM schedules WHERE enabled AND next_fire_at <= $1 \
+             ORDER BY next_fire_at LIMIT 100"
+        );
+        let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
+            .bind(Time(now))
+            .fetch_all(self.writer())
+            .await
+            .map_err(query("due schedules"))?;
         rows.iter().map(schedule).collect()
     }
 
     pub(crate) async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query::<Sqlite>("DELETE FROM schedules WHERE id = ?")
+        let done = sqlx::query::<Db>("DELETE FROM schedules WHERE id = $1")
             .bind(id)
-            .execute(&self.writer)
+            .execute(self.writer())
             .await
             .map_err(query("delete schedule"))?;
         Ok(done.rows_affected() == 1)
@@ -127,48 +126,24 @@ impl SqliteStore {
         fired: Option<(DateTime<Utc>, JobId)>,
         counts: TickCounts,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query::<Sqlite>(
-            "UPDATE schedules SET next_fire_at = ?3, \
-                last_fire_at = COALESCE(?4, last_fire_at), last_job_id = COALESCE(?5, last_job_id), \
-                fired_count = fired_count + ?6, skipped_count = skipped_count + ?7, \
-                missed_count = missed_count + ?8 \
-             WHERE id = ?1 AND next_fire_at = ?2",
+        let done = sqlx::query::<Db>(
+            "UPDATE schedules SET next_fire_at = $3, \
+                last_fire_at = COALESCE($4, last_fire_at), last_job_id = COALESCE($5, last_job_id), \
+                fired_count = fired_count + $6, skipped_count = skipped_count + $7, \
+                missed_count = missed_count + $8 \
+             WHERE id = $1 AND next_fire_at = $2",
         )
         .bind(id)
-        .bind(micros(expected))
-        .bind(next.map(micros))
-        .bind(fired.map(|f| micros(f.0)))
+        .bind(Time(expected))
+        .bind(next.map(Time))
+        .bind(fired.map(|f| Time(f.0)))
         .bind(fired.map(|f| f.1.0))
         .bind(counts.fired)
         .bind(counts.skipped)
         .bind(counts.missed)
-        .execute(&self.writer)
+        .execute(self.writer())
         .await
         .map_err(query("advance schedule"))?;
         Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn write_event(
-        &self,
-        event_type: &str,
-        queue: Option<&str>,
-        job_id: Option<JobId>,
-        data: serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write("write event").await?;
-        events::write(
-            &mut tx,
-            NewEvent {
-                event_type,
-                job_id,
-                queue,
-                kind: None,
-                state: None,
-                attempt: None,
-                data: Some(data),
-            },
-        )
-        .await?;
-        tx.commit().await.map_err(query("write event"))
     }
 }

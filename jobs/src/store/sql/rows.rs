@@ -1,79 +1,78 @@
-//! Reading SQLite rows into the model: microsecond integers become times, text becomes JSON.
+//! Reading rows into the model, one codec over both backends' row types.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use serde::de::DeserializeOwned;
+use sqlx::Row as _;
+use sqlx::types::Json;
 use uuid::Uuid;
 
+use super::dialect::{Db, Row};
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::id::{EventId, JobId};
 use crate::job::{Attempt, ClaimedJob, Job};
 use crate::state::JobState;
+use crate::store::codec::Time;
 
 /// The columns [`job`] reads.
-pub(super) const JOB_COLUMNS: &str = "id, queue, kind, args, priority, state, attempt, \
+pub(crate) const JOB_COLUMNS: &str = "id, queue, kind, args, priority, state, attempt, \
     max_attempts, run_at, created_at, attempted_at, finished_at, locked_by, lease_expires_at, \
     cancel_requested_at, unique_key, tags, metadata, result, last_error, timeout_ms";
 
-fn corrupt(column: &str, detail: impl std::fmt::Display) -> StoreError {
+/// The columns [`event`] reads.
+pub(crate) const EVENT_COLUMNS: &str = "id, at, type, job_id, queue, kind, state, attempt, data";
+
+pub(crate) fn corrupt(column: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         what: "row",
         detail: format!("column {column}: {detail}"),
     }
 }
 
-pub(super) fn get<'r, T>(row: &'r SqliteRow, column: &'static str) -> Result<T, StoreError>
+pub(crate) fn get<'r, T>(row: &'r Row, column: &'static str) -> Result<T, StoreError>
 where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    T: sqlx::Decode<'r, Db> + sqlx::Type<Db>,
 {
     row.try_get(column).map_err(|e| corrupt(column, e))
 }
 
-pub(super) fn time(row: &SqliteRow, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
-    let us: i64 = get(row, column)?;
-    DateTime::from_timestamp_micros(us).ok_or_else(|| corrupt(column, "time out of range"))
+pub(crate) fn time(row: &Row, column: &'static str) -> Result<DateTime<Utc>, StoreError> {
+    get::<Time>(row, column).map(|t| t.0)
 }
 
-pub(super) fn opt_time(
-    row: &SqliteRow,
+pub(crate) fn opt_time(
+    row: &Row,
     column: &'static str,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let us: Option<i64> = get(row, column)?;
-    us.map(|us| {
-        DateTime::from_timestamp_micros(us).ok_or_else(|| corrupt(column, "time out of range"))
-    })
-    .transpose()
+    get::<Option<Time>>(row, column).map(|t| t.map(|t| t.0))
 }
 
-pub(super) fn json<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
-    column: &'static str,
-) -> Result<T, StoreError> {
-    let text: String = get(row, column)?;
-    serde_json::from_str(&text).map_err(|e| corrupt(column, e))
+pub(crate) fn json<T: DeserializeOwned>(row: &Row, column: &'static str) -> Result<T, StoreError> {
+    get::<Json<T>>(row, column).map(|j| j.0)
 }
 
-pub(super) fn opt_json<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
+pub(crate) fn opt_json<T: DeserializeOwned>(
+    row: &Row,
     column: &'static str,
 ) -> Result<Option<T>, StoreError> {
-    let text: Option<String> = get(row, column)?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(column, e)))
-        .transpose()
+    get::<Option<Json<T>>>(row, column).map(|j| j.map(|j| j.0))
 }
 
-pub(super) fn job_id(row: &SqliteRow, column: &'static str) -> Result<JobId, StoreError> {
+pub(crate) fn job_id(row: &Row, column: &'static str) -> Result<JobId, StoreError> {
     get::<Uuid>(row, column).map(JobId)
 }
 
-pub(super) fn state(row: &SqliteRow, column: &'static str) -> Result<JobState, StoreError> {
+pub(crate) fn opt_job_id(row: &Row, column: &'static str) -> Result<Option<JobId>, StoreError> {
+    get::<Option<Uuid>>(row, column).map(|id| id.map(JobId))
+}
+
+pub(crate) fn state(row: &Row, column: &'static str) -> Result<JobState, StoreError> {
     let name: String = get(row, column)?;
     name.parse()
         .map_err(|e: crate::state::UnknownState| corrupt(column, e))
 }
 
-pub(super) fn job(row: &SqliteRow) -> Result<Job, StoreError> {
+pub(crate) fn job(row: &Row) -> Result<Job, StoreError> {
     Ok(Job {
         id: job_id(row, "id")?,
         queue: get(row, "queue")?,
@@ -99,7 +98,7 @@ pub(super) fn job(row: &SqliteRow) -> Result<Job, StoreError> {
     })
 }
 
-pub(super) fn claimed(row: &SqliteRow) -> Result<ClaimedJob, StoreError> {
+pub(crate) fn claimed(row: &Row) -> Result<ClaimedJob, StoreError> {
     Ok(ClaimedJob {
         id: job_id(row, "id")?,
         queue: get(row, "queue")?,
@@ -115,7 +114,7 @@ pub(super) fn claimed(row: &SqliteRow) -> Result<ClaimedJob, StoreError> {
     })
 }
 
-pub(super) fn attempt(row: &SqliteRow) -> Result<Attempt, StoreError> {
+pub(crate) fn attempt(row: &Row) -> Result<Attempt, StoreError> {
     Ok(Attempt {
         attempt: get(row, "attempt")?,
         worker: get(row, "worker")?,
@@ -127,13 +126,13 @@ pub(super) fn attempt(row: &SqliteRow) -> Result<Attempt, StoreError> {
     })
 }
 
-pub(super) fn event(row: &SqliteRow) -> Result<Event, StoreError> {
+pub(crate) fn event(row: &Row) -> Result<Event, StoreError> {
     let state: Option<String> = get(row, "state")?;
     Ok(Event {
         id: EventId(get(row, "id")?),
         at: time(row, "at")?,
         event_type: get(row, "type")?,
-        job_id: get::<Option<Uuid>>(row, "job_id")?.map(JobId),
+        job_id: opt_job_id(row, "job_id")?,
         queue: get(row, "queue")?,
         kind: get(row, "kind")?,
         state: state.and_then(|s| s.parse().ok()),

@@ -1,0 +1,229 @@
+//! The engine's path through the `jobs` table: insert (group-committed), claim under a lease,
+//! complete fenced by the attempt, renew and hand back leases, rescue expired ones.
+
+use std::time::Duration;
+
+use super::{Store, inserter, on_backend};
+use crate::error::StoreError;
+use crate::id::{JobId, WorkerId};
+use crate::job::{ClaimedJob, Enqueued, NewJob};
+use crate::outcome::Completion;
+use crate::state::JobState;
+
+/// An attempt a process holds, as its heartbeat renews it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldAttempt {
+    /// The job.
+    pub id: JobId,
+    /// The attempt the process runs (or has claimed, or is storing the outcome of).
+    pub attempt: i32,
+    /// The worker that claimed it.
+    pub worker: WorkerId,
+}
+
+/// What a lease renewal found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Renewal {
+    /// Leases extended (those due within the threshold).
+    pub extended: u64,
+    /// Attempts the process no longer holds: the job was rescued, or runs another attempt,
+    /// or finished. Their handlers must stop, and nothing of them counts any more.
+    pub lost: Vec<(JobId, i32)>,
+}
+
+/// A connection inside a transaction of the caller's, to enqueue in with
+/// [`crate::Client::enqueue_in`]: `&mut *tx` of an `sqlx::Transaction` on Postgres or SQLite.
+pub trait InTransaction: Send {
+    /// Stores `jobs` and their events on this connection.
+    fn insert_jobs(
+        &mut self,
+        jobs: &[NewJob],
+    ) -> impl std::future::Future<Output = Result<Vec<Enqueued>, StoreError>> + Send;
+}
+
+impl InTransaction for sqlx::PgConnection {
+    async fn insert_jobs(&mut self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        super::pg::PgStore::insert_on(self, jobs).await
+    }
+}
+
+impl InTransaction for sqlx::SqliteConnection {
+    async fn insert_jobs(&mut self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
+        super::sqlite::SqliteStore::insert_on(self, jobs).await
+    }
+}
+
+/// A job whose lease expired, after the rescue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rescued {
+    /// The job.
+    pub id: JobId,
+    /// `retryable`, `discarded`, or `cancelled` when a cancel was pending.
+    pub state: JobState,
+    /// The worker that lost it.
+    pub worker: Option<String>,
+}
+
+/// Renders an idempotent request's (status, body) from its stored jobs.
+pub type RenderResponse = Box<dyn Fn(&[Enqueued]) -> (u16, String) + Send + Sync>;
+
+/// The response an idempotent request gives, stored under its key in the same transaction as
+/// the jobs it reports: the jobs and the key's answer commit together or not at all, so a
+/// retry with the key either replays the answer or finds the key free.
+pub struct KeyedResponse {
+    /// Who made the request (keys are per actor).
+    pub actor: String,
+    /// The `Idempotency-Key`.
+    pub key: String,
+    /// The digest of the request body, to refuse the key with another body.
+    pub request_hash: String,
+    /// The status and body to replay, from the request's stored jobs.
+    pub render: RenderResponse,
+}
+
+impl Store {
+    /// Stores jobs; a job whose unique key is taken returns the existing job instead.
+    /// Concurrent calls share one transaction (group commit). Wakes the workers of each queue
+    /// that got an available job.
+    ///
+    /// Answers within the store's timeout. An error means nothing was stored, except
+    /// [`StoreError::Unconfirmed`]: the commit was sent and not confirmed in time.
+    pub async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        self.insert_keyed(jobs, None).await
+    }
+
+    /// [`Store::insert`], storing `keyed`'s response under its idempotency key in the same
+    /// transaction.
+    pub async fn insert_keyed(
+        &self,
+        jobs: Vec<NewJob>,
+        keyed: Option<KeyedResponse>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        if jobs.is_empty() && keyed.is_none() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queues: Vec<String> = jobs.iter().map(|j| j.queue.clone()).collect();
+        let request = inserter::Request {
+            jobs,
+            keyed,
+            deadline: tokio::time::Instant::now() + self.timeout,
+            reply,
+        };
+        let stopped = || StoreError::Corrupt {
+            what: "inserter",
+            detail: "the insert task stopped".to_owned(),
+        };
+        self.inserter.send(request).await.map_err(|_| stopped())?;
+        let enqueued = answer.await.map_err(|_| stopped())??;
+        self.wake_for(&queues, &enqueued);
+        Ok(enqueued)
+    }
+
+    /// Stores `jobs` and the progress of job `id` in one transaction, if `worker` still
+    /// holds attempt `attempt` of it: a handler that makes jobs page by page (a fan-out
+    /// sweep) then never makes a page's jobs twice, nor loses them, across a crash. `None`,
+    /// with nothing stored, when the attempt has lost its lease.
+    pub async fn insert_with_progress(
+        &self,
+        jobs: Vec<NewJob>,
+        id: JobId,
+        attempt: i32,
+        worker: &WorkerId,
+        progress: &serde_json::Value,
+    ) -> Result<Option<Vec<Enqueued>>, StoreError> {
+        let queues: Vec<String> = jobs.iter().map(|j| j.queue.clone()).collect();
+        let enqueued = on_backend!(self, s => s.insert_with_progress(&jobs, id, attempt, worker, progress).await)?;
+        if let Some(enqueued) = &enqueued {
+            self.wake_for(&queues, enqueued);
+        }
+        Ok(enqueued)
+    }
+
+    /// Claims up to `limit` runnable jobs of `queue` for `worker`, in priority then `run_at`
+    /// order, unless the queue is paused. Each claimed job starts an attempt under a lease.
+    pub async fn claim(
+        &self,
+        queue: &str,
+        worker: &WorkerId,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        on_backend!(self, s => s.claim(queue, worker, limit, lease).await)
+    }
+
+    /// Records the end of attempts. Returns the ids whose report was accepted: a report from
+    /// a worker that no longer holds the job's current attempt is ignored.
+    pub async fn complete(&self, completions: &[Completion]) -> Result<Vec<JobId>, StoreError> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let accepted = on_backend!(self, s => s.complete(completions).await)?;
+        for c in completions {
+            if c.outcome.state() == JobState::Available && accepted.contains(&c.id) {
+                self.wakeups.job_available(&c.queue);
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// Hands back claimed jobs that never started, without consuming their attempt.
+    pub async fn release(
+        &self,
+        worker: &WorkerId,
+        jobs: &[(JobId, i32)],
+    ) -> Result<u64, StoreError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        on_backend!(self, s => s.release(worker, jobs).await)
+    }
+
+    /// Extends the leases of the attempts in `held` that still hold their job and whose lease
+    /// ends within `threshold`, and reports those that no longer hold it. Only these attempts:
+    /// a job whose outcome was lost after its handler finished is not renewed, so its lease runs
+    /// out and it is rescued.
+    pub async fn extend_leases(
+        &self,
+        held: &[HeldAttempt],
+        lease: Duration,
+        threshold: Duration,
+    ) -> Result<Renewal, StoreError> {
+        if held.is_empty() {
+            return Ok(Renewal::default());
+        }
+        on_backend!(self, s => s.extend_leases(held, lease, threshold).await)
+    }
+
+    /// Running jobs of `workers` that an operator asked to stop.
+    pub async fn cancel_requests(&self, workers: &[WorkerId]) -> Result<Vec<JobId>, StoreError> {
+        on_backend!(self, s => s.cancel_requests(workers).await)
+    }
+
+    /// Moves up to `limit` running jobs whose lease expired to `retryable`, or `discarded`
+    /// when their attempts are used up. The lost attempt counts.
+    pub async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
+        let rescued = on_backend!(self, s => s.rescue_expired(limit).await)?;
+        if !rescued.is_empty() {
+            self.wakeups.wake_all();
+        }
+        Ok(rescued)
+    }
+
+    /// A job's progress (a sweep's checkpoint).
+    pub async fn job_progress(&self, id: JobId) -> Result<Option<serde_json::Value>, StoreError> {
+        on_backend!(self, s => s.job_progress(id).await)
+    }
+
+    /// Records a running job's progress; only the worker holding the attempt may. False when
+    /// it no longer does.
+    pub async fn save_progress(
+        &self,
+        id: JobId,
+        attempt: i32,
+        worker: &WorkerId,
+        progress: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, s => s.save_progress(id, attempt, worker, progress).await)
+    }
+}

@@ -1,0 +1,165 @@
+//! Leases on Postgres: renewing the attempts a process holds, handing back unstarted
+//! claims, and rescuing jobs whose lease ran out. They run on the lease pool (asynchronous
+//! commits, see `pg::PgStore`).
+
+use std::time::Duration;
+
+use sqlx::{Postgres, Row};
+use uuid::Uuid;
+
+use super::PgStore;
+use super::sql::rows;
+use crate::error::{StoreError, query};
+use crate::event;
+use crate::id::{JobId, WorkerId};
+use crate::store::{HeldAttempt, Renewal, Rescued, millis};
+
+/// before the update, which is the same for this purpose: renewing does not change who holds.
+const EXTEND_LEASES: &str = r#"
+WITH held AS (
+    SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[]) AS h(id, attempt, worker)
+), renewed AS (
+    UPDATE jobs j SET lease_expires_at = now() + $4 * interval '1 millisecond'
+    FROM held h
+    WHERE j.id = h.id AND j.attempt = h.attempt AND j.locked_by = h.worker
+      AND j.state = 'running' AND j.lease_expires_at < now() + $5 * interval '1 millisecond'
+    RETURNING j.id
+), lost AS (
+    SELECT h.id, h.attempt FROM held h
+    WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = h.id AND j.attempt = h.attempt
+                                             AND j.locked_by = h.worker AND j.state = 'running')
+)
+SELECT (SELECT count(*) FROM renewed) AS extended,
+       ARRAY(SELECT id FROM lost ORDER BY id) AS lost_ids,
+       ARRAY(SELECT attempt FROM lost ORDER BY id) AS lost_attempts
+"#;
+
+const RESCUE: &str = r#"
+WITH expired AS (
+    SELECT id, locked_by AS lost_by FROM jobs
+    WHERE state = 'running' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), r AS (
+    UPDATE jobs j
+    SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                     WHEN j.attempt >= j.max_attempts THEN 'discarded'
+                     ELSE 'retryable' END,
+        -- run_at stays: a rescued job keeps its place in the queue instead of waiting
+        -- behind the backlog that arrived while it ran.
+        finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts
+                           THEN now() END,
+        locked_by = NULL,
+        lease_expires_at = NULL,
+        last_error = 'lease expired: worker ' || COALESCE(expired.lost_by, '?')
+                     || ' stopped renewing it',
+        unique_slot = CASE WHEN (j.cancel_requested_at IS NOT NULL OR j.attempt >= j.max_attempts)
+                                AND j.unique_scope = 'active'
+                           THEN NULL ELSE j.unique_slot END
+    FROM expired
+    WHERE j.id = expired.id
+    RETURNING j.id, j.queue, j.kind, j.state, j.attempt, j.attempted_at, j.last_error,
+              expired.lost_by
+), att AS (
+    INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error)
+    SELECT id, attempt, lost_by, COALESCE(attempted_at, now()), now(), 'lost', last_error FROM r
+), ev AS (
+    INSERT INTO events (type, job_id, queue, kind, state, attempt, data)
+    SELECT $2, id, queue, kind, state, attempt,
+           jsonb_build_object('error', last_error, 'worker', lost_by)
+    FROM r
+)
+SELECT id, state, lost_by FROM r
+"#;
+
+impl PgStore {
+    pub(crate) async fn release(
+        &self,
+        worker: &WorkerId,
+        jobs: &[(JobId, i32)],
+    ) -> Result<u64, StoreError> {
+        let released: i64 = sqlx::query_scalar::<Postgres, i64>(
+            r#"
+            WITH r AS (
+                UPDATE jobs j
+                SET state = 'available', attempt = j.attempt - 1, locked_by = NULL,
+                    lease_expires_at = NULL
+                FROM unnest($2::uuid[], $3::int4[]) AS r(id, attempt)
+                WHERE j.id = r.id AND j.attempt = r.attempt AND j.locked_by = $1
+                  AND j.state = 'running'
+                RETURNING j.id, j.queue, j.kind, j.attempt
+            ), ev AS (
+                INSERT INTO events (type, job_id, queue, kind, state, attempt)
+                SELECT $4, id, queue, kind, 'available', attempt FROM r
+            )
+            SELECT count(*) FROM r
+            "#,
+        )
+        .bind(worker.as_str())
+        .bind(jobs.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|(_, attempt)| *attempt).collect::<Vec<_>>())
+        .bind(event::JOB_RELEASED)
+        .fetch_one(&self.lease_pool)
+        .await
+        .map_err(query("release"))?;
+        Ok(released as u64)
+    }
+
+    pub(crate) async fn extend_leases(
+        &self,
+        held: &[HeldAttempt],
+        lease: Duration,
+        threshold: Duration,
+    ) -> Result<Renewal, StoreError> {
+        let row = sqlx::query::<Postgres>(EXTEND_LEASES)
+            .bind(held.iter().map(|h| h.id.0).collect::<Vec<_>>())
+            .bind(held.iter().map(|h| h.attempt).collect::<Vec<_>>())
+            .bind(held.iter().map(|h| h.worker.as_str()).collect::<Vec<_>>())
+            .bind(millis(lease))
+            .bind(millis(threshold))
+            .fetch_one(&self.lease_pool)
+            .await
+            .map_err(query("extend leases"))?;
+        let extended: i64 = rows::get(&row, "extended")?;
+        let ids: Vec<Uuid> = rows::get(&row, "lost_ids")?;
+        let attempts: Vec<i32> = rows::get(&row, "lost_attempts")?;
+        Ok(Renewal {
+            extended: extended as u64,
+            lost: ids.into_iter().map(JobId).zip(attempts).collect(),
+        })
+    }
+
+    pub(crate) async fn cancel_requests(
+        &self,
+        workers: &[WorkerId],
+    ) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar::<Postgres, Uuid>(
+            "SELECT id FROM jobs WHERE state = 'running' AND locked_by = ANY($1) \
+               AND cancel_requested_at IS NOT NULL",
+        )
+        .bind(workers.iter().map(WorkerId::as_str).collect::<Vec<_>>())
+        .fetch_all(&self.lease_pool)
+        .await
+        .map_err(query("read cancel requests"))?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    pub(crate) async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
+        let rows = sqlx::query::<Postgres>(RESCUE)
+            .bind(i64::from(limit))
+            .bind(event::JOB_RESCUED)
+            .fetch_all(&self.lease_pool)
+            .await
+            .map_err(query("rescue expired leases"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Rescued {
+                    id: rows::job_id(row, "id")?,
+                    state: rows::state(row, "state")?,
+                    worker: row.try_get("lost_by").ok(),
+                })
+            })
+            .collect()
+    }
+}

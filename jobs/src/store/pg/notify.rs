@@ -1,0 +1,155 @@
+//! Wake-ups across processes on Postgres: coalesced `NOTIFY`s sent outside the enqueue
+//! transaction (a NOTIFY inside it serialises commits cluster-wide), and a `LISTEN`er that
+//! reconnects and wakes every local worker after a gap.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Postgres};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::StoreError;
+use crate::id::JobId;
+use crate::store::{Signal, Wakeups};
+
+/// Starts the tasks that carry wake-ups between processes: one sends coalesced `NOTIFY`s, one
+/// `LISTEN`s. The channel is per schema, so schemas sharing a server do not wake each other.
+pub(super) async fn start_relay(
+    pool: &PgPool,
+    wakeups: &Wakeups,
+) -> Result<CancellationToken, StoreError> {
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(pool)
+        .await
+        .map_err(StoreError::Connect)?;
+    let channel = format!("longshore_{schema}");
+    let origin = uuid::Uuid::new_v4().simple().to_string();
+    let stop = CancellationToken::new();
+    let (tx, rx) = mpsc::unbounded_channel();
+    wakeups.set_remote(tx);
+    tokio::spawn(stop.clone().run_until_cancelled_owned(send_loop(
+        pool.clone(),
+        channel.clone(),
+        origin.clone(),
+        rx,
+    )));
+    tokio::spawn(stop.clone().run_until_cancelled_owned(listen_loop(
+        pool.clone(),
+        channel,
+        origin,
+        wakeups.clone(),
+    )));
+    Ok(stop)
+}
+
+/// Sends signals as `NOTIFY`s, each distinct signal once per round trip however many arrived.
+async fn send_loop(
+    pool: PgPool,
+    channel: String,
+    origin: String,
+    mut rx: mpsc::UnboundedReceiver<Signal>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 1024).await > 0 {
+        batch.sort_by_key(signal_payload_key);
+        batch.dedup();
+        let payloads: Vec<String> = batch
+            .drain(..)
+            .map(|signal| encode(&origin, &signal))
+            .collect();
+        let sent = sqlx::query::<Postgres>("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+            .bind(&channel)
+            .bind(&payloads)
+            .execute(&pool)
+            .await;
+        if let Err(error) = sent {
+            tracing::warn!(%error, "cannot send wake-up notifications; other processes will poll");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn signal_payload_key(signal: &Signal) -> String {
+    match signal {
+        Signal::JobAvailable(queue) => format!("q{queue}"),
+        Signal::CancelRequested(id) => format!("c{id}"),
+    }
+}
+
+fn encode(origin: &str, signal: &Signal) -> String {
+    match signal {
+        Signal::JobAvailable(queue) => format!("{origin} q {queue}"),
+        Signal::CancelRequested(id) => format!("{origin} c {id}"),
+    }
+}
+
+fn decode(payload: &str) -> Option<(&str, Signal)> {
+    let mut parts = payload.splitn(3, ' ');
+    let origin = parts.next()?;
+    let tag = parts.next()?;
+    let body = parts.next()?;
+    let signal = match tag {
+        "q" => Signal::JobAvailable(body.to_owned()),
+        "c" => Signal::CancelRequested(body.parse::<JobId>().ok()?),
+        _ => return None,
+    };
+    Some((origin, signal))
+}
+
+/// Listens for other processes' signals; reconnects with backoff, and wakes every local
+/// worker after a reconnect because signals sent meanwhile are lost.
+async fn listen_loop(pool: PgPool, channel: String, origin: String, wakeups: Wakeups) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for wake-ups; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(&channel).await {
+            tracing::warn!(%error, "cannot listen for wake-ups; retrying");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        wakeups.wake_all();
+        loop {
+            match listener.recv().await {
+                Ok(notification) => match decode(notification.payload()) {
+                    Some((from, _)) if from == origin => {}
+                    Some((_, signal)) => wakeups.deliver(signal),
+                    None => {
+                        tracing::debug!(payload = notification.payload(), "ignored notification")
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "wake-up listener lost its connection; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_round_trip_through_payloads() {
+        let id = JobId::new();
+        for signal in [
+            Signal::JobAvailable("mail.high".into()),
+            Signal::CancelRequested(id),
+        ] {
+            let payload = encode("me", &signal);
+            assert_eq!(decode(&payload), Some(("me", signal)));
+        }
+        assert_eq!(decode("garbage"), None);
+    }
+}

@@ -1,0 +1,87 @@
+//! The `events` outbox: writing an event, and the reads that need no horizon.
+
+use sqlx::types::Json;
+
+use super::dialect::{Backend, Db};
+use super::rows;
+use crate::error::{StoreError, query};
+use crate::event::Event;
+use crate::id::JobId;
+use crate::store::codec::Time;
+
+/// An event about to be written.
+pub(crate) struct NewEvent<'a> {
+    pub event_type: &'a str,
+    pub job_id: Option<JobId>,
+    pub queue: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub state: Option<&'a str>,
+    pub attempt: Option<i32>,
+    pub data: Option<serde_json::Value>,
+}
+
+/// Writes an event on `executor`, a transaction of the caller's as a rule, so the event
+/// commits with the change it reports. Its id comes from the database (on Postgres it
+/// carries the writing transaction's id; see `pg::events`).
+pub(crate) async fn write<'c, E>(executor: E, event: NewEvent<'_>) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Db>,
+{
+    sqlx::query::<Db>(
+        "INSERT INTO events (at, type, job_id, queue, kind, state, attempt, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(Time::now())
+    .bind(event.event_type)
+    .bind(event.job_id.map(|id| id.0))
+    .bind(event.queue)
+    .bind(event.kind)
+    .bind(event.state)
+    .bind(event.attempt)
+    .bind(event.data.map(Json))
+    .execute(executor)
+    .await
+    .map_err(query("write event"))?;
+    Ok(())
+}
+
+impl Backend {
+    pub(crate) async fn write_event(
+        &self,
+        event_type: &str,
+        queue: Option<&str>,
+        job_id: Option<JobId>,
+        data: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let event = NewEvent {
+            event_type,
+            job_id,
+            queue,
+            kind: None,
+            state: None,
+            attempt: None,
+            data: Some(data),
+        };
+        write(self.writer(), event).await
+    }
+
+    pub(crate) async fn job_events(&self, id: JobId) -> Result<Vec<Event>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM events WHERE job_id = $1 ORDER BY id",
+            rows::EVENT_COLUMNS
+        );
+        let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_all(self.reader())
+            .await
+            .map_err(query("read job events"))?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    pub(crate) async fn oldest_event(&self) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar::<Db, Option<i64>>("SELECT min(id) FROM events")
+            .fetch_one(self.reader())
+            .await
+            .map_err(query("oldest event"))
+    }
+}

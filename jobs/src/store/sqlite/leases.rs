@@ -1,0 +1,253 @@
+//! Leases on SQLite: renewing the attempts a process holds, handing back unstarted claims,
+//! rescuing jobs whose lease ran out, and setting aside claimed rows that cannot be read.
+
+use std::time::Duration;
+
+use sqlx::{Row, Sqlite, SqliteConnection};
+
+use super::sql::events::{self, NewEvent};
+use super::sql::rows;
+use super::{SqliteStore, duration_us, now_us};
+use crate::error::{StoreError, query};
+use crate::event;
+use crate::id::{JobId, WorkerId};
+use crate::state::JobState;
+use crate::store::{HeldAttempt, Renewal, Rescued};
+
+impl SqliteStore {
+    pub(crate) async fn release(
+        &self,
+        worker: &WorkerId,
+        jobs: &[(JobId, i32)],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write("release").await?;
+        let mut released = 0;
+        for (id, attempt) in jobs {
+            let row = sqlx::query::<Sqlite>(
+                "UPDATE jobs SET state = 'available', attempt = attempt - 1, locked_by = NULL, \
+                    lease_expires_at = NULL \
+                 WHERE id = ? AND attempt = ? AND locked_by = ? AND state = 'running' \
+                 RETURNING queue, kind, attempt",
+            )
+            .bind(id.0)
+            .bind(attempt)
+            .bind(worker.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query("release"))?;
+            if let Some(row) = row {
+                let (queue, kind): (String, String) = (row.get("queue"), row.get("kind"));
+                let event = NewEvent {
+                    event_type: event::JOB_RELEASED,
+                    job_id: Some(*id),
+                    queue: Some(&queue),
+                    kind: Some(&kind),
+                    state: Some("available"),
+                    attempt: Some(row.get("attempt")),
+                    data: None,
+                };
+                events::write(&mut *tx, event).await?;
+                released += 1;
+            }
+        }
+        tx.commit().await.map_err(query("release"))?;
+        Ok(released)
+    }
+
+    pub(crate) async fn extend_leases(
+        &self,
+        held: &[HeldAttempt],
+        lease: Duration,
+        threshold: Duration,
+    ) -> Result<Renewal, StoreError> {
+        let now = now_us();
+        let held: Vec<serde_json::Value> = held
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "id": h.id.0.simple().to_string(), "attempt": h.attempt,
+                    "worker": h.worker.as_str(),
+                })
+            })
+            .collect();
+        let held = serde_json::Value::Array(held).to_string();
+        let mut tx = self.write("extend leases").await?;
+        let lost = sqlx::query::<Sqlite>(
+            "SELECT unhex(h.value->>'id') AS id, h.value->>'attempt' AS attempt \
+             FROM json_each(?1) AS h \
+             WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = unhex(h.value->>'id') \
+                AND j.attempt = h.value->>'attempt' AND j.locked_by = h.value->>'worker' \
+                AND j.state = 'running') \
+             ORDER BY 1",
+        )
+        .bind(&held)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query("extend leases"))?;
+        let lost = lost
+            .iter()
+            .map(|row| Ok((rows::job_id(row, "id")?, rows::get::<i32>(row, "attempt")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let extended = sqlx::query::<Sqlite>(
+            "UPDATE jobs SET lease_expires_at = ?2 \
+             WHERE state = 'running' AND lease_expires_at < ?3 \
+               AND (id, attempt, locked_by) IN (SELECT unhex(value->>'id'), value->>'attempt', \
+                                                       value->>'worker' FROM json_each(?1))",
+        )
+        .bind(&held)
+        .bind(now.saturating_add(duration_us(lease)))
+        .bind(now.saturating_add(duration_us(threshold)))
+        .execute(&mut *tx)
+        .await
+        .map_err(query("extend leases"))?
+        .rows_affected();
+        tx.commit().await.map_err(query("extend leases"))?;
+        Ok(Renewal { extended, lost })
+    }
+
+    pub(crate) async fn cancel_requests(
+        &self,
+        workers: &[WorkerId],
+    ) -> Result<Vec<JobId>, StoreError> {
+        let rows = sqlx::query::<Sqlite>(
+            "SELECT id FROM jobs WHERE state = 'running' \
+               AND locked_by IN (SELECT value FROM json_each(?)) \
+               AND cancel_requested_at IS NOT NULL",
+        )
+        .bind(worker_list(workers))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query("read cancel requests"))?;
+        rows.iter().map(|row| rows::job_id(row, "id")).collect()
+    }
+
+    pub(crate) async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
+        let now = now_us();
+        let mut tx = self.write("rescue expired leases").await?;
+        let expired = sqlx::query::<Sqlite>(
+            "SELECT id, locked_by FROM jobs WHERE state = 'running' AND lease_expires_at < ? \
+             ORDER BY lease_expires_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query("rescue expired leases"))?;
+        let mut rescued = Vec::with_capacity(expired.len());
+        for row in &expired {
+            let id = rows::job_id(row, "id")?;
+            let worker: Option<String> = rows::get(row, "locked_by")?;
+            let state = rescue_one(&mut tx, id, worker.as_deref(), now).await?;
+            rescued.push(Rescued { id, state, worker });
+        }
+        tx.commit().await.map_err(query("rescue expired leases"))?;
+        Ok(rescued)
+    }
+}
+
+/// Discards a claimed job whose row cannot be read, so one bad row never wedges a queue.
+pub(super) async fn quarantine(
+    conn: &mut SqliteConnection,
+    id: JobId,
+    error: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let row = sqlx::query::<Sqlite>(
+        "UPDATE jobs SET state = 'discarded', finished_at = ?1, locked_by = NULL, \
+            lease_expires_at = NULL, last_error = ?2, \
+            unique_slot = CASE WHEN unique_scope = 'active' THEN NULL ELSE unique_slot END \
+         WHERE id = ?3 RETURNING queue, kind, attempt",
+    )
+    .bind(now)
+    .bind(error)
+    .bind(id.0)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(query("discard unreadable job"))?;
+    let attempt: i32 = rows::get(&row, "attempt")?;
+    sqlx::query::<Sqlite>(
+        "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error) \
+         VALUES (?, ?, ?, ?, 'discarded', ?)",
+    )
+    .bind(id.0)
+    .bind(attempt)
+    .bind(now)
+    .bind(now)
+    .bind(error)
+    .execute(&mut *conn)
+    .await
+    .map_err(query("discard unreadable job"))?;
+    let (queue, kind): (String, String) = (rows::get(&row, "queue")?, rows::get(&row, "kind")?);
+    let event = NewEvent {
+        event_type: event::JOB_DISCARDED,
+        job_id: Some(id),
+        queue: Some(&queue),
+        kind: Some(&kind),
+        state: Some("discarded"),
+        attempt: Some(attempt),
+        data: Some(serde_json::json!({ "error": error })),
+    };
+    events::write(conn, event).await
+}
+
+async fn rescue_one(
+    conn: &mut SqliteConnection,
+    id: JobId,
+    worker: Option<&str>,
+    now: i64,
+) -> Result<JobState, StoreError> {
+    let error = format!(
+        "lease expired: worker {} stopped renewing it",
+        worker.unwrap_or("?")
+    );
+    let row = sqlx::query::<Sqlite>(
+        "UPDATE jobs SET \
+            state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' \
+                         WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END, \
+            finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempt >= max_attempts \
+                               THEN ?1 END, \
+            locked_by = NULL, lease_expires_at = NULL, last_error = ?2, \
+            unique_slot = CASE WHEN (cancel_requested_at IS NOT NULL OR attempt >= max_attempts) \
+                                    AND unique_scope = 'active' THEN NULL ELSE unique_slot END \
+         WHERE id = ?3 AND state = 'running' \
+         RETURNING queue, kind, state, attempt, attempted_at",
+    )
+    .bind(now)
+    .bind(&error)
+    .bind(id.0)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(query("rescue expired leases"))?;
+    let state = rows::state(&row, "state")?;
+    let attempt: i32 = row.get("attempt");
+    let started: Option<i64> = row.get("attempted_at");
+    sqlx::query::<Sqlite>(
+        "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, \
+            error) VALUES (?, ?, ?, ?, ?, 'lost', ?)",
+    )
+    .bind(id.0)
+    .bind(attempt)
+    .bind(worker)
+    .bind(started.unwrap_or(now))
+    .bind(now)
+    .bind(&error)
+    .execute(&mut *conn)
+    .await
+    .map_err(query("record attempt"))?;
+    let (queue, kind): (String, String) = (row.get("queue"), row.get("kind"));
+    let event = NewEvent {
+        event_type: event::JOB_RESCUED,
+        job_id: Some(id),
+        queue: Some(&queue),
+        kind: Some(&kind),
+        state: Some(state.as_str()),
+        attempt: Some(attempt),
+        data: Some(serde_json::json!({ "error": error, "worker": worker })),
+    };
+    events::write(conn, event).await?;
+    Ok(state)
+}
+
+fn worker_list(workers: &[WorkerId]) -> String {
+    serde_json::to_string(workers).unwrap_or_else(|_| "[]".to_owned())
+}
