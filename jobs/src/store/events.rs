@@ -59,9 +59,4 @@ impl Store {
         let value = self.setting("events_pruned_through").await?;
         Ok(EventId(value.and_then(|v| v.parse().ok()).unwrap_or(0)))
     }
-
-    /// The id of the oldest event still stored.
-    pub async fn oldest_event(&self) -> Result<Option<EventId>, StoreError> {
-        Ok(on_backend!(self, s => s.oldest_event().await)?.map(EventId))
-    }
 }

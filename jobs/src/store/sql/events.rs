@@ -77,11 +77,4 @@ impl Backend {
             .map_err(query("read job events"))?;
         rows.iter().map(rows::event).collect()
     }
-
-    pub(crate) async fn oldest_event(&self) -> Result<Option<i64>, StoreError> {
-        sqlx::query_scalar::<Db, Option<i64>>("SELECT min(id) FROM events")
-            .fetch_one(self.reader())
-            .await
-            .map_err(query("oldest event"))
-    }
 }

@@ -210,7 +210,7 @@ impl SqliteStore {
     }
 }
 
-async fn write_events(
+pub(super) async fn write_events(
     conn: &mut SqliteConnection,
     ids: &[String],
     event_type: &str,
@@ -259,7 +259,7 @@ async fn slot_holders(
         .collect()
 }
 
-fn hex(id: JobId) -> String {
+pub(super) fn hex(id: JobId) -> String {
     id.0.simple().to_string()
 }
 

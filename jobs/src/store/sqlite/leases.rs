@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sqlx::{Row, Sqlite, SqliteConnection};
 
+use super::jobs::{hex, write_events};
 use super::sql::events::{self, NewEvent};
 use super::sql::rows;
 use super::{SqliteStore, duration_us, now_us};
@@ -20,38 +21,30 @@ impl SqliteStore {
         worker: &WorkerId,
         jobs: &[(JobId, i32)],
     ) -> Result<u64, StoreError> {
+        let handed: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|(id, attempt)| serde_json::json!({ "id": hex(*id), "attempt": attempt }))
+            .collect();
         let mut tx = self.write("release").await?;
-        let mut released = 0;
-        for (id, attempt) in jobs {
-            let row = sqlx::query::<Sqlite>(
-                "UPDATE jobs SET state = 'available', attempt = attempt - 1, locked_by = NULL, \
-                    lease_expires_at = NULL \
-                 WHERE id = ? AND attempt = ? AND locked_by = ? AND state = 'running' \
-                 RETURNING queue, kind, attempt",
-            )
-            .bind(id.0)
-            .bind(attempt)
-            .bind(worker.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(query("release"))?;
-            if let Some(row) = row {
-                let (queue, kind): (String, String) = (row.get("queue"), row.get("kind"));
-                let event = NewEvent {
-                    event_type: event::JOB_RELEASED,
-                    job_id: Some(*id),
-                    queue: Some(&queue),
-                    kind: Some(&kind),
-                    state: Some("available"),
-                    attempt: Some(row.get("attempt")),
-                    data: None,
-                };
-                events::write(&mut *tx, event).await?;
-                released += 1;
-            }
-        }
+        let released = sqlx::query::<Sqlite>(
+            "UPDATE jobs SET state = 'available', attempt = attempt - 1, locked_by = NULL, \
+                lease_expires_at = NULL \
+             WHERE state = 'running' AND locked_by = $1 AND (id, attempt) IN \
+                (SELECT unhex(value->>'id'), value->>'attempt' FROM json_each($2)) \
+             RETURNING id",
+        )
+        .bind(worker.as_str())
+        .bind(serde_json::Value::Array(handed).to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(query("release"))?;
+        let ids = released
+            .iter()
+            .map(|row| rows::job_id(row, "id").map(hex))
+            .collect::<Result<Vec<_>, _>>()?;
+        write_events(&mut tx, &ids, event::JOB_RELEASED, now_us()).await?;
         tx.commit().await.map_err(query("release"))?;
-        Ok(released)
+        Ok(ids.len() as u64)
     }
 
     pub(crate) async fn extend_leases(
