@@ -8,9 +8,10 @@ use longshore_jobs::admin::Scope;
 use poem::http::Method;
 use serde_json::{Value, json};
 
-use crate::{Backend, TestApi, both};
+use crate::{Backend, TestApi};
 
-both!(
+crate::per_backend!(
+    crate::TestApi::new =>
     every_mutation_needs_a_token_with_its_scope,
     tokens_are_created_listed_and_revoked,
     without_tokens_a_loopback_server_is_open,

@@ -7,9 +7,10 @@ use futures::StreamExt;
 use poem::http::Method;
 use serde_json::{Value, json};
 
-use crate::{TestApi, both};
+use crate::TestApi;
 
-both!(
+crate::per_backend!(
+    crate::TestApi::new =>
     pages_events_with_filters,
     streams_and_resumes_without_gaps,
     resets_when_events_were_pruned

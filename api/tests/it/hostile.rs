@@ -5,9 +5,10 @@
 use poem::http::Method;
 use serde_json::{Value, json};
 
-use crate::{TestApi, both};
+use crate::TestApi;
 
-both!(
+crate::per_backend!(
+    crate::TestApi::new =>
     refuses_times_beyond_the_horizon_naming_the_field,
     refuses_nul_characters_anywhere_naming_the_field,
     refuses_oversized_metadata,

@@ -4,9 +4,9 @@
 use poem::http::Method;
 use serde_json::json;
 
-use crate::{TestApi, both};
+use crate::TestApi;
 
-both!(a_key_whose_answer_cannot_be_recorded_stores_no_job);
+crate::per_backend!(crate::TestApi::new => a_key_whose_answer_cannot_be_recorded_stores_no_job);
 
 async fn a_key_whose_answer_cannot_be_recorded_stores_no_job(api: TestApi) {
     let postgres = !api.url.starts_with("sqlite");

@@ -3,9 +3,10 @@
 use poem::http::Method;
 use serde_json::json;
 
-use crate::{TestApi, both};
+use crate::TestApi;
 
-both!(
+crate::per_backend!(
+    crate::TestApi::new =>
     enqueues_and_reads_back_a_job,
     rejects_bad_enqueues_with_problems,
     enqueues_a_batch_with_per_item_results,
@@ -188,21 +189,21 @@ async fn replays_idempotent_enqueues(api: TestApi) {
     .await
     .problem(409, "idempotency_in_flight");
     // A key left unanswered for over a minute (its process died) is taken over by a retry.
-    if let Some(pool) = api.store.pg_pool() {
-        sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '2 minutes' WHERE key = 'busy-key'")
-            .execute(pool)
-            .await
-            .unwrap();
-        api.call(
-            Method::POST,
-            "/api/v1/jobs",
-            None,
-            Some(json!({"kind": "noop"})),
-            &[("idempotency-key", "busy-key")],
-        )
-        .await
-        .expect(201);
-    }
+    let stale = if api.url.starts_with("sqlite") {
+        "UPDATE idempotency_keys SET created_at = created_at - 120000000 WHERE key = 'busy-key'"
+    } else {
+        "UPDATE idempotency_keys SET created_at = now() - interval '2 minutes' WHERE key = 'busy-key'"
+    };
+    assert_eq!(longshore_testkit::execute(&api.url, stale, &[]).await, 1);
+    api.call(
+        Method::POST,
+        "/api/v1/jobs",
+        None,
+        Some(json!({"kind": "noop"})),
+        &[("idempotency-key", "busy-key")],
+    )
+    .await
+    .expect(201);
 }
 
 async fn lists_with_filters_and_signed_cursors(api: TestApi) {

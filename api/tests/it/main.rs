@@ -1,5 +1,5 @@
 //! The API, driven in-process through `api::app(state)`, on SQLite and on Postgres
-//! (`name::sqlite`, `name::postgres`).
+//! (`name::sqlite`, `name::postgres`) through the one per-backend harness of `testkit`.
 
 mod auth;
 mod events;
@@ -68,11 +68,7 @@ impl Answer {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use longshore_testkit::{Backend, per_backend};
 
 impl TestApi {
     pub async fn new(backend: Backend) -> Option<TestApi> {
@@ -170,27 +166,4 @@ impl TestApi {
     pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, None, Some(body), &[]).await
     }
-}
-
-/// Runs a test body once per backend.
-#[macro_export]
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let api = $crate::TestApi::new($crate::Backend::Sqlite).await.expect("sqlite");
-                super::$name(api).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(api) = $crate::TestApi::new($crate::Backend::Postgres).await else {
-                    eprintln!("skipped: Postgres is unreachable");
-                    return;
-                };
-                super::$name(api).await;
-            }
-        }
-    )*};
 }

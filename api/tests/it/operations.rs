@@ -5,9 +5,10 @@ use std::time::Duration;
 use poem::http::Method;
 use serde_json::json;
 
-use crate::{TestApi, both};
+use crate::TestApi;
 
-both!(
+crate::per_backend!(
+    crate::TestApi::new =>
     bulk_retries_after_a_dry_run,
     refuses_unbounded_operations,
     an_operation_whose_process_died_is_taken_over_and_resumed_where_it_stopped,

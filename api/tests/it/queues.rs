@@ -3,9 +3,9 @@
 use poem::http::Method;
 use serde_json::json;
 
-use crate::{TestApi, both};
+use crate::TestApi;
 
-both!(operates_queues_and_reads_counts);
+crate::per_backend!(crate::TestApi::new => operates_queues_and_reads_counts);
 
 async fn operates_queues_and_reads_counts(api: TestApi) {
     for _ in 0..3 {

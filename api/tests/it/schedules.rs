@@ -3,9 +3,9 @@
 use poem::http::Method;
 use serde_json::json;
 
-use crate::{TestApi, both};
+use crate::TestApi;
 
-both!(manages_schedules, rejects_bad_schedules);
+crate::per_backend!(crate::TestApi::new => manages_schedules, rejects_bad_schedules);
 
 async fn manages_schedules(api: TestApi) {
     let created = api

@@ -5,9 +5,10 @@ use longshore_jobs::schedule::Source;
 use poem::http::Method;
 use serde_json::{Value, json};
 
-use crate::{TestApi, both};
+use crate::TestApi;
 
-both!(
+crate::per_backend!(
+    crate::TestApi::new =>
     defines_lists_runs_and_deletes_sweeps,
     refuses_bad_sweeps_before_storing_them,
     config_sweeps_and_their_schedules_are_read_only,

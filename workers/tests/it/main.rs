@@ -1,16 +1,16 @@
-//! The conformance suite: every semantic of the engine, run once on SQLite and once on
-//! Postgres (`name::sqlite`, `name::postgres`).
+//! The runtime suite: worker pools, heartbeats, rescue, shutdown and schedulers, run once on
+//! SQLite and once on Postgres (`name::sqlite`, `name::postgres`) through the one harness of
+//! `testkit`. What only the store promises is tested in `jobs/tests`.
 
 mod support;
 
 mod cancel;
 mod claim;
 mod completion;
-mod enqueue;
 mod events;
 mod leases;
-mod properties;
 mod rescue;
 mod schedules;
 mod shutdown;
-mod unique;
+
+pub use support::per_backend;

@@ -9,10 +9,10 @@ use longshore_jobs::schedule::{CatchUp, JobTemplate, Overlap, ScheduleDef, Sourc
 use longshore_jobs::{Job, JobState, Store};
 use longshore_workers::Scheduler;
 
-use crate::conformance;
 use crate::support::{TestDb, client, registry};
 
-conformance!(
+crate::per_backend!(
+    crate::support::db =>
     each_catch_up_policy_decides_after_downtime,
     overlap_skip_waits_for_the_previous_job,
     daylight_saving_days_fire_once_per_local_time,

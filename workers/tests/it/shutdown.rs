@@ -7,12 +7,12 @@ use longshore_jobs::JobState;
 use longshore_workers::{PoolConfig, QueueConfig};
 use serde_json::json;
 
-use crate::conformance;
 use crate::support::{
     Hangs, RunningPool, TestDb, client, enqueue, eventually, fast_pool, registry,
 };
 
-conformance!(
+crate::per_backend!(
+    crate::support::db =>
     finishes_in_flight_jobs_and_hands_back_unstarted_ones,
     interrupts_jobs_still_running_after_the_grace,
 );

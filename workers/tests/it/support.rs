@@ -1,104 +1,23 @@
-//! Test support: a fresh database per test (an SQLite file in a temp dir, or a Postgres
-//! schema), kinds for fault tests, and waiting with a deadline instead of sleeping.
+//! Test support: a fresh database per test through the one per-backend harness of `testkit`,
+//! pool timings for tests, and kinds for fault tests.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use longshore_jobs::{
     Backoff, Client, EnqueueRequest, JobContext, JobError, JobId, JobResult, Kind, KindOptions,
-    Registry, Store, StoreConfig, kinds,
+    Registry, Store, kinds,
 };
 use longshore_workers::{Pool, PoolConfig, QueueConfig};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Copy, Debug)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A fresh, migrated database for one test.
-pub struct TestDb {
-    pub store: Store,
-    pub url: String,
-    pub backend: Backend,
-    _dir: Option<longshore_testkit::TempDir>,
-}
-
-impl TestDb {
-    /// Another store on the same database, as another process would have.
-    pub async fn second_store(&self) -> Store {
-        Store::connect(&StoreConfig {
-            url: self.url.clone(),
-            migrate: false,
-            ..StoreConfig::default()
-        })
-        .await
-        .expect("second store connects")
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.backend, Backend::Postgres)
-    }
-
-    /// Runs raw SQL on the database: `pg` on Postgres, `sqlite` on SQLite (whose times are
-    /// microseconds since the epoch).
-    pub async fn execute(&self, pg: &str, sqlite: &str, binds: &[&str]) -> u64 {
-        let sql = if self.is_postgres() { pg } else { sqlite };
-        longshore_testkit::execute(&self.url, sql, binds).await
-    }
-}
+pub use longshore_testkit::{Backend, TestDb, per_backend};
 
 /// A fresh database, or `None` when Postgres is unreachable outside CI.
 pub async fn db(backend: Backend) -> Option<TestDb> {
-    let (url, dir) = match backend {
-        Backend::Sqlite => {
-            let (url, dir) = longshore_testkit::sqlite_url();
-            (url, Some(dir))
-        }
-        Backend::Postgres => (longshore_testkit::postgres_url().await?, None),
-    };
-    let store = connect(&url).await;
-    Some(TestDb {
-        store,
-        url,
-        backend,
-        _dir: dir,
-    })
-}
-
-async fn connect(url: &str) -> Store {
-    Store::connect(&StoreConfig {
-        url: url.to_owned(),
-        ..StoreConfig::default()
-    })
-    .await
-    .expect("store connects and migrates")
-}
-
-/// Runs a test body once per backend: `conformance!(name)` makes `name::sqlite` and
-/// `name::postgres`, each calling `name(db)`.
-#[macro_export]
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                if let Some(db) = $crate::support::db($crate::support::Backend::Sqlite).await {
-                    super::$name(db).await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(db) = $crate::support::db($crate::support::Backend::Postgres).await {
-                    super::$name(db).await;
-                }
-            }
-        }
-    )*};
+    TestDb::new(backend).await
 }
 
 pub use longshore_testkit::eventually;

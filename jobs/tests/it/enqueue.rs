@@ -6,17 +6,17 @@ use longshore_jobs::admin::JobFilter;
 use longshore_jobs::{EnqueueError, EnqueueRequest, WorkerId};
 use serde_json::json;
 
-use crate::conformance;
-use crate::support::{TestDb, client, registry};
+use crate::support::{TestDb, client};
 
-conformance!(
+crate::per_backend!(
+    crate::support::db =>
     refuses_bad_enqueues_naming_the_field,
     answers_each_item_of_a_batch,
     stores_jobs_with_a_checkpoint_only_while_the_attempt_holds_its_lease,
 );
 
 async fn refuses_bad_enqueues_naming_the_field(db: TestDb) {
-    let client = client(&db, registry());
+    let client = client(&db);
     let unknown = client
         .enqueue(EnqueueRequest::new("no.such.kind", json!({})))
         .await
@@ -97,7 +97,7 @@ async fn refuses_bad_enqueues_naming_the_field(db: TestDb) {
 }
 
 async fn answers_each_item_of_a_batch(db: TestDb) {
-    let client = client(&db, registry());
+    let client = client(&db);
     let results = client
         .enqueue_many(vec![
             EnqueueRequest::new("noop", json!({})),
@@ -115,7 +115,7 @@ async fn answers_each_item_of_a_batch(db: TestDb) {
 /// What a fan-out sweep relies on: a page's jobs and the pass's checkpoint commit together,
 /// and not at all once the pass's attempt has lost its lease.
 async fn stores_jobs_with_a_checkpoint_only_while_the_attempt_holds_its_lease(db: TestDb) {
-    let client = client(&db, registry());
+    let client = client(&db);
     let pass = client
         .enqueue(EnqueueRequest::new("noop", json!({})))
         .await

@@ -25,7 +25,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::json;
 
-use crate::support::{Backend, TestDb, client, db, registry};
+use crate::support::{Backend, TestDb, client, db};
 
 const WORKERS: usize = 3;
 
@@ -184,7 +184,7 @@ fn lifecycle(backend: Backend) {
 }
 
 async fn run_case(db: &TestDb, case: usize, ops: &[Op]) {
-    let client = client(db, registry());
+    let client = client(db);
     let mut model = Model::new(case);
     let mut before = snapshot(db, &model).await;
     for op in ops {

@@ -1,0 +1,17 @@
+//! The store suite: every semantic the store promises, run once on SQLite and once on
+//! Postgres (`name::sqlite`, `name::postgres`) through the one harness of `testkit`. The
+//! runtime's own scenarios (pools, heartbeats, shutdown, schedulers) are in `workers/tests`.
+
+mod support;
+
+mod cancel;
+mod claim;
+mod completion;
+mod enqueue;
+mod events;
+mod leases;
+mod properties;
+mod rescue;
+mod unique;
+
+pub use longshore_testkit::per_backend;
