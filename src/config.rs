@@ -33,7 +33,7 @@ pub struct Config {
     /// Sweeps (`[[sweeps]]`); those with a `schedule` get a config schedule `sweep:<name>`.
     pub sweeps: Vec<longshore_jobs::sweep::SweepDef>,
     /// The runtime manager (`[runtime]`): registers the `runtime.remove` kind.
-    pub runtime: Option<longshore_jobs::kinds::RuntimeConfig>,
+    pub runtime: Option<longshore_workers::kinds::RuntimeConfig>,
 }
 
 /// How logs are written.

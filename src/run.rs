@@ -5,8 +5,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use longshore_api::ApiState;
 use longshore_jobs::target::Targets;
-use longshore_jobs::{Client, Registry, Store, kinds};
+use longshore_jobs::{Client, Registry, Store};
 use longshore_workers::Pool;
+use longshore_workers::kinds;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -22,14 +23,11 @@ pub enum Role {
     Api,
 }
 
-/// The kinds this process knows, wired to the store and the target databases (sweeps
-/// checkpoint in the store and enqueue their fan-out children through the registry itself).
+/// The kinds this process knows, wired to the store and the target databases.
 pub fn registry(config: &Config, store: &Store, targets: &Arc<Targets>) -> Arc<Registry> {
     let mut registry = Registry::new();
-    kinds::register_builtins(&mut registry);
-    let sweep = kinds::Sweep::new(Arc::clone(targets), store.clone());
-    let slot = sweep.registry_slot();
-    registry.register(sweep);
+    longshore_jobs::kinds::register_builtins(&mut registry);
+    registry.register(kinds::Sweep::new(Arc::clone(targets)));
     registry.register(longshore_workers::pruner::Prune(
         longshore_workers::pruner::Pruner::new(store.clone(), config.pool.retention.clone()),
     ));
@@ -39,6 +37,13 @@ pub fn registry(config: &Config, store: &Store, targets: &Arc<Targets>) -> Arc<R
             Arc::clone(targets),
         ));
     }
+    register_test_kinds(config, &mut registry);
+    Arc::new(registry)
+}
+
+/// The kinds of the fault tests, when asked for: they exist in debug builds only.
+#[cfg(debug_assertions)]
+fn register_test_kinds(config: &Config, registry: &mut Registry) {
     if config.enable_test_kinds {
         tracing::warn!("test kinds are enabled: test.abort kills this process");
         registry
@@ -46,9 +51,13 @@ pub fn registry(config: &Config, store: &Store, targets: &Arc<Targets>) -> Arc<R
             .register(kinds::Stubborn)
             .register(kinds::Mark);
     }
-    let registry = Arc::new(registry);
-    let _ = slot.set(Arc::downgrade(&registry));
-    registry
+}
+
+#[cfg(not(debug_assertions))]
+fn register_test_kinds(config: &Config, _registry: &mut Registry) {
+    if config.enable_test_kinds {
+        tracing::warn!("test kinds exist in debug builds only; none is registered");
+    }
 }
 
 /// Connects to the database (creating and migrating it when configured).

@@ -82,6 +82,30 @@ pub struct ClaimedJob {
     pub metadata: serde_json::Value,
 }
 
+/// An attempt's hold on its job, the fencing token: an outcome, progress or a hand-back
+/// counts only while this is the job's current attempt under this worker's lease. A worker
+/// that lost the lease (it froze, and the job was rescued) changes nothing with it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The job.
+    pub job: JobId,
+    /// The attempt, from 1.
+    pub attempt: i32,
+    /// The worker that claimed it.
+    pub worker: crate::id::WorkerId,
+}
+
+impl ClaimedJob {
+    /// This attempt's lease, held by `worker`.
+    pub fn lease(&self, worker: &crate::id::WorkerId) -> Lease {
+        Lease {
+            job: self.id,
+            attempt: self.attempt,
+            worker: worker.clone(),
+        }
+    }
+}
+
 /// How far a unique key reaches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

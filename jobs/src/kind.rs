@@ -11,8 +11,10 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::client::Client;
+use crate::error::StoreError;
 use crate::id::{JobId, WorkerId};
-use crate::job::UniqueOptions;
+use crate::job::{Enqueued, Lease, NewJob, UniqueOptions};
 
 /// A kind of job: a stable name, the type of its args and the handler that runs it.
 ///
@@ -84,8 +86,10 @@ impl Default for KindOptions {
     }
 }
 
-/// What a handler knows about the job it runs.
-#[derive(Clone, Debug)]
+/// What a handler knows about the job it runs, and what it can do from inside it: enqueue
+/// jobs and record progress, fenced by its attempt's lease (River's client from context,
+/// Oban's insert inside `perform`).
+#[derive(Clone)]
 pub struct JobContext {
     /// The job's id.
     pub id: JobId,
@@ -106,6 +110,54 @@ pub struct JobContext {
     /// Fired when an operator cancels the job or the process must stop. A handler that watches
     /// it can stop cleanly; one that does not is aborted after the grace period.
     pub cancel: CancellationToken,
+    /// Enqueues jobs and reaches the store from inside the handler.
+    pub client: Client,
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("queue", &self.queue)
+            .field("attempt", &self.attempt)
+            .field("worker", &self.worker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobContext {
+    /// This attempt's lease: what fences its progress and its outcome.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            job: self.id,
+            attempt: i32::try_from(self.attempt).unwrap_or(i32::MAX),
+            worker: self.worker.clone(),
+        }
+    }
+
+    /// Records the job's progress (a checkpoint the next attempt resumes from); false when
+    /// this attempt no longer holds its lease.
+    pub async fn save_progress(&self, progress: &serde_json::Value) -> Result<bool, StoreError> {
+        self.client
+            .store()
+            .save_progress(&self.lease(), progress)
+            .await
+    }
+
+    /// Enqueues `jobs` (checked by [`Client::prepare`]) and records the job's progress in one
+    /// transaction: a page of children and the checkpoint after it are stored together or not
+    /// at all. `None`, with nothing stored, when this attempt no longer holds its lease.
+    pub async fn enqueue_with_progress(
+        &self,
+        jobs: Vec<NewJob>,
+        progress: &serde_json::Value,
+    ) -> Result<Option<Vec<Enqueued>>, StoreError> {
+        self.client
+            .store()
+            .insert_with_progress(jobs, &self.lease(), progress)
+            .await
+    }
 }
 
 /// What should happen after a failed attempt, with the error that caused it.

@@ -51,7 +51,9 @@ pub use client::{Client, EnqueueRequest};
 pub use error::{EnqueueError, StoreError};
 pub use event::Event;
 pub use id::{EventId, JobId, ProcessId, WorkerId};
-pub use job::{Attempt, ClaimedJob, Enqueued, Job, NewJob, RunAt, UniqueOptions, UniqueScope};
+pub use job::{
+    Attempt, ClaimedJob, Enqueued, Job, Lease, NewJob, RunAt, UniqueOptions, UniqueScope,
+};
 pub use kind::{
     ErrorAction, ErrorReport, JobContext, JobError, JobResult, Kind, KindOptions, ResultExt,
 };

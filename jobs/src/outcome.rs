@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::event;
-use crate::id::{JobId, WorkerId};
+use crate::job::Lease;
 use crate::kind::ErrorReport;
 use crate::state::JobState;
 
@@ -13,14 +13,10 @@ use crate::state::JobState;
 /// a late report from a worker whose lease was taken over changes nothing.
 #[derive(Clone, Debug)]
 pub struct Completion {
-    /// The job.
-    pub id: JobId,
+    /// The attempt being reported, and who ran it.
+    pub lease: Lease,
     /// The job's queue.
     pub queue: String,
-    /// The attempt being reported.
-    pub attempt: i32,
-    /// The worker that ran it.
-    pub worker: WorkerId,
     /// How it ended.
     pub outcome: Outcome,
 }

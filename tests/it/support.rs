@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use longshore_jobs::{Client, Registry, Store, StoreConfig, kinds};
+use longshore_workers::kinds as workers;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_longshore");
 
@@ -47,10 +48,10 @@ impl TestDb {
         let mut registry = Registry::new();
         kinds::register_builtins(&mut registry);
         registry
-            .register(kinds::Abort)
-            .register(kinds::Stubborn)
-            .register(kinds::Mark);
-        registry.register(kinds::Sweep::new(Arc::default(), self.store.clone()));
+            .register(workers::Abort)
+            .register(workers::Stubborn)
+            .register(workers::Mark);
+        registry.register(workers::Sweep::new(Arc::default()));
         Client::new(self.store.clone(), Arc::new(registry))
     }
 

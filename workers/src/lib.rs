@@ -25,18 +25,12 @@
 //! # Ok(()) }
 //! ```
 
-pub mod ack;
-pub mod backend;
-pub mod completer;
 pub mod config;
-pub mod dispatch;
-pub mod heartbeat;
-pub mod held;
+pub mod exec;
+pub mod kinds;
+pub mod maintenance;
 pub mod pool;
-pub mod pruner;
-pub mod rescuer;
-pub mod scheduler;
 
 pub use config::{PoolConfig, QueueConfig, RetentionConfig, SchedulerConfig};
+pub use maintenance::{pruner, scheduler::Scheduler};
 pub use pool::{Pool, PoolError};
-pub use scheduler::Scheduler;

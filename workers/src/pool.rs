@@ -1,11 +1,10 @@
-//! The pool: one apalis worker per queue, run by an apalis `Monitor`, with the background
+//! The pool: one apalis worker per queue, run by an apalis `Monitor`, each with the tower
+//! stack around an attempt built here in one place (see [`Pool::run`]), and the background
 //! roles (completer, heartbeat, rescuer, scheduler) beside them.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apalis::layers::catch_panic::CatchPanicLayer;
 use apalis::layers::tracing::TraceLayer;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use apalis_core::task::Task;
@@ -13,15 +12,15 @@ use longshore_jobs::store::WorkerInfo;
 use longshore_jobs::{ClaimedJob, Client, ProcessId, Registry, Store, StoreError, WorkerId};
 use tokio_util::sync::CancellationToken;
 
-use crate::ack::HandlerPanicked;
-use crate::backend::{QueueBackend, Shared};
-use crate::completer::Completer;
 use crate::config::PoolConfig;
-use crate::dispatch::{Dispatch, panic_message};
-use crate::heartbeat::Heartbeat;
-use crate::held::{HeldAttempts, StopReason};
-use crate::rescuer::Rescuer;
-use crate::scheduler::Scheduler;
+use crate::exec::ack::AckLayer;
+use crate::exec::backend::{QueueBackend, Shared};
+use crate::exec::completer::Completer;
+use crate::exec::dispatch::Dispatch;
+use crate::exec::held::{HeldAttempts, StopReason};
+use crate::maintenance::heartbeat::Heartbeat;
+use crate::maintenance::rescuer::Rescuer;
+use crate::maintenance::scheduler::Scheduler;
 
 /// The pool failed to start or to run.
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +65,41 @@ impl Pool {
 
     /// Works until `shutdown` fires, then stops claiming, lets in-flight jobs finish within
     /// the shutdown grace, hands back claimed jobs that never started, stores every outcome
-    /// and returns.
+    /// and returns: within the shutdown grace and the cancel grace, whatever the handlers do.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), PoolError> {
         let process = ProcessId::current();
         let (completer, completer_task) = Completer::start(self.store.clone(), self.held.clone());
-        let mut shared = Vec::new();
+        let workers = self.register_workers(&process, &completer).await?;
+        let roles = self.start_roles(workers.iter().map(|w| w.worker.clone()).collect());
+        let monitor = self.monitor(&workers, &completer);
+        tracing::info!(
+            process = %process, queues = ?self.config.queues.keys().collect::<Vec<_>>(),
+            "pool started"
+        );
+        let result = self.work_until(monitor, &shutdown).await;
+        if tokio::time::timeout(FINAL_FLUSH, completer.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: outcomes not stored in time; their jobs will be rescued");
+        }
+        roles.cancel();
+        drop(workers);
+        drop(completer);
+        let _ = tokio::time::timeout(FINAL_FLUSH, completer_task).await;
+        tracing::info!("pool stopped");
+        result
+    }
+
+    /// Registers one worker per queue, each with what its backend shares across restarts.
+    async fn register_workers(
+        &self,
+        process: &ProcessId,
+        completer: &Completer,
+    ) -> Result<Vec<Arc<Shared>>, PoolError> {
+        let mut workers = Vec::new();
         for (queue, settings) in &self.config.queues {
-            let worker = WorkerId::new(queue, &process);
+            let worker = WorkerId::new(queue, process);
             let info = WorkerInfo {
                 id: worker.clone(),
                 queue: queue.clone(),
@@ -88,7 +115,7 @@ impl Pool {
                     worker: worker.to_string(),
                     source,
                 })?;
-            shared.push(Arc::new(Shared {
+            workers.push(Arc::new(Shared {
                 store: self.store.clone(),
                 queue: queue.clone(),
                 worker,
@@ -98,40 +125,48 @@ impl Pool {
                 poll_interval: self.config.poll_interval,
                 notify: self.store.wakeups().queue(queue),
                 completer: completer.clone(),
-                registry: Arc::clone(&self.registry),
                 held: self.held.clone(),
             }));
         }
-        let roles = self.start_roles(shared.iter().map(|s| s.worker.clone()).collect());
+        Ok(workers)
+    }
+
+    /// The apalis monitor of the workers, each running this tower stack around an attempt,
+    /// outermost first: the ack layer (stores the outcome), the span of the attempt, the
+    /// concurrency limit, and the dispatcher (runs the handler on a task of its own and
+    /// decides the outcome). A worker that fails is restarted.
+    fn monitor(&self, workers: &[Arc<Shared>], completer: &Completer) -> Monitor {
         let mut monitor = Monitor::new().should_restart(|worker, error| {
             tracing::error!(worker.id = worker.name(), %error, "worker failed; restarting it");
             true
         });
-        for worker in &shared {
-            let worker = Arc::clone(worker);
-            let (registry, held) = (Arc::clone(&self.registry), self.held.clone());
+        let client = Client::new(self.store.clone(), Arc::clone(&self.registry));
+        for worker in workers {
+            let (worker, client) = (Arc::clone(worker), client.clone());
+            let (held, completer) = (self.held.clone(), completer.clone());
             let grace = self.config.cancel_grace;
             monitor = monitor.register(move |_restarts| {
-                let dispatch = Dispatch::new(
-                    Arc::clone(&registry),
-                    held.clone(),
-                    worker.worker.clone(),
-                    grace,
-                );
-                WorkerBuilder::new(worker.worker.as_str())
+                let id = worker.worker.clone();
+                WorkerBuilder::new(id.as_str())
                     .backend(QueueBackend::new(Arc::clone(&worker)))
+                    .layer(AckLayer::new(completer.clone(), id.clone(), held.clone()))
                     .layer(TraceLayer::new().make_span_with(process_span))
                     .concurrency(worker.concurrency as usize)
-                    .layer(CatchPanicLayer::with_panic_handler(
-                        |panic: &Box<dyn Any + Send>| HandlerPanicked(panic_message(panic)),
-                    ))
-                    .build(dispatch)
+                    .build(Dispatch::new(client.clone(), held.clone(), id, grace))
             });
         }
-        tracing::info!(
-            process = %process, queues = ?self.config.queues.keys().collect::<Vec<_>>(),
-            "pool started"
-        );
+        monitor
+    }
+
+    /// Runs the monitor until `shutdown` and the drain after it. The monitor runs in a task
+    /// of its own, so a handler that blocks a thread cannot hold up this one; past the grace
+    /// and the cancel grace, whatever still runs is abandoned (its lease runs out and another
+    /// process rescues it).
+    async fn work_until(
+        &self,
+        monitor: Monitor,
+        shutdown: &CancellationToken,
+    ) -> Result<(), PoolError> {
         let grace = tokio::spawn(stop_after_grace(
             shutdown.clone(),
             self.held.clone(),
@@ -145,23 +180,23 @@ impl Pool {
                 Ok(())
             }
         };
-        // However a handler behaves (one that blocks its thread cannot be aborted), shutdown
-        // ends on time: past the grace and the cancel grace, whatever still runs is abandoned
-        // and its lease runs out, so another process rescues it.
         let limit = self.config.shutdown_grace + self.config.cancel_grace + ABANDON_AFTER;
-        // The monitor runs the handlers in its own task, so one that blocks a thread cannot
-        // hold up this one.
         let mut monitor = tokio::spawn(monitor.run_with_signal(signal));
         let result = tokio::select! {
             joined = &mut monitor => match joined {
                 Ok(result) => result.map_err(|e| PoolError::Monitor(e.to_string())),
                 Err(error) => Err(PoolError::Monitor(error.to_string())),
             },
-            () = after_shutdown(&shutdown, limit) => {
+            () = after_shutdown(shutdown, limit) => {
                 monitor.abort();
-                let running = self.held.running();
+                let running: Vec<String> = self
+                    .held
+                    .running()
+                    .iter()
+                    .map(|(id, attempt)| format!("{id}#{attempt}"))
+                    .collect();
                 tracing::error!(
-                    jobs = ?running.iter().map(|(id, attempt)| format!("{id}#{attempt}")).collect::<Vec<_>>(),
+                    jobs = ?running,
                     "shutdown: handlers did not stop within the grace periods; abandoning them \
                      (their leases run out and they are rescued)"
                 );
@@ -169,17 +204,6 @@ impl Pool {
             }
         };
         grace.abort();
-        if tokio::time::timeout(FINAL_FLUSH, completer.flush())
-            .await
-            .is_err()
-        {
-            tracing::warn!("shutdown: outcomes not stored in time; their jobs will be rescued");
-        }
-        roles.cancel();
-        drop(shared);
-        drop(completer);
-        let _ = tokio::time::timeout(FINAL_FLUSH, completer_task).await;
-        tracing::info!("pool stopped");
         result
     }
 

@@ -103,7 +103,7 @@ impl TestApi {
         let targets = Arc::new(Targets::new(targets));
         let mut registry = Registry::new();
         kinds::register_builtins(&mut registry);
-        registry.register(kinds::Sweep::new(Arc::clone(&targets), store.clone()));
+        registry.register(longshore_workers::kinds::Sweep::new(Arc::clone(&targets)));
         let state = ApiState::new(Client::new(store.clone(), Arc::new(registry)), config)
             .with_targets(targets);
         let cli = TestClient::new(app(state.clone()).map_to_response().boxed());

@@ -1,16 +1,12 @@
-//! The built-in kinds, a file each.
+//! The kinds the engine itself brings, a file each: `noop` and `sleep`, for demos, tests and
+//! benchmarks. The families (sweeps, container removal, and the coming push, webhook,
+//! lifecycle and HTTP kinds) live on the runtime side, in `longshore-workers`.
 
 mod noop;
-mod runtime;
 mod sleep;
-mod sweep;
-mod testing;
 
 pub use noop::{Noop, NoopArgs};
-pub use runtime::{GameId, RemoveArgs, RemoveContainer, RuntimeConfig};
 pub use sleep::{Sleep, SleepArgs};
-pub use sweep::{Sweep, SweepArgs};
-pub use testing::{Abort, AbortArgs, Mark, MarkArgs, Stubborn, StubbornArgs};
 
 use crate::registry::Registry;
 

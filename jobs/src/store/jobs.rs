@@ -6,20 +6,9 @@ use std::time::Duration;
 use super::{Store, inserter, on_backend};
 use crate::error::StoreError;
 use crate::id::{JobId, WorkerId};
-use crate::job::{ClaimedJob, Enqueued, NewJob};
+use crate::job::{ClaimedJob, Enqueued, Lease, NewJob};
 use crate::outcome::Completion;
 use crate::state::JobState;
-
-/// An attempt a process holds, as its heartbeat renews it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HeldAttempt {
-    /// The job.
-    pub id: JobId,
-    /// The attempt the process runs (or has claimed, or is storing the outcome of).
-    pub attempt: i32,
-    /// The worker that claimed it.
-    pub worker: WorkerId,
-}
 
 /// What a lease renewal found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -120,20 +109,19 @@ impl Store {
         Ok(enqueued)
     }
 
-    /// Stores `jobs` and the progress of job `id` in one transaction, if `worker` still
-    /// holds attempt `attempt` of it: a handler that makes jobs page by page (a fan-out
-    /// sweep) then never makes a page's jobs twice, nor loses them, across a crash. `None`,
-    /// with nothing stored, when the attempt has lost its lease.
+    /// Stores `jobs` and the progress of the job `lease` holds in one transaction, while the
+    /// lease holds: a handler that makes jobs page by page (a fan-out sweep) then never makes
+    /// a page's jobs twice, nor loses them, across a crash. `None`, with nothing stored, when
+    /// the attempt has lost its lease.
     pub async fn insert_with_progress(
         &self,
         jobs: Vec<NewJob>,
-        id: JobId,
-        attempt: i32,
-        worker: &WorkerId,
+        lease: &Lease,
         progress: &serde_json::Value,
     ) -> Result<Option<Vec<Enqueued>>, StoreError> {
         let queues: Vec<String> = jobs.iter().map(|j| j.queue.clone()).collect();
-        let enqueued = on_backend!(self, s => s.insert_with_progress(&jobs, id, attempt, worker, progress).await)?;
+        let enqueued =
+            on_backend!(self, s => s.insert_with_progress(&jobs, lease, progress).await)?;
         if let Some(enqueued) = &enqueued {
             self.wake_for(&queues, enqueued);
         }
@@ -160,7 +148,7 @@ impl Store {
         }
         let accepted = on_backend!(self, s => s.complete(completions).await)?;
         for c in completions {
-            if c.outcome.state() == JobState::Available && accepted.contains(&c.id) {
+            if c.outcome.state() == JobState::Available && accepted.contains(&c.lease.job) {
                 self.wakeups.job_available(&c.queue);
             }
         }
@@ -168,24 +156,19 @@ impl Store {
     }
 
     /// Hands back claimed jobs that never started, without consuming their attempt.
-    pub async fn release(
-        &self,
-        worker: &WorkerId,
-        jobs: &[(JobId, i32)],
-    ) -> Result<u64, StoreError> {
-        if jobs.is_empty() {
+    pub async fn release(&self, leases: &[Lease]) -> Result<u64, StoreError> {
+        if leases.is_empty() {
             return Ok(0);
         }
-        on_backend!(self, s => s.release(worker, jobs).await)
+        on_backend!(self, s => s.release(leases).await)
     }
 
-    /// Extends the leases of the attempts in `held` that still hold their job and whose lease
-    /// ends within `threshold`, and reports those that no longer hold it. Only these attempts:
-    /// a job whose outcome was lost after its handler finished is not renewed, so its lease runs
-    /// out and it is rescued.
+    /// Extends the leases in `held` that still hold their job and end within `threshold`,
+    /// and reports those that no longer hold it. Only these: a job whose outcome was lost
+    /// after its handler finished is not renewed, so its lease runs out and it is rescued.
     pub async fn extend_leases(
         &self,
-        held: &[HeldAttempt],
+        held: &[Lease],
         lease: Duration,
         threshold: Duration,
     ) -> Result<Renewal, StoreError> {
@@ -215,15 +198,12 @@ impl Store {
         on_backend!(self, s => s.job_progress(id).await)
     }
 
-    /// Records a running job's progress; only the worker holding the attempt may. False when
-    /// it no longer does.
+    /// Records a running job's progress, while `lease` holds; false when it no longer does.
     pub async fn save_progress(
         &self,
-        id: JobId,
-        attempt: i32,
-        worker: &WorkerId,
+        lease: &Lease,
         progress: &serde_json::Value,
     ) -> Result<bool, StoreError> {
-        on_backend!(self, s => s.save_progress(id, attempt, worker, progress).await)
+        on_backend!(self, s => s.save_progress(lease, progress).await)
     }
 }

@@ -39,7 +39,7 @@ mod workers;
 pub use events::Holdback;
 pub use health::PROBE_INTERVAL;
 pub use job_moves::{CancelOutcome, PruneLimits, Pruned};
-pub use jobs::{HeldAttempt, InTransaction, KeyedResponse, RenderResponse, Renewal, Rescued};
+pub use jobs::{InTransaction, KeyedResponse, RenderResponse, Renewal, Rescued};
 pub(crate) use queues::QueueTotals;
 pub use wakeup::{Signal, Wakeups};
 pub use workers::WorkerInfo;

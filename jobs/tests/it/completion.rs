@@ -35,10 +35,12 @@ async fn ignores_a_late_ack_from_a_superseded_attempt(db: TestDb) {
     assert_eq!(again[0].attempt, 2);
 
     let late = Completion {
-        id,
+        lease: longshore_jobs::Lease {
+            job: id,
+            attempt: 1,
+            worker: zombie,
+        },
         queue: "default".into(),
-        attempt: 1,
-        worker: zombie,
         outcome: Outcome::Completed {
             result: Some(json!("stale")),
         },
@@ -52,10 +54,12 @@ async fn ignores_a_late_ack_from_a_superseded_attempt(db: TestDb) {
     assert_eq!(job.locked_by.as_deref(), Some("default@live"));
 
     let current = Completion {
-        id,
+        lease: longshore_jobs::Lease {
+            job: id,
+            attempt: 2,
+            worker: live,
+        },
         queue: "default".into(),
-        attempt: 2,
-        worker: live,
         outcome: Outcome::Completed {
             result: Some(json!("fresh")),
         },

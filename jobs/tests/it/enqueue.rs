@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use longshore_jobs::admin::JobFilter;
-use longshore_jobs::{EnqueueError, EnqueueRequest, WorkerId};
+use longshore_jobs::{EnqueueError, EnqueueRequest, Lease, WorkerId};
 use serde_json::json;
 
 use crate::support::{TestDb, client};
@@ -146,7 +146,7 @@ async fn stores_jobs_with_a_checkpoint_only_while_the_attempt_holds_its_lease(db
     // Held: both commit.
     let stored = db
         .store
-        .insert_with_progress(children(3), pass.id, 1, &worker, &json!({"page": 1}))
+        .insert_with_progress(children(3), &claimed[0].lease(&worker), &json!({"page": 1}))
         .await
         .unwrap();
     assert_eq!(stored.map(|s| s.len()), Some(3));
@@ -161,9 +161,11 @@ async fn stores_jobs_with_a_checkpoint_only_while_the_attempt_holds_its_lease(db
             .store
             .insert_with_progress(
                 children(2),
-                pass.id,
-                attempt,
-                &WorkerId(who.into()),
+                &Lease {
+                    job: pass.id,
+                    attempt,
+                    worker: WorkerId(who.into()),
+                },
                 &json!({"page": 2}),
             )
             .await

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use longshore_jobs::store::HeldAttempt;
 use longshore_jobs::{EnqueueRequest, WorkerId};
 use serde_json::json;
 
@@ -25,8 +24,8 @@ async fn renews_only_the_attempts_it_is_given_and_reports_the_lost_ones(db: Test
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
-    let held = |id, attempt, worker: &str| HeldAttempt {
-        id,
+    let held = |id, attempt, worker: &str| longshore_jobs::Lease {
+        job: id,
         attempt,
         worker: WorkerId(worker.into()),
     };

@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use longshore_jobs::admin::JobFilter;
-use longshore_jobs::store::HeldAttempt;
 use longshore_jobs::{
     Completion, EnqueueRequest, ErrorReport, JobId, JobState, Outcome, StoreError, WorkerId,
 };
@@ -234,10 +233,10 @@ async fn step(
         }
         Op::Heartbeat { worker } => {
             let id = &model.ids[*worker];
-            let held: Vec<HeldAttempt> = model.held[*worker]
+            let held: Vec<longshore_jobs::Lease> = model.held[*worker]
                 .iter()
-                .map(|&(job, attempt)| HeldAttempt {
-                    id: job,
+                .map(|&(job, attempt)| longshore_jobs::Lease {
+                    job,
                     attempt,
                     worker: id.clone(),
                 })
@@ -366,10 +365,12 @@ async fn complete(
         && seen.attempt == attempt
         && seen.locked_by.as_deref() == Some(worker.as_str());
     let completion = Completion {
-        id: job,
+        lease: longshore_jobs::Lease {
+            job,
+            attempt,
+            worker,
+        },
         queue: String::new(),
-        attempt,
-        worker,
         outcome,
     };
     let accepted = db.store.complete(&[completion]).await.unwrap();
@@ -460,10 +461,12 @@ async fn drain(db: &TestDb, model: &mut Model) {
         let done: Vec<Completion> = claimed
             .into_iter()
             .map(|job| Completion {
-                id: job.id,
+                lease: longshore_jobs::Lease {
+                    job: job.id,
+                    attempt: job.attempt,
+                    worker: last.clone(),
+                },
                 queue: job.queue,
-                attempt: job.attempt,
-                worker: last.clone(),
                 outcome: Outcome::Completed { result: None },
             })
             .collect();

@@ -77,10 +77,12 @@ async fn finish(db: &TestDb, id: longshore_jobs::JobId) {
         .unwrap();
     assert_eq!(claimed[0].id, id);
     let done = Completion {
-        id,
+        lease: longshore_jobs::Lease {
+            job: id,
+            attempt: claimed[0].attempt,
+            worker,
+        },
         queue: "default".into(),
-        attempt: claimed[0].attempt,
-        worker,
         outcome: Outcome::Completed { result: None },
     };
     db.store.complete(&[done]).await.unwrap();

@@ -157,10 +157,12 @@ async fn overlap_skip_waits_for_the_previous_job(db: TestDb) {
     assert_eq!(fires(&db.store, "nightly").await.len(), 1);
     // Once it is finished, ticks fire again.
     let done = longshore_jobs::Completion {
-        id: first[0].id,
+        lease: longshore_jobs::Lease {
+            job: first[0].id,
+            attempt: claimed[0].attempt,
+            worker: worker.clone(),
+        },
         queue: "q-nightly".to_owned(),
-        attempt: claimed[0].attempt,
-        worker: worker.clone(),
         outcome: longshore_jobs::Outcome::Completed { result: None },
     };
     assert_eq!(db.store.complete(&[done]).await.unwrap(), [first[0].id]);

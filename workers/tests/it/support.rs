@@ -78,7 +78,7 @@ pub fn registry() -> Registry {
         .register(Snoozer)
         .register(Hangs)
         .register(Lingers)
-        .register(kinds::Stubborn);
+        .register(longshore_workers::kinds::Stubborn);
     registry
 }
 

@@ -317,9 +317,13 @@ impl PgStore {
             })
             .collect();
         let rows = sqlx::query::<Postgres>(COMPLETE)
-            .bind(done.iter().map(|c| c.id.0).collect::<Vec<_>>())
-            .bind(done.iter().map(|c| c.attempt).collect::<Vec<_>>())
-            .bind(done.iter().map(|c| c.worker.as_str()).collect::<Vec<_>>())
+            .bind(done.iter().map(|c| c.lease.job.0).collect::<Vec<_>>())
+            .bind(done.iter().map(|c| c.lease.attempt).collect::<Vec<_>>())
+            .bind(
+                done.iter()
+                    .map(|c| c.lease.worker.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(
                 done.iter()
                     .map(|c| c.outcome.state().as_str())

@@ -12,7 +12,8 @@ use super::sql::rows;
 use crate::error::{StoreError, query};
 use crate::event;
 use crate::id::{JobId, WorkerId};
-use crate::store::{HeldAttempt, Renewal, Rescued, millis};
+use crate::job::Lease;
+use crate::store::{Renewal, Rescued, millis};
 
 /// before the update, which is the same for this purpose: renewing does not change who holds.
 const EXTEND_LEASES: &str = r#"
@@ -74,19 +75,15 @@ SELECT id, state, lost_by FROM r
 "#;
 
 impl PgStore {
-    pub(crate) async fn release(
-        &self,
-        worker: &WorkerId,
-        jobs: &[(JobId, i32)],
-    ) -> Result<u64, StoreError> {
+    pub(crate) async fn release(&self, leases: &[Lease]) -> Result<u64, StoreError> {
         let released: i64 = sqlx::query_scalar::<Postgres, i64>(
             r#"
             WITH r AS (
                 UPDATE jobs j
                 SET state = 'available', attempt = j.attempt - 1, locked_by = NULL,
                     lease_expires_at = NULL
-                FROM unnest($2::uuid[], $3::int4[]) AS r(id, attempt)
-                WHERE j.id = r.id AND j.attempt = r.attempt AND j.locked_by = $1
+                FROM unnest($1::uuid[], $2::int4[], $3::text[]) AS r(id, attempt, worker)
+                WHERE j.id = r.id AND j.attempt = r.attempt AND j.locked_by = r.worker
                   AND j.state = 'running'
                 RETURNING j.id, j.queue, j.kind, j.attempt
             ), ev AS (
@@ -96,9 +93,9 @@ impl PgStore {
             SELECT count(*) FROM r
             "#,
         )
-        .bind(worker.as_str())
-        .bind(jobs.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|(_, attempt)| *attempt).collect::<Vec<_>>())
+        .bind(leases.iter().map(|l| l.job.0).collect::<Vec<_>>())
+        .bind(leases.iter().map(|l| l.attempt).collect::<Vec<_>>())
+        .bind(leases.iter().map(|l| l.worker.as_str()).collect::<Vec<_>>())
         .bind(event::JOB_RELEASED)
         .fetch_one(&self.lease_pool)
         .await
@@ -108,12 +105,12 @@ impl PgStore {
 
     pub(crate) async fn extend_leases(
         &self,
-        held: &[HeldAttempt],
+        held: &[Lease],
         lease: Duration,
         threshold: Duration,
     ) -> Result<Renewal, StoreError> {
         let row = sqlx::query::<Postgres>(EXTEND_LEASES)
-            .bind(held.iter().map(|h| h.id.0).collect::<Vec<_>>())
+            .bind(held.iter().map(|h| h.job.0).collect::<Vec<_>>())
             .bind(held.iter().map(|h| h.attempt).collect::<Vec<_>>())
             .bind(held.iter().map(|h| h.worker.as_str()).collect::<Vec<_>>())
             .bind(millis(lease))

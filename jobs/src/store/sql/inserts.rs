@@ -5,8 +5,7 @@
 use super::dialect::Backend;
 use super::{idempotency, jobs::save_progress_on};
 use crate::error::{StoreError, query};
-use crate::id::{JobId, WorkerId};
-use crate::job::{Enqueued, NewJob};
+use crate::job::{Enqueued, Lease, NewJob};
 use crate::store::inserter::Batch;
 
 impl Backend {
@@ -39,18 +38,16 @@ impl Backend {
         }
     }
 
-    /// Stores `jobs` and the progress of job `id` in one transaction, if `worker` still
-    /// holds attempt `attempt` of it; `None` (and nothing stored) when it does not.
+    /// Stores `jobs` and the progress of the job `lease` holds in one transaction, while it
+    /// holds; `None` (and nothing stored) when it does not.
     pub(crate) async fn insert_with_progress(
         &self,
         jobs: &[NewJob],
-        id: JobId,
-        attempt: i32,
-        worker: &WorkerId,
+        lease: &Lease,
         progress: &serde_json::Value,
     ) -> Result<Option<Vec<Enqueued>>, StoreError> {
         let mut tx = self.write("insert jobs").await?;
-        if !save_progress_on(&mut *tx, id, attempt, worker, progress).await? {
+        if !save_progress_on(&mut *tx, lease, progress).await? {
             return Ok(None);
         }
         let enqueued = Backend::insert_on(&mut tx, jobs).await?;

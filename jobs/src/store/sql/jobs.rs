@@ -12,8 +12,8 @@ use super::filter::{newest_first, push_filter};
 use super::rows;
 use crate::admin::JobFilter;
 use crate::error::{StoreError, query};
-use crate::id::{JobId, WorkerId};
-use crate::job::{Attempt, Job};
+use crate::id::JobId;
+use crate::job::{Attempt, Job, Lease};
 use crate::state::JobState;
 
 impl Backend {
@@ -113,22 +113,18 @@ impl Backend {
 
     pub(crate) async fn save_progress(
         &self,
-        id: JobId,
-        attempt: i32,
-        worker: &WorkerId,
+        lease: &Lease,
         progress: &serde_json::Value,
     ) -> Result<bool, StoreError> {
-        save_progress_on(self.writer(), id, attempt, worker, progress).await
+        save_progress_on(self.writer(), lease, progress).await
     }
 }
 
 /// Stores a running job's progress on `executor` (a transaction of the caller's, or a pool),
-/// if `worker` still holds attempt `attempt`; false when it does not.
+/// while `lease` holds; false when it does not.
 pub(crate) async fn save_progress_on<'c, E>(
     executor: E,
-    id: JobId,
-    attempt: i32,
-    worker: &WorkerId,
+    lease: &Lease,
     progress: &serde_json::Value,
 ) -> Result<bool, StoreError>
 where
@@ -138,9 +134,9 @@ where
         "UPDATE jobs SET progress = $4 WHERE id = $1 AND attempt = $2 AND locked_by = $3 \
            AND state = 'running'",
     )
-    .bind(id.0)
-    .bind(attempt)
-    .bind(worker.as_str())
+    .bind(lease.job.0)
+    .bind(lease.attempt)
+    .bind(lease.worker.as_str())
     .bind(Json(progress))
     .execute(executor)
     .await

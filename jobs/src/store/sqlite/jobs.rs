@@ -190,7 +190,7 @@ impl SqliteStore {
         let kept: Vec<Value> = done
             .iter()
             .zip(rows)
-            .filter(|(c, _)| accepted.contains(&c.id))
+            .filter(|(c, _)| accepted.contains(&c.lease.job))
             .map(|(_, row)| row)
             .collect();
         let kept = Value::Array(kept).to_string();
@@ -289,7 +289,7 @@ fn completion_json(c: &Completion) -> Value {
     let state = c.outcome.state();
     let error = c.outcome.error();
     let mut row = json!({
-        "id": hex(c.id), "attempt": c.attempt, "worker": c.worker.as_str(),
+        "id": hex(c.lease.job), "attempt": c.lease.attempt, "worker": c.lease.worker.as_str(),
         "state": state.as_str(), "refund": i32::from(!c.outcome.consumes_attempt()),
         "waits": matches!(state, JobState::Retryable | JobState::Scheduled | JobState::Available),
         "delay_us": c.outcome.delay_ms() * 1000, "terminal": state.is_terminal(),

@@ -12,29 +12,22 @@ use super::{SqliteStore, duration_us, now_us};
 use crate::error::{StoreError, query};
 use crate::event;
 use crate::id::{JobId, WorkerId};
+use crate::job::Lease;
 use crate::state::JobState;
-use crate::store::{HeldAttempt, Renewal, Rescued};
+use crate::store::{Renewal, Rescued};
 
 impl SqliteStore {
-    pub(crate) async fn release(
-        &self,
-        worker: &WorkerId,
-        jobs: &[(JobId, i32)],
-    ) -> Result<u64, StoreError> {
-        let handed: Vec<serde_json::Value> = jobs
-            .iter()
-            .map(|(id, attempt)| serde_json::json!({ "id": hex(*id), "attempt": attempt }))
-            .collect();
+    pub(crate) async fn release(&self, leases: &[Lease]) -> Result<u64, StoreError> {
         let mut tx = self.write("release").await?;
         let released = sqlx::query::<Sqlite>(
             "UPDATE jobs SET state = 'available', attempt = attempt - 1, locked_by = NULL, \
                 lease_expires_at = NULL \
-             WHERE state = 'running' AND locked_by = $1 AND (id, attempt) IN \
-                (SELECT unhex(value->>'id'), value->>'attempt' FROM json_each($2)) \
+             WHERE state = 'running' AND (id, attempt, locked_by) IN \
+                (SELECT unhex(value->>'id'), value->>'attempt', value->>'worker' \
+                 FROM json_each($1)) \
              RETURNING id",
         )
-        .bind(worker.as_str())
-        .bind(serde_json::Value::Array(handed).to_string())
+        .bind(leases_json(leases))
         .fetch_all(&mut *tx)
         .await
         .map_err(query("release"))?;
@@ -49,21 +42,12 @@ impl SqliteStore {
 
     pub(crate) async fn extend_leases(
         &self,
-        held: &[HeldAttempt],
+        held: &[Lease],
         lease: Duration,
         threshold: Duration,
     ) -> Result<Renewal, StoreError> {
         let now = now_us();
-        let held: Vec<serde_json::Value> = held
-            .iter()
-            .map(|h| {
-                serde_json::json!({
-                    "id": h.id.0.simple().to_string(), "attempt": h.attempt,
-                    "worker": h.worker.as_str(),
-                })
-            })
-            .collect();
-        let held = serde_json::Value::Array(held).to_string();
+        let held = leases_json(held);
         let mut tx = self.write("extend leases").await?;
         let lost = sqlx::query::<Sqlite>(
             "SELECT unhex(h.value->>'id') AS id, h.value->>'attempt' AS attempt \
@@ -243,4 +227,17 @@ async fn rescue_one(
 
 fn worker_list(workers: &[WorkerId]) -> String {
     serde_json::to_string(workers).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Leases as the JSON array the statements read with `json_each`.
+fn leases_json(leases: &[Lease]) -> String {
+    let leases: Vec<serde_json::Value> = leases
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "id": hex(l.job), "attempt": l.attempt, "worker": l.worker.as_str(),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(leases).to_string()
 }

@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use longshore_jobs::store::HeldAttempt;
-use longshore_jobs::{ClaimedJob, JobId, WorkerId};
+use longshore_jobs::{ClaimedJob, JobId, Lease, WorkerId};
 use tokio_util::sync::CancellationToken;
 
 /// One attempt of one job.
@@ -128,12 +127,12 @@ impl HeldAttempts {
     }
 
     /// The attempts whose leases the heartbeat renews: every held one not known to be lost.
-    pub fn leases(&self) -> Vec<HeldAttempt> {
+    pub fn leases(&self) -> Vec<Lease> {
         self.lock()
             .iter()
             .filter(|(_, e)| !e.lost)
-            .map(|(&(id, attempt), e)| HeldAttempt {
-                id,
+            .map(|(&(job, attempt), e)| Lease {
+                job,
                 attempt,
                 worker: e.worker.clone(),
             })

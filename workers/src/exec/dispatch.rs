@@ -1,40 +1,41 @@
 //! The handler service: runs one attempt of a claimed job with its kind's handler and turns
-//! what happened into an [`Outcome`].
+//! what happened into an [`Outcome`]. It is the one place that decides: success, retry after
+//! the backoff or discard once the attempts are used up, snooze, cancel, or interrupted, for
+//! a handler that returned, failed, timed out, panicked or was stopped.
 
-use std::sync::Arc;
+use std::convert::Infallible;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use apalis_core::error::BoxDynError;
 use apalis_core::task::Task;
 use futures::future::BoxFuture;
 use longshore_jobs::{
-    ClaimedJob, ErrorAction, ErrorReport, JobContext, JobError, JobResult, Outcome, Registry,
+    ClaimedJob, Client, ErrorAction, ErrorReport, JobContext, JobError, JobResult, Outcome,
     WorkerId,
 };
 
-use crate::ack::HandlerPanicked;
-use crate::held::{HeldAttempts, StopReason, StopSignal};
+use crate::exec::held::{HeldAttempts, StopReason, StopSignal};
 
 /// Runs claimed jobs. One per worker; cheap to clone.
 #[derive(Clone)]
 pub struct Dispatch {
-    registry: Arc<Registry>,
+    client: Client,
     held: HeldAttempts,
     worker: WorkerId,
     cancel_grace: Duration,
 }
 
 impl Dispatch {
-    /// A dispatcher for `worker` that aborts a stopped handler after `cancel_grace`.
+    /// A dispatcher for `worker`, running the kinds `client` knows (and giving handlers
+    /// that client), that aborts a stopped handler after `cancel_grace`.
     pub fn new(
-        registry: Arc<Registry>,
+        client: Client,
         held: HeldAttempts,
         worker: WorkerId,
         cancel_grace: Duration,
     ) -> Self {
         Dispatch {
-            registry,
+            client,
             held,
             worker,
             cancel_grace,
@@ -44,8 +45,8 @@ impl Dispatch {
 
 impl tower::Service<Task<ClaimedJob>> for Dispatch {
     type Response = Outcome;
-    type Error = BoxDynError;
-    type Future = BoxFuture<'static, Result<Outcome, BoxDynError>>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Outcome, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -60,7 +61,7 @@ impl tower::Service<Task<ClaimedJob>> for Dispatch {
 
 impl Dispatch {
     async fn run(self, job: ClaimedJob) -> Outcome {
-        let Some(kind) = self.registry.get(&job.kind).cloned() else {
+        let Some(kind) = self.client.registry().get(&job.kind).cloned() else {
             // Another version of the pool may know the kind: retry rather than discard.
             let error =
                 ErrorReport::message(format!("no handler for kind {:?} in this worker", job.kind));
@@ -83,6 +84,7 @@ impl Dispatch {
             worker: self.worker.clone(),
             metadata: job.metadata.clone(),
             cancel: stop.token().clone(),
+            client: self.client.clone(),
         };
         let timeout = job
             .timeout_ms
@@ -104,7 +106,7 @@ impl Dispatch {
                 retry_or_discard(&job, error, None, &backoff)
             }
             (None, Ran::Panicked(message)) => {
-                let error = ErrorReport::from_error(&HandlerPanicked(message));
+                let error = ErrorReport::message(format!("handler panicked: {message}"));
                 retry_or_discard(&job, error, None, &backoff)
             }
             (None, Ran::Aborted) => Outcome::Interrupted,
@@ -158,7 +160,7 @@ async fn run_until_stopped(
 }
 
 /// The message of a panic's payload.
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -167,11 +169,7 @@ pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// What a handler's error asks for, bounded by the job's attempts.
-pub(crate) fn classify(
-    job: &ClaimedJob,
-    error: JobError,
-    backoff: &longshore_jobs::Backoff,
-) -> Outcome {
+fn classify(job: &ClaimedJob, error: JobError, backoff: &longshore_jobs::Backoff) -> Outcome {
     let report = error.report();
     match error.action() {
         ErrorAction::Retry { after } => retry_or_discard(job, report, after, backoff),
@@ -182,7 +180,7 @@ pub(crate) fn classify(
 }
 
 /// Retries after the backoff (or `after`), or discards when the attempts are used up.
-pub(crate) fn retry_or_discard(
+fn retry_or_discard(
     job: &ClaimedJob,
     error: ErrorReport,
     after: Option<Duration>,

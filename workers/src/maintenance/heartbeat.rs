@@ -7,7 +7,7 @@ use std::time::Duration;
 use longshore_jobs::{Store, StoreError, WorkerId};
 use tokio_util::sync::CancellationToken;
 
-use crate::held::{HeldAttempts, StopReason};
+use crate::exec::held::{HeldAttempts, StopReason};
 
 /// What one beat did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backoff::Backoff;
-use crate::kind::{JobContext, JobError, JobResult, Kind, KindOptions};
-use crate::target::{TargetError, Targets};
+use longshore_jobs::Backoff;
+use longshore_jobs::target::{TargetError, Targets};
+use longshore_jobs::{JobContext, JobError, JobResult, Kind, KindOptions};
 
 /// `[runtime]` in the config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,7 +66,7 @@ impl RuntimeConfig {
     /// Checks the URL and the target, naming the bad field.
     pub fn validate(
         &self,
-        targets: &std::collections::BTreeMap<String, crate::target::TargetDef>,
+        targets: &std::collections::BTreeMap<String, longshore_jobs::target::TargetDef>,
     ) -> Result<(), (String, String)> {
         let bad = |field: &str, message: &str| Err((field.to_owned(), message.to_owned()));
         let http = self.url.starts_with("http://") || self.url.starts_with("https://");
@@ -288,7 +288,7 @@ mod tests {
         };
         let targets = [(
             "game".to_owned(),
-            crate::target::TargetDef {
+            longshore_jobs::target::TargetDef {
                 url: "sqlite::memory:".to_owned(),
             },
         )]

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kind::{JobContext, JobResult, Kind, KindOptions};
+use longshore_jobs::{JobContext, JobError, JobResult, Kind, KindOptions};
 
 /// Aborts the whole process, as a crashing native library or an out-of-memory kill would.
 pub struct Abort;
@@ -95,7 +95,7 @@ impl Kind for Mark {
         file.write_all(line.as_bytes())?;
         tokio::select! {
             () = tokio::time::sleep(std::time::Duration::from_millis(args.ms)) => Ok(serde_json::Value::Null),
-            () = job.cancel.cancelled() => Err(crate::kind::JobError::retry("interrupted")),
+            () = job.cancel.cancelled() => Err(JobError::retry("interrupted")),
         }
     }
 }

@@ -13,7 +13,7 @@ use longshore_jobs::{Completion, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::held::HeldAttempts;
+use crate::exec::held::HeldAttempts;
 
 /// The most outcomes stored in one round trip.
 const BATCH: usize = 1000;
@@ -70,7 +70,7 @@ async fn run(store: Store, held: HeldAttempts, mut rx: mpsc::Receiver<Msg>) {
             }
         }
         store_batch(&store, &batch).await;
-        held.forget(batch.iter().map(|c| (c.id, c.attempt)));
+        held.forget(batch.iter().map(|c| (c.lease.job, c.lease.attempt)));
         for waiter in waiters {
             let _ = waiter.send(());
         }

@@ -1,46 +1,32 @@
-//! The ack layer: the backend's tower layer, outermost around every attempt. It sees the
-//! final result (including caught panics) and hands the outcome to the completer.
+//! The ack layer: outermost around every attempt (see `pool`). It takes the outcome the
+//! dispatcher decided and hands it to the completer, fenced by the attempt's lease; an
+//! attempt whose lease was lost reports nothing.
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use apalis_core::error::BoxDynError;
 use apalis_core::task::Task;
 use futures::future::BoxFuture;
-use longshore_jobs::{Backoff, ClaimedJob, Completion, ErrorReport, Outcome, Registry, WorkerId};
+use longshore_jobs::{ClaimedJob, Completion, Outcome, WorkerId};
 use tower::{Layer, Service};
 
-use crate::completer::Completer;
-use crate::dispatch::retry_or_discard;
-use crate::held::{ForgetOnDrop, HeldAttempts};
-
-/// A handler panicked; the panic is an attempt failure like any other.
-#[derive(Debug, thiserror::Error)]
-#[error("handler panicked: {0}")]
-pub struct HandlerPanicked(pub String);
+use crate::exec::completer::Completer;
+use crate::exec::held::{ForgetOnDrop, HeldAttempts};
 
 /// Builds [`AckService`]s.
 #[derive(Clone)]
 pub struct AckLayer {
     completer: Completer,
     worker: WorkerId,
-    registry: Arc<Registry>,
     held: HeldAttempts,
 }
 
 impl AckLayer {
-    /// A layer that reports outcomes of `worker`'s attempts to `completer`; an attempt whose
-    /// lease was lost (see [`HeldAttempts`]) reports nothing.
-    pub fn new(
-        completer: Completer,
-        worker: WorkerId,
-        registry: Arc<Registry>,
-        held: HeldAttempts,
-    ) -> Self {
+    /// A layer that reports the outcomes of `worker`'s attempts to `completer`.
+    pub fn new(completer: Completer, worker: WorkerId, held: HeldAttempts) -> Self {
         AckLayer {
             completer,
             worker,
-            registry,
             held,
         }
     }
@@ -57,7 +43,7 @@ impl<S> Layer<S> for AckLayer {
     }
 }
 
-/// Reports each attempt's outcome, fenced by the worker id and attempt.
+/// Reports each attempt's outcome.
 #[derive(Clone)]
 pub struct AckService<S> {
     inner: S,
@@ -85,7 +71,15 @@ where
         Box::pin(async move {
             let key = (job.id, job.attempt);
             let held = ForgetOnDrop::new(layer.held.clone(), key);
-            let result = attempt.await.map_err(Into::<BoxDynError>::into);
+            let outcome = match attempt.await.map_err(Into::<BoxDynError>::into) {
+                Ok(outcome) => outcome,
+                // Only the layers around the dispatcher can fail (it decides every outcome):
+                // nothing is stored, and the lease running out gives the job back.
+                Err(error) => {
+                    tracing::error!(job.id = %job.id, %error, "an attempt ended without an outcome");
+                    return Err(error);
+                }
+            };
             if !layer.held.holds(key) {
                 tracing::debug!(
                     job.id = %job.id, job.attempt = job.attempt,
@@ -93,33 +87,14 @@ where
                 );
                 return Ok(());
             }
-            let outcome = match result {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    let backoff = layer
-                        .registry
-                        .get(&job.kind)
-                        .map_or(Backoff::DEFAULT, |k| k.options().backoff);
-                    retry_or_discard(
-                        &job,
-                        ErrorReport::from_error(error.as_ref()),
-                        None,
-                        &backoff,
-                    )
-                }
-            };
             log_outcome(&job, &outcome);
             let failed = outcome.error().map(|e| e.message.clone());
-            layer
-                .completer
-                .submit(Completion {
-                    id: job.id,
-                    queue: job.queue.clone(),
-                    attempt: job.attempt,
-                    worker: layer.worker.clone(),
-                    outcome,
-                })
-                .await;
+            let completion = Completion {
+                lease: job.lease(&layer.worker),
+                queue: job.queue.clone(),
+                outcome,
+            };
+            layer.completer.submit(completion).await;
             held.disarm();
             match failed {
                 Some(message) => Err(message.into()),

@@ -17,12 +17,12 @@ use apalis_core::task::Task;
 use apalis_core::worker::context::WorkerContext;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use longshore_jobs::{ClaimedJob, JobId, Registry, Store, StoreError, WorkerId};
+use longshore_jobs::{ClaimedJob, JobId, Lease, Store, StoreError, WorkerId};
 use tokio::sync::Notify;
+use tower::layer::util::Identity;
 
-use crate::ack::AckLayer;
-use crate::completer::Completer;
-use crate::held::HeldAttempts;
+use crate::exec::completer::Completer;
+use crate::exec::held::HeldAttempts;
 
 /// What every backend of one worker shares, across restarts.
 pub(crate) struct Shared {
@@ -35,7 +35,6 @@ pub(crate) struct Shared {
     pub poll_interval: Duration,
     pub notify: Arc<Notify>,
     pub completer: Completer,
-    pub registry: Arc<Registry>,
     pub held: HeldAttempts,
 }
 
@@ -212,10 +211,12 @@ async fn close(shared: Arc<Shared>, mut unstarted: Vec<ClaimedJob>, claim: Optio
     {
         unstarted.extend(jobs);
     }
-    let handed: Vec<(JobId, i32)> = unstarted.iter().map(|j| (j.id, j.attempt)).collect();
+    let handed: Vec<Lease> = unstarted.iter().map(|j| j.lease(&shared.worker)).collect();
     // Forgotten first: if the hand-back fails, the leases run out and the jobs are rescued.
-    shared.held.forget(handed.iter().copied());
-    match shared.store.release(&shared.worker, &handed).await {
+    shared
+        .held
+        .forget(handed.iter().map(|l| (l.job, l.attempt)));
+    match shared.store.release(&handed).await {
         Ok(released) if released > 0 => {
             tracing::info!(queue.name = %shared.queue, released, "handed back unstarted jobs")
         }
@@ -235,18 +236,14 @@ impl BackendConfig for QueueBackend {
     type Id = JobId;
     type Kind = Ephemeral;
     type Config = ();
-    type Layer = AckLayer;
+    type Layer = Identity;
 
     fn config(&self) -> &Self::Config {
         &()
     }
 
+    /// No layer of the backend's own: `pool` builds the whole stack in one place.
     fn middleware(&mut self, _worker: &mut WorkerContext) -> Self::Layer {
-        AckLayer::new(
-            self.shared.completer.clone(),
-            self.shared.worker.clone(),
-            Arc::clone(&self.shared.registry),
-            self.shared.held.clone(),
-        )
+        Identity::new()
     }
 }

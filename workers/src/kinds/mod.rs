@@ -1,0 +1,14 @@
+//! The built-in families of jobs, a folder or file each: `sweep` (a declared clean-up pass
+//! over another database) and `runtime.remove` (a container's removal through the runtime
+//! manager). In debug builds only, the kinds fault tests use (`test.abort`, `test.stubborn`,
+//! `test.mark`): never part of a release binary.
+
+mod runtime;
+mod sweep;
+#[cfg(debug_assertions)]
+mod testing;
+
+pub use runtime::{GameId, RemoveArgs, RemoveContainer, RuntimeConfig};
+pub use sweep::{Sweep, SweepArgs};
+#[cfg(debug_assertions)]
+pub use testing::{Abort, AbortArgs, Mark, MarkArgs, Stubborn, StubbornArgs};
