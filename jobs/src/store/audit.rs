@@ -1,21 +1,11 @@
 //! The audit log: every change made through the API, who made it and from which request.
 
-use super::{Store, on_backend};
+use super::dispatch;
 use crate::admin::{AuditEntry, NewAudit};
-use crate::error::StoreError;
 
-impl Store {
+dispatch! {
     /// Writes an audit record.
-    pub async fn write_audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
-        on_backend!(self, s => s.write_audit(entry).await)
-    }
-
+    fn write_audit(&self, entry: &NewAudit) -> ();
     /// Audit records, newest first, older than `before` when given.
-    pub async fn audit(
-        &self,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        on_backend!(self, s => s.audit(before, limit).await)
-    }
+    fn audit(&self, before: Option<i64>, limit: u32) -> Vec<AuditEntry>;
 }

@@ -1,7 +1,7 @@
 //! The event outbox: every state change writes an event in its own transaction; readers
 //! follow it by id, never past the horizon below which every event is final.
 
-use super::{Store, on_backend};
+use super::{Store, dispatch, on_backend};
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::id::{EventId, JobId};
@@ -21,37 +21,28 @@ pub struct Holdback {
     pub hidden: i64,
 }
 
-impl Store {
+dispatch! {
     /// Events after `after`, oldest first. Never skips an event that commits late.
-    pub async fn events_after(&self, after: EventId, limit: u32) -> Result<Vec<Event>, StoreError> {
-        on_backend!(self, s => s.events_after(after, limit).await)
-    }
-
+    fn events_after(&self, after: EventId, limit: u32) -> Vec<Event>;
     /// The events of one job, oldest first.
-    pub async fn job_events(&self, id: JobId) -> Result<Vec<Event>, StoreError> {
-        on_backend!(self, s => s.job_events(id).await)
-    }
-
+    fn job_events(&self, id: JobId) -> Vec<Event>;
     /// Writes an event that no job change carries (e.g. `schedule.missed`).
-    pub async fn write_event(
+    fn write_event(
         &self,
         event_type: &str,
         queue: Option<&str>,
         job_id: Option<JobId>,
         data: serde_json::Value,
-    ) -> Result<(), StoreError> {
-        on_backend!(self, s => s.write_event(event_type, queue, job_id, data).await)
-    }
+    ) -> ();
+    /// The transaction holding the event stream back, if one is.
+    fn event_holdback(&self) -> Option<Holdback>;
+}
 
+impl Store {
     /// Every event with a lower id is committed: a reader starting just below it misses
     /// nothing that commits later.
     pub async fn event_horizon(&self) -> Result<EventId, StoreError> {
         Ok(EventId(on_backend!(self, s => s.event_horizon().await)?))
-    }
-
-    /// The transaction holding the event stream back, if one is.
-    pub async fn event_holdback(&self) -> Result<Option<Holdback>, StoreError> {
-        on_backend!(self, s => s.event_holdback().await)
     }
 
     /// The highest event id deleted by retention: a reader resuming below it lost events.

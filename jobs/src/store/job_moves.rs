@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, on_backend};
+use super::{Store, dispatch, on_backend};
 use crate::admin::{JobEdit, JobFilter};
 use crate::error::StoreError;
 use crate::id::JobId;
@@ -43,50 +43,26 @@ pub struct Pruned {
     pub events: u64,
 }
 
-impl Store {
+dispatch! {
     /// One job.
-    pub async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        on_backend!(self, s => s.job(id).await)
-    }
-
+    fn job(&self, id: JobId) -> Option<Job>;
     /// The attempts of a job, oldest first.
-    pub async fn attempts(&self, id: JobId) -> Result<Vec<Attempt>, StoreError> {
-        on_backend!(self, s => s.attempts(id).await)
-    }
-
+    fn attempts(&self, id: JobId) -> Vec<Attempt>;
     /// Jobs matching `filter`, newest first, older than `before` when given.
-    pub async fn list_jobs(
-        &self,
-        filter: &JobFilter,
-        before: Option<JobId>,
-        limit: u32,
-    ) -> Result<Vec<Job>, StoreError> {
-        on_backend!(self, s => s.list_jobs(filter, before, limit).await)
-    }
-
+    fn list_jobs(&self, filter: &JobFilter, before: Option<JobId>, limit: u32) -> Vec<Job>;
     /// Ids of jobs matching `filter`, newest first, older than `before` when given.
-    pub async fn job_ids(
-        &self,
-        filter: &JobFilter,
-        before: Option<JobId>,
-        limit: u32,
-    ) -> Result<Vec<JobId>, StoreError> {
-        on_backend!(self, s => s.job_ids(filter, before, limit).await)
-    }
-
+    fn job_ids(&self, filter: &JobFilter, before: Option<JobId>, limit: u32) -> Vec<JobId>;
     /// How many jobs match `filter`.
-    pub async fn count_jobs(&self, filter: &JobFilter) -> Result<i64, StoreError> {
-        on_backend!(self, s => s.count_jobs(filter).await)
-    }
-
+    fn count_jobs(&self, filter: &JobFilter) -> i64;
     /// Jobs counted by state, optionally for one queue.
-    pub async fn count_by_state(
-        &self,
-        queue: Option<&str>,
-    ) -> Result<BTreeMap<JobState, i64>, StoreError> {
-        on_backend!(self, s => s.count_by_state(queue).await)
-    }
+    fn count_by_state(&self, queue: Option<&str>) -> BTreeMap<JobState, i64>;
+    /// Deletes a job that is not running, with its attempts.
+    fn delete_job(&self, id: JobId) -> ();
+    /// Deletes finished jobs and old events past their retention, a batch at a time.
+    fn prune(&self, limits: PruneLimits) -> Pruned;
+}
 
+impl Store {
     /// Cancels a waiting job at once, or asks the worker of a running one to stop it.
     pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
         let outcome = on_backend!(self, s => s.cancel(id).await)?;
@@ -117,15 +93,5 @@ impl Store {
             self.wakeups.job_available(&job.queue);
         }
         Ok(job)
-    }
-
-    /// Deletes a job that is not running, with its attempts.
-    pub async fn delete_job(&self, id: JobId) -> Result<(), StoreError> {
-        on_backend!(self, s => s.delete_job(id).await)
-    }
-
-    /// Deletes finished jobs and old events past their retention, a batch at a time.
-    pub async fn prune(&self, limits: PruneLimits) -> Result<Pruned, StoreError> {
-        on_backend!(self, s => s.prune(limits).await)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Store, inserter, on_backend};
+use super::{Store, dispatch, inserter, on_backend};
 use crate::error::StoreError;
 use crate::id::{JobId, WorkerId};
 use crate::job::{ClaimedJob, Enqueued, Lease, NewJob};
@@ -128,18 +128,6 @@ impl Store {
         Ok(enqueued)
     }
 
-    /// Claims up to `limit` runnable jobs of `queue` for `worker`, in priority then `run_at`
-    /// order, unless the queue is paused. Each claimed job starts an attempt under a lease.
-    pub async fn claim(
-        &self,
-        queue: &str,
-        worker: &WorkerId,
-        limit: u32,
-        lease: Duration,
-    ) -> Result<Vec<ClaimedJob>, StoreError> {
-        on_backend!(self, s => s.claim(queue, worker, limit, lease).await)
-    }
-
     /// Records the end of attempts. Returns the ids whose report was accepted: a report from
     /// a worker that no longer holds the job's current attempt is ignored.
     pub async fn complete(&self, completions: &[Completion]) -> Result<Vec<JobId>, StoreError> {
@@ -178,11 +166,6 @@ impl Store {
         on_backend!(self, s => s.extend_leases(held, lease, threshold).await)
     }
 
-    /// Running jobs of `workers` that an operator asked to stop.
-    pub async fn cancel_requests(&self, workers: &[WorkerId]) -> Result<Vec<JobId>, StoreError> {
-        on_backend!(self, s => s.cancel_requests(workers).await)
-    }
-
     /// Moves up to `limit` running jobs whose lease expired to `retryable`, or `discarded`
     /// when their attempts are used up. The lost attempt counts.
     pub async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
@@ -192,18 +175,22 @@ impl Store {
         }
         Ok(rescued)
     }
+}
 
-    /// A job's progress (a sweep's checkpoint).
-    pub async fn job_progress(&self, id: JobId) -> Result<Option<serde_json::Value>, StoreError> {
-        on_backend!(self, s => s.job_progress(id).await)
-    }
-
-    /// Records a running job's progress, while `lease` holds; false when it no longer does.
-    pub async fn save_progress(
+dispatch! {
+    /// Claims up to `limit` runnable jobs of `queue` for `worker`, in priority then `run_at`
+    /// order, unless the queue is paused. Each claimed job starts an attempt under a lease.
+    fn claim(
         &self,
-        lease: &Lease,
-        progress: &serde_json::Value,
-    ) -> Result<bool, StoreError> {
-        on_backend!(self, s => s.save_progress(lease, progress).await)
-    }
+        queue: &str,
+        worker: &WorkerId,
+        limit: u32,
+        lease: Duration,
+    ) -> Vec<ClaimedJob>;
+    /// Running jobs of `workers` that an operator asked to stop.
+    fn cancel_requests(&self, workers: &[WorkerId]) -> Vec<JobId>;
+    /// A job's progress (a sweep's checkpoint).
+    fn job_progress(&self, id: JobId) -> Option<serde_json::Value>;
+    /// Records a running job's progress, while `lease` holds; false when it no longer does.
+    fn save_progress(&self, lease: &Lease, progress: &serde_json::Value) -> bool;
 }

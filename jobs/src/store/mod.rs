@@ -150,6 +150,33 @@ macro_rules! on_backend {
 }
 pub(crate) use on_backend;
 
+/// Declares [`Store`] methods that only dispatch: each calls the backend's method of the
+/// same name with the same arguments, through [`on_backend!`]. Like a driver interface, a
+/// file lists the operations of its table, each with its documentation.
+macro_rules! dispatch {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ok:ty;
+    )*) => {
+        impl $crate::store::Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> Result<$ok, $crate::StoreError> {
+                    $crate::store::on_backend!(self, s => s.$name($($arg),*).await)
+                }
+            )*
+        }
+    };
+}
+pub(crate) use dispatch;
+
+dispatch! {
+    /// Applies pending schema migrations.
+    fn migrate(&self) -> ();
+    /// Checks that the database answers.
+    fn ping(&self) -> ();
+}
+
 impl Store {
     /// Connects, applies migrations when configured, and starts the wake-up relay.
     pub async fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
@@ -172,11 +199,6 @@ impl Store {
         })
     }
 
-    /// Applies pending schema migrations.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        on_backend!(self, s => s.migrate().await)
-    }
-
     /// Which database this store runs on.
     pub fn kind(&self) -> BackendKind {
         match self.backend {
@@ -196,11 +218,6 @@ impl Store {
     /// The wake-up hub of this process.
     pub fn wakeups(&self) -> &Wakeups {
         &self.wakeups
-    }
-
-    /// Checks that the database answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        on_backend!(self, s => s.ping().await)
     }
 
     fn wake_for(&self, queues: &[String], enqueued: &[Enqueued]) {

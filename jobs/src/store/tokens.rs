@@ -2,38 +2,20 @@
 
 use uuid::Uuid;
 
-use super::{Store, on_backend};
+use super::dispatch;
 use crate::admin::TokenRow;
-use crate::error::StoreError;
 
-impl Store {
+dispatch! {
     /// Stores a token by the SHA-256 of its secret.
-    pub async fn create_token(&self, token: &TokenRow, hash: &str) -> Result<(), StoreError> {
-        on_backend!(self, s => s.create_token(token, hash).await)
-    }
-
+    fn create_token(&self, token: &TokenRow, hash: &str) -> ();
     /// The token whose secret hashes to `hash`.
-    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
-        on_backend!(self, s => s.token_by_hash(hash).await)
-    }
-
+    fn token_by_hash(&self, hash: &str) -> Option<TokenRow>;
     /// Every token, revoked ones included.
-    pub async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        on_backend!(self, s => s.tokens().await)
-    }
-
+    fn tokens(&self) -> Vec<TokenRow>;
     /// How many tokens are not revoked.
-    pub async fn active_tokens(&self) -> Result<i64, StoreError> {
-        on_backend!(self, s => s.active_tokens().await)
-    }
-
+    fn active_tokens(&self) -> i64;
     /// Revokes a token; false when there was no such live token.
-    pub async fn revoke_token(&self, id: Uuid) -> Result<bool, StoreError> {
-        on_backend!(self, s => s.revoke_token(id).await)
-    }
-
+    fn revoke_token(&self, id: Uuid) -> bool;
     /// Records that a token was used.
-    pub async fn touch_token(&self, id: Uuid) -> Result<(), StoreError> {
-        on_backend!(self, s => s.touch_token(id).await)
-    }
+    fn touch_token(&self, id: Uuid) -> ();
 }

@@ -2,9 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, on_backend};
+use super::dispatch;
 use crate::admin::WorkerRow;
-use crate::error::StoreError;
 use crate::id::WorkerId;
 
 /// A worker row, as registered at start.
@@ -24,29 +23,15 @@ pub struct WorkerInfo {
     pub kinds: Vec<String>,
 }
 
-impl Store {
+dispatch! {
     /// Registers a worker at its start.
-    pub async fn register_worker(&self, worker: &WorkerInfo) -> Result<(), StoreError> {
-        on_backend!(self, s => s.register_worker(worker).await)
-    }
-
+    fn register_worker(&self, worker: &WorkerInfo) -> ();
     /// Records that workers are alive.
-    pub async fn touch_workers(&self, workers: &[WorkerId]) -> Result<(), StoreError> {
-        on_backend!(self, s => s.touch_workers(workers).await)
-    }
-
+    fn touch_workers(&self, workers: &[WorkerId]) -> ();
     /// Records that a worker stopped cleanly.
-    pub async fn stop_worker(&self, worker: &WorkerId) -> Result<(), StoreError> {
-        on_backend!(self, s => s.stop_worker(worker).await)
-    }
-
+    fn stop_worker(&self, worker: &WorkerId) -> ();
     /// Deletes worker rows not seen since `before`.
-    pub async fn reap_workers(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        on_backend!(self, s => s.reap_workers(before).await)
-    }
-
+    fn reap_workers(&self, before: DateTime<Utc>) -> u64;
     /// Workers seen since `live_since`, oldest first.
-    pub async fn workers(&self, live_since: DateTime<Utc>) -> Result<Vec<WorkerRow>, StoreError> {
-        on_backend!(self, s => s.workers(live_since).await)
-    }
+    fn workers(&self, live_since: DateTime<Utc>) -> Vec<WorkerRow>;
 }

@@ -11,6 +11,7 @@ crate::per_backend!(
     crate::support::db =>
     rescues_job_whose_lease_expired,
     discards_a_job_that_keeps_losing_its_lease,
+    rescues_many_at_once_up_to_the_limit_each_once,
 );
 
 async fn rescues_job_whose_lease_expired(db: TestDb) {
@@ -41,7 +42,14 @@ async fn rescues_job_whose_lease_expired(db: TestDb) {
         ("lost", Some("default@dead"))
     );
     let events = db.store.job_events(id).await.unwrap();
-    assert_eq!(events.last().unwrap().event_type, event::JOB_RESCUED);
+    let rescue = events.last().unwrap();
+    assert_eq!(
+        (rescue.event_type.as_str(), rescue.state, rescue.attempt),
+        (event::JOB_RESCUED, Some(JobState::Retryable), Some(1))
+    );
+    let data = rescue.data.as_ref().expect("the rescue event says why");
+    assert_eq!(data["worker"], "default@dead");
+    assert!(data["error"].as_str().unwrap().contains("lease expired"));
     // A live lease is left alone.
     let live = enqueue(&client, "noop", json!({})).await;
     db.store
@@ -86,4 +94,42 @@ async fn discards_a_job_that_keeps_losing_its_lease(db: TestDb) {
     );
     let job = db.store.job(id).await.unwrap().unwrap();
     assert_eq!((job.state, job.attempt), (JobState::Discarded, 2));
+}
+
+async fn rescues_many_at_once_up_to_the_limit_each_once(db: TestDb) {
+    let client = client(&db);
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        ids.push(enqueue(&client, "noop", json!({})).await);
+    }
+    let dead = WorkerId("default@gone".into());
+    let claimed = db
+        .store
+        .claim("default", &dead, 30, Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 30);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let first = db.store.rescue_expired(20).await.unwrap();
+    let second = db.store.rescue_expired(20).await.unwrap();
+    assert_eq!((first.len(), second.len()), (20, 10));
+    let mut rescued: Vec<_> = first.iter().chain(&second).map(|r| r.id).collect();
+    rescued.sort();
+    ids.sort();
+    assert_eq!(rescued, ids, "every expired job rescued exactly once");
+    assert!(
+        first
+            .iter()
+            .chain(&second)
+            .all(|r| r.worker.as_deref() == Some("default@gone"))
+    );
+    for id in ids {
+        let attempts = db.store.attempts(id).await.unwrap();
+        let events = db.store.job_events(id).await.unwrap();
+        let rescues = events
+            .iter()
+            .filter(|e| e.event_type == event::JOB_RESCUED)
+            .count();
+        assert_eq!((attempts.len(), rescues), (1, 1), "job {id}");
+    }
 }

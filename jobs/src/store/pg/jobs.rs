@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, Postgres, Row};
-use uuid::Uuid;
 
-use super::PgStore;
 use super::sql::rows;
+use super::{PgStore, column};
 use crate::error::{StoreError, query};
 use crate::event;
 use crate::id::{JobId, WorkerId};
-use crate::job::{ClaimedJob, Enqueued, NewJob};
+use crate::job::{ClaimedJob, Enqueued, NewJob, UniqueScope};
 use crate::outcome::Completion;
 use crate::state::JobState;
 use crate::store::{millis, split_readable};
@@ -113,39 +112,26 @@ async fn insert_rows<'c, E: PgExecutor<'c>>(
     jobs: &[NewJob],
     which: &[usize],
 ) -> Result<HashMap<JobId, JobState>, StoreError> {
-    let ids: Vec<Uuid> = which.iter().map(|&i| jobs[i].id.0).collect();
-    let queues: Vec<&str> = which.iter().map(|&i| jobs[i].queue.as_str()).collect();
-    let kinds: Vec<&str> = which.iter().map(|&i| jobs[i].kind.as_str()).collect();
-    let args: Vec<&serde_json::Value> = which.iter().map(|&i| &jobs[i].args).collect();
-    let priorities: Vec<i16> = which.iter().map(|&i| jobs[i].priority).collect();
-    let max_attempts: Vec<i32> = which.iter().map(|&i| jobs[i].max_attempts).collect();
-    let (delays, run_ats): (Vec<i64>, Vec<_>) =
-        which.iter().map(|&i| jobs[i].run_at_parts()).unzip();
-    let unique =
-        |part: fn(&(String, String, crate::job::UniqueScope)) -> &str| -> Vec<Option<&str>> {
-            which
-                .iter()
-                .map(|&i| jobs[i].unique.as_ref().map(part))
-                .collect()
-        };
-    let tags: Vec<Json<&Vec<String>>> = which.iter().map(|&i| Json(&jobs[i].tags)).collect();
-    let metadata: Vec<&serde_json::Value> = which.iter().map(|&i| &jobs[i].metadata).collect();
-    let timeouts: Vec<Option<i64>> = which.iter().map(|&i| jobs[i].timeout_ms).collect();
+    let batch: Vec<&NewJob> = which.iter().map(|&i| &jobs[i]).collect();
+    let (delays, run_ats): (Vec<i64>, Vec<_>) = batch.iter().map(|j| j.run_at_parts()).unzip();
+    let unique = |part: fn(&(String, String, UniqueScope)) -> &str| {
+        column(&batch, |j| j.unique.as_ref().map(part))
+    };
     let rows = sqlx::query::<Postgres>(INSERT)
-        .bind(&ids)
-        .bind(&queues)
-        .bind(&kinds)
-        .bind(&args)
-        .bind(&priorities)
-        .bind(&max_attempts)
+        .bind(column(&batch, |j| j.id.0))
+        .bind(column(&batch, |j| j.queue.as_str()))
+        .bind(column(&batch, |j| j.kind.as_str()))
+        .bind(column(&batch, |j| &j.args))
+        .bind(column(&batch, |j| j.priority))
+        .bind(column(&batch, |j| j.max_attempts))
         .bind(&delays)
         .bind(&run_ats)
         .bind(unique(|u| u.0.as_str()))
         .bind(unique(|u| u.1.as_str()))
         .bind(unique(|u| u.2.as_str()))
-        .bind(&tags)
-        .bind(&metadata)
-        .bind(&timeouts)
+        .bind(column(&batch, |j| Json(&j.tags)))
+        .bind(column(&batch, |j| &j.metadata))
+        .bind(column(&batch, |j| j.timeout_ms))
         .bind(event::JOB_ENQUEUED)
         .fetch_all(executor)
         .await
@@ -293,8 +279,8 @@ impl PgStore {
     /// Discards claimed jobs whose row cannot be read, so one bad row never wedges a queue.
     async fn quarantine(&self, broken: &[(JobId, String)]) -> Result<(), StoreError> {
         sqlx::query::<Postgres>(QUARANTINE)
-            .bind(broken.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
-            .bind(broken.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>())
+            .bind(column(broken, |(id, _)| id.0))
+            .bind(column(broken, |(_, e)| e.as_str()))
             .bind(event::JOB_DISCARDED)
             .execute(&self.lease_pool)
             .await
@@ -303,51 +289,25 @@ impl PgStore {
     }
 
     pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<JobId>, StoreError> {
-        let errors: Vec<Option<&str>> = done
-            .iter()
-            .map(|c| c.outcome.error().map(|e| e.message.as_str()))
-            .collect();
-        let chains: Vec<Option<Json<&Vec<String>>>> = done
-            .iter()
-            .map(|c| {
+        let rows = sqlx::query::<Postgres>(COMPLETE)
+            .bind(column(done, |c| c.lease.job.0))
+            .bind(column(done, |c| c.lease.attempt))
+            .bind(column(done, |c| c.lease.worker.as_str()))
+            .bind(column(done, |c| c.outcome.state().as_str()))
+            .bind(column(done, |c| c.outcome.name()))
+            .bind(column(done, |c| c.outcome.delay_ms()))
+            .bind(column(done, |c| c.outcome.result()))
+            .bind(column(done, |c| {
+                c.outcome.error().map(|e| e.message.as_str())
+            }))
+            .bind(column(done, |c| {
                 c.outcome
                     .error()
                     .filter(|e| !e.chain.is_empty())
                     .map(|e| Json(&e.chain))
-            })
-            .collect();
-        let rows = sqlx::query::<Postgres>(COMPLETE)
-            .bind(done.iter().map(|c| c.lease.job.0).collect::<Vec<_>>())
-            .bind(done.iter().map(|c| c.lease.attempt).collect::<Vec<_>>())
-            .bind(
-                done.iter()
-                    .map(|c| c.lease.worker.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                done.iter()
-                    .map(|c| c.outcome.state().as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(done.iter().map(|c| c.outcome.name()).collect::<Vec<_>>())
-            .bind(
-                done.iter()
-                    .map(|c| c.outcome.delay_ms())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(done.iter().map(|c| c.outcome.result()).collect::<Vec<_>>())
-            .bind(&errors)
-            .bind(&chains)
-            .bind(
-                done.iter()
-                    .map(|c| c.outcome.event_type())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                done.iter()
-                    .map(|c| c.outcome.consumes_attempt())
-                    .collect::<Vec<_>>(),
-            )
+            }))
+            .bind(column(done, |c| c.outcome.event_type()))
+            .bind(column(done, |c| c.outcome.consumes_attempt()))
             .fetch_all(&self.lease_pool)
             .await
             .map_err(query("complete"))?;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
-use super::PgStore;
 use super::sql::rows;
+use super::{PgStore, column};
 use crate::error::{StoreError, query};
 use crate::event;
 use crate::id::{JobId, WorkerId};
@@ -93,9 +93,9 @@ impl PgStore {
             SELECT count(*) FROM r
             "#,
         )
-        .bind(leases.iter().map(|l| l.job.0).collect::<Vec<_>>())
-        .bind(leases.iter().map(|l| l.attempt).collect::<Vec<_>>())
-        .bind(leases.iter().map(|l| l.worker.as_str()).collect::<Vec<_>>())
+        .bind(column(leases, |l| l.job.0))
+        .bind(column(leases, |l| l.attempt))
+        .bind(column(leases, |l| l.worker.as_str()))
         .bind(event::JOB_RELEASED)
         .fetch_one(&self.lease_pool)
         .await
@@ -110,9 +110,9 @@ impl PgStore {
         threshold: Duration,
     ) -> Result<Renewal, StoreError> {
         let row = sqlx::query::<Postgres>(EXTEND_LEASES)
-            .bind(held.iter().map(|h| h.job.0).collect::<Vec<_>>())
-            .bind(held.iter().map(|h| h.attempt).collect::<Vec<_>>())
-            .bind(held.iter().map(|h| h.worker.as_str()).collect::<Vec<_>>())
+            .bind(column(held, |h| h.job.0))
+            .bind(column(held, |h| h.attempt))
+            .bind(column(held, |h| h.worker.as_str()))
             .bind(millis(lease))
             .bind(millis(threshold))
             .fetch_one(&self.lease_pool)

@@ -146,3 +146,8 @@ impl PgStore {
             .map_err(query("ping"))
     }
 }
+
+/// One field of every row of a batch, to bind as an array.
+fn column<'a, T, U>(rows: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(field).collect()
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sqlx::{Row, Sqlite, SqliteConnection};
+use sqlx::{Sqlite, SqliteConnection};
 
 use super::jobs::{hex, write_events};
 use super::sql::events::{self, NewEvent};
@@ -13,8 +13,38 @@ use crate::error::{StoreError, query};
 use crate::event;
 use crate::id::{JobId, WorkerId};
 use crate::job::Lease;
-use crate::state::JobState;
 use crate::store::{Renewal, Rescued};
+
+const RECORD_LOST: &str = "
+INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error)
+SELECT id, attempt, locked_by, COALESCE(attempted_at, ?1), ?1, 'lost',
+       'lease expired: worker ' || COALESCE(locked_by, '?') || ' stopped renewing it'
+FROM jobs WHERE state = 'running' AND lease_expires_at < ?1
+ORDER BY lease_expires_at LIMIT ?2
+RETURNING job_id, worker";
+
+// run_at stays: a rescued job keeps its place in the queue instead of waiting behind the
+// backlog that arrived while it ran.
+const RESCUE: &str = "
+UPDATE jobs SET
+    state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+                 WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END,
+    finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempt >= max_attempts
+                       THEN ?2 END,
+    locked_by = NULL, lease_expires_at = NULL,
+    last_error = 'lease expired: worker ' || COALESCE(locked_by, '?') || ' stopped renewing it',
+    unique_slot = CASE WHEN (cancel_requested_at IS NOT NULL OR attempt >= max_attempts)
+                            AND unique_scope = 'active' THEN NULL ELSE unique_slot END
+WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND state = 'running'
+RETURNING id, state";
+
+const RESCUE_EVENTS: &str = "
+INSERT INTO events (at, type, job_id, queue, kind, state, attempt, data)
+SELECT ?2, ?3, j.id, j.queue, j.kind, j.state, j.attempt,
+       json_object('error', a.error, 'worker', a.worker)
+FROM jobs j JOIN job_attempts a
+  ON a.id = (SELECT max(id) FROM job_attempts WHERE job_id = j.id)
+WHERE j.id IN (SELECT unhex(value) FROM json_each(?1)) ORDER BY j.id";
 
 impl SqliteStore {
     pub(crate) async fn release(&self, leases: &[Lease]) -> Result<u64, StoreError> {
@@ -98,27 +128,51 @@ impl SqliteStore {
         rows.iter().map(|row| rows::job_id(row, "id")).collect()
     }
 
+    /// Three statements for any number of jobs: the lost attempts are recorded first (the
+    /// update clears who held them), then the jobs move, then their events are written.
     pub(crate) async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
         let now = now_us();
         let mut tx = self.write("rescue expired leases").await?;
-        let expired = sqlx::query::<Sqlite>(
-            "SELECT id, locked_by FROM jobs WHERE state = 'running' AND lease_expires_at < ? \
-             ORDER BY lease_expires_at LIMIT ?",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(query("rescue expired leases"))?;
-        let mut rescued = Vec::with_capacity(expired.len());
-        for row in &expired {
-            let id = rows::job_id(row, "id")?;
-            let worker: Option<String> = rows::get(row, "locked_by")?;
-            let state = rescue_one(&mut tx, id, worker.as_deref(), now).await?;
-            rescued.push(Rescued { id, state, worker });
-        }
+        let lost = sqlx::query::<Sqlite>(RECORD_LOST)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(query("rescue expired leases"))?;
+        let ids: Vec<String> = lost
+            .iter()
+            .map(|row| rows::job_id(row, "job_id").map(hex))
+            .collect::<Result<_, _>>()?;
+        let ids = serde_json::to_string(&ids).unwrap_or_default();
+        let moved = sqlx::query::<Sqlite>(RESCUE)
+            .bind(&ids)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(query("rescue expired leases"))?;
+        sqlx::query::<Sqlite>(RESCUE_EVENTS)
+            .bind(&ids)
+            .bind(now)
+            .bind(event::JOB_RESCUED)
+            .execute(&mut *tx)
+            .await
+            .map_err(query("rescue expired leases"))?;
         tx.commit().await.map_err(query("rescue expired leases"))?;
-        Ok(rescued)
+        let mut workers = std::collections::HashMap::new();
+        for row in &lost {
+            workers.insert(rows::job_id(row, "job_id")?, rows::get(row, "worker")?);
+        }
+        moved
+            .iter()
+            .map(|row| {
+                let id = rows::job_id(row, "id")?;
+                Ok(Rescued {
+                    id,
+                    state: rows::state(row, "state")?,
+                    worker: workers.remove(&id).flatten(),
+                })
+            })
+            .collect()
     }
 }
 
@@ -165,64 +219,6 @@ pub(super) async fn quarantine(
         data: Some(serde_json::json!({ "error": error })),
     };
     events::write(conn, event).await
-}
-
-async fn rescue_one(
-    conn: &mut SqliteConnection,
-    id: JobId,
-    worker: Option<&str>,
-    now: i64,
-) -> Result<JobState, StoreError> {
-    let error = format!(
-        "lease expired: worker {} stopped renewing it",
-        worker.unwrap_or("?")
-    );
-    let row = sqlx::query::<Sqlite>(
-        "UPDATE jobs SET \
-            state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' \
-                         WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END, \
-            finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempt >= max_attempts \
-                               THEN ?1 END, \
-            locked_by = NULL, lease_expires_at = NULL, last_error = ?2, \
-            unique_slot = CASE WHEN (cancel_requested_at IS NOT NULL OR attempt >= max_attempts) \
-                                    AND unique_scope = 'active' THEN NULL ELSE unique_slot END \
-         WHERE id = ?3 AND state = 'running' \
-         RETURNING queue, kind, state, attempt, attempted_at",
-    )
-    .bind(now)
-    .bind(&error)
-    .bind(id.0)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(query("rescue expired leases"))?;
-    let state = rows::state(&row, "state")?;
-    let attempt: i32 = row.get("attempt");
-    let started: Option<i64> = row.get("attempted_at");
-    sqlx::query::<Sqlite>(
-        "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, \
-            error) VALUES (?, ?, ?, ?, ?, 'lost', ?)",
-    )
-    .bind(id.0)
-    .bind(attempt)
-    .bind(worker)
-    .bind(started.unwrap_or(now))
-    .bind(now)
-    .bind(&error)
-    .execute(&mut *conn)
-    .await
-    .map_err(query("record attempt"))?;
-    let (queue, kind): (String, String) = (row.get("queue"), row.get("kind"));
-    let event = NewEvent {
-        event_type: event::JOB_RESCUED,
-        job_id: Some(id),
-        queue: Some(&queue),
-        kind: Some(&kind),
-        state: Some(state.as_str()),
-        attempt: Some(attempt),
-        data: Some(serde_json::json!({ "error": error, "worker": worker })),
-    };
-    events::write(conn, event).await?;
-    Ok(state)
 }
 
 fn worker_list(workers: &[WorkerId]) -> String {
