@@ -16,30 +16,42 @@ use crate::registry::Registry;
 use crate::store::{InTransaction, Store};
 
 /// A request to enqueue one job: the kind and args, and overrides of the kind's defaults.
+/// Also the shape of a schedule's job (see [`crate::schedule::Schedule::template`]), stored
+/// as JSON with its unset fields left out.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EnqueueRequest {
     /// The kind's name.
     pub kind: String,
     /// The handler's input. Defaults to `{}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<serde_json::Value>,
     /// The queue. Defaults to the kind's.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
     /// 0 (first) to 9 (last). Defaults to the kind's.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
     /// At least 1. Defaults to the kind's.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<i64>,
     /// Milliseconds to wait before the first attempt; not with `run_at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<i64>,
     /// When to run first; not with `delay_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
     /// Uniqueness. Defaults to the kind's.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unique: Option<UniqueOptions>,
     /// Labels for filtering.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// A JSON object of metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
     /// Per-attempt time limit in milliseconds. Defaults to the kind's.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<i64>,
 }
 

@@ -27,24 +27,6 @@ pub struct TickCounts {
     pub missed: i64,
 }
 
-/// What a fire enqueues.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct JobTemplate {
-    /// The kind.
-    pub kind: String,
-    /// The args. Defaults to `{}`.
-    pub args: Option<serde_json::Value>,
-    /// The queue. Defaults to the kind's.
-    pub queue: Option<String>,
-    /// 0–9. Defaults to the kind's.
-    pub priority: Option<i64>,
-    /// Defaults to the kind's.
-    pub max_attempts: Option<i64>,
-    /// Tags, besides `schedule:<id>` which every fire gets.
-    pub tags: Vec<String>,
-}
-
 /// What happens to ticks missed while no scheduler ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -86,8 +68,9 @@ pub struct Schedule {
     pub cron: String,
     /// An IANA time zone.
     pub timezone: String,
-    /// The job each fire enqueues.
-    pub template: JobTemplate,
+    /// The job each fire enqueues: its kind, args, queue, priority, attempts and tags (the
+    /// schedule sets the time, the uniqueness and the metadata of each fire).
+    pub template: EnqueueRequest,
     /// Missed ticks.
     pub catch_up: CatchUp,
     /// With `all`: how far back missed ticks still fire.
@@ -128,35 +111,19 @@ impl Schedule {
     /// The job of the tick at `tick`: the template, due at the tick, unique per
     /// (schedule, tick). Without a tick, a manual fire: due now, not unique.
     pub fn fire_request(&self, tick: Option<DateTime<Utc>>) -> EnqueueRequest {
-        let template = &self.template;
-        let mut tags = template.tags.clone();
-        tags.push(self.tag());
-        let (unique, metadata) = match tick {
-            Some(tick) => (
-                Some(UniqueOptions {
-                    key: self.fire_key(tick),
-                    scope: UniqueScope::Any,
-                    window: None,
-                }),
-                serde_json::json!({ "schedule": self.id, "tick": tick }),
-            ),
-            None => (
-                None,
-                serde_json::json!({ "schedule": self.id, "triggered_at": Utc::now() }),
-            ),
-        };
-        EnqueueRequest {
-            kind: template.kind.clone(),
-            args: template.args.clone(),
-            queue: template.queue.clone(),
-            priority: template.priority,
-            max_attempts: template.max_attempts,
-            run_at: tick,
-            unique,
-            tags,
-            metadata: Some(metadata),
-            ..EnqueueRequest::default()
-        }
+        let mut request = self.template.clone();
+        request.tags.push(self.tag());
+        request.run_at = tick;
+        request.unique = tick.map(|tick| UniqueOptions {
+            key: self.fire_key(tick),
+            scope: UniqueScope::Any,
+            window: None,
+        });
+        request.metadata = Some(match tick {
+            Some(tick) => serde_json::json!({ "schedule": self.id, "tick": tick }),
+            None => serde_json::json!({ "schedule": self.id, "triggered_at": Utc::now() }),
+        });
+        request
     }
 }
 
@@ -224,9 +191,9 @@ mod tests {
             id: "s".to_owned(),
             cron: "0 * * * * *".to_owned(),
             timezone: "UTC".to_owned(),
-            template: JobTemplate {
+            template: EnqueueRequest {
                 kind: "noop".to_owned(),
-                ..JobTemplate::default()
+                ..EnqueueRequest::default()
             },
             catch_up,
             catch_up_window: Duration::from_secs(window_s),
@@ -302,6 +269,43 @@ mod tests {
             assert_eq!(p.next, Some(at("2026-11-24T10:31:00Z")));
         }
     }
+
+    fn def(job: serde_json::Value) -> Result<ScheduleDef, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({ "id": "s", "cron": "0 * * * * *", "job": job }))
+    }
+
+    #[test]
+    fn a_schedules_job_is_an_enqueue_request_without_what_the_schedule_sets() {
+        let now = Utc::now();
+        let ok = def(serde_json::json!({ "kind": "noop", "queue": "q", "tags": ["t"] })).unwrap();
+        let schedule = ok.into_schedule(Source::Api, now, None).unwrap();
+        let tick = at("2026-12-01T10:00:00Z");
+        let request = schedule.fire_request(Some(tick));
+        assert_eq!(
+            (
+                request.kind.as_str(),
+                request.queue.as_deref(),
+                request.run_at
+            ),
+            ("noop", Some("q"), Some(tick))
+        );
+        assert_eq!(request.tags, ["t", "schedule:s"]);
+        assert_eq!(request.unique.unwrap().key, schedule.fire_key(tick));
+        assert_eq!(request.metadata.unwrap()["schedule"], "s");
+        for field in ["delay_ms", "run_at", "unique", "metadata", "timeout_ms"] {
+            let value = match field {
+                "run_at" => serde_json::json!("2026-12-01T10:00:00Z"),
+                "unique" => serde_json::json!({ "key": "k" }),
+                "metadata" => serde_json::json!({}),
+                _ => serde_json::json!(5),
+            };
+            let job = serde_json::json!({ "kind": "noop", field: value });
+            let refused = def(job).unwrap().into_schedule(Source::Api, now, None);
+            assert_eq!(refused.unwrap_err().field, format!("job.{field}"));
+        }
+        let typo = def(serde_json::json!({ "kind": "noop", "queu": "q" })).unwrap_err();
+        assert!(typo.to_string().contains("queu"), "{typo}");
+    }
 }
 
 fn corrupt(what: &'static str, value: &str) -> crate::error::StoreError {
@@ -372,8 +376,8 @@ pub struct ScheduleDef {
     /// An IANA time zone. Defaults to UTC.
     #[serde(default = "utc")]
     pub timezone: String,
-    /// The job each tick enqueues.
-    pub job: JobTemplate,
+    /// The job each tick enqueues (see [`Schedule::template`]).
+    pub job: EnqueueRequest,
     /// Missed ticks after downtime. Defaults to `skip`.
     #[serde(default = "skip")]
     pub catch_up: CatchUp,
@@ -426,6 +430,28 @@ fn invalid(field: &str, message: impl Into<String>) -> InvalidSchedule {
     }
 }
 
+/// A schedule's job names what to run and where; the schedule decides when (each tick's
+/// time), the uniqueness (one job per tick) and the metadata (the schedule and the tick).
+fn check_template(job: &EnqueueRequest) -> Result<(), InvalidSchedule> {
+    if job.kind.is_empty() {
+        return Err(invalid("job.kind", "name the kind each tick enqueues"));
+    }
+    let set_by_schedule = [
+        ("job.delay_ms", job.delay_ms.is_some()),
+        ("job.run_at", job.run_at.is_some()),
+        ("job.unique", job.unique.is_some()),
+        ("job.metadata", job.metadata.is_some()),
+        ("job.timeout_ms", job.timeout_ms.is_some()),
+    ];
+    match set_by_schedule.into_iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(invalid(
+            field,
+            "a schedule's job takes kind, args, queue, priority, max_attempts and tags",
+        )),
+        None => Ok(()),
+    }
+}
+
 impl ScheduleDef {
     /// Checks the definition and makes the stored schedule. Its next tick is kept from
     /// `existing` when the timing did not change, else the first tick after `now`.
@@ -446,9 +472,7 @@ impl ScheduleDef {
         }
         let spec =
             CronSpec::parse(&self.cron, &self.timezone).map_err(|e| invalid(e.field, e.message))?;
-        if self.job.kind.is_empty() {
-            return Err(invalid("job.kind", "name the kind each tick enqueues"));
-        }
+        check_template(&self.job)?;
         if self.catch_up_cap == 0 || self.catch_up_cap as usize > MAX_TICKS_PER_LOOK {
             return Err(invalid(
                 "catch_up_cap",

@@ -26,7 +26,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::{CatchUp, JobTemplate, Overlap, ScheduleDef, Source};
+use crate::client::EnqueueRequest;
+use crate::schedule::{CatchUp, Overlap, ScheduleDef, Source};
 
 pub use crate::target::TargetDef;
 
@@ -183,10 +184,10 @@ impl SweepDef {
             id: schedule_id(&self.name),
             cron: cron.clone(),
             timezone: self.timezone.clone(),
-            job: JobTemplate {
+            job: EnqueueRequest {
                 kind: "sweep".to_owned(),
                 args: Some(serde_json::json!({ "sweep": self.name })),
-                ..JobTemplate::default()
+                ..EnqueueRequest::default()
             },
             catch_up: CatchUp::Latest,
             catch_up_window: Duration::from_secs(3600),

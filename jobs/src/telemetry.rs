@@ -17,3 +17,22 @@ pub const MESSAGING_SYSTEM: &str = "messaging.system";
 pub const MESSAGING_OPERATION: &str = "messaging.operation.type";
 /// OpenTelemetry messaging destination (the queue).
 pub const MESSAGING_DESTINATION: &str = "messaging.destination.name";
+/// OpenTelemetry span name override (the exporter names the span by it).
+pub const OTEL_NAME: &str = "otel.name";
+/// OpenTelemetry span kind (`consumer` for an attempt).
+pub const OTEL_KIND: &str = "otel.kind";
+
+/// Every name above: a test checks that spans and log lines across the workspace use the
+/// constants, never the names spelled out.
+pub const NAMES: &[&str] = &[
+    JOB_ID,
+    JOB_KIND,
+    JOB_ATTEMPT,
+    QUEUE_NAME,
+    WORKER_ID,
+    MESSAGING_SYSTEM,
+    MESSAGING_OPERATION,
+    MESSAGING_DESTINATION,
+    OTEL_NAME,
+    OTEL_KIND,
+];

@@ -9,6 +9,10 @@ use apalis::layers::tracing::TraceLayer;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
 use apalis_core::task::Task;
 use longshore_jobs::store::WorkerInfo;
+use longshore_jobs::telemetry::{
+    JOB_ATTEMPT, JOB_ID, JOB_KIND, MESSAGING_DESTINATION, MESSAGING_OPERATION, MESSAGING_SYSTEM,
+    OTEL_KIND, OTEL_NAME, WORKER_ID,
+};
 use longshore_jobs::{ClaimedJob, Client, ProcessId, Registry, Store, StoreError, WorkerId};
 use tokio_util::sync::CancellationToken;
 
@@ -137,7 +141,7 @@ impl Pool {
     /// decides the outcome). A worker that fails is restarted.
     fn monitor(&self, workers: &[Arc<Shared>], completer: &Completer) -> Monitor {
         let mut monitor = Monitor::new().should_restart(|worker, error| {
-            tracing::error!(worker.id = worker.name(), %error, "worker failed; restarting it");
+            tracing::error!({ WORKER_ID } = worker.name(), %error, "worker failed; restarting it");
             true
         });
         let client = Client::new(self.store.clone(), Arc::clone(&self.registry));
@@ -276,13 +280,13 @@ fn process_span(task: &Task<ClaimedJob>) -> tracing::Span {
     let job = &task.args;
     tracing::info_span!(
         "process",
-        otel.name = %format_args!("process {}", job.queue),
-        otel.kind = "consumer",
-        "messaging.system" = "longshore",
-        "messaging.operation.type" = "process",
-        "messaging.destination.name" = %job.queue,
-        "job.id" = %job.id,
-        "job.kind" = %job.kind,
-        "job.attempt" = job.attempt,
+        { OTEL_NAME } = %format_args!("process {}", job.queue),
+        { OTEL_KIND } = "consumer",
+        { MESSAGING_SYSTEM } = "longshore",
+        { MESSAGING_OPERATION } = "process",
+        { MESSAGING_DESTINATION } = %job.queue,
+        { JOB_ID } = %job.id,
+        { JOB_KIND } = %job.kind,
+        { JOB_ATTEMPT } = job.attempt,
     )
 }

@@ -3,9 +3,10 @@
 //! reconciled at start and cannot be edited or deleted here (pause and resume work).
 
 use chrono::{DateTime, Utc};
+use longshore_jobs::EnqueueRequest;
 use longshore_jobs::admin::{JobFilter, Scope};
 use longshore_jobs::cron::CronSpec;
-use longshore_jobs::schedule::{CatchUp, JobTemplate, Overlap, Schedule, ScheduleDef, Source};
+use longshore_jobs::schedule::{CatchUp, Overlap, Schedule, ScheduleDef, Source};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
@@ -40,8 +41,10 @@ pub struct TemplateView {
     pub tags: Vec<String>,
 }
 
-impl From<JobTemplate> for TemplateView {
-    fn from(t: JobTemplate) -> TemplateView {
+/// The API shows and takes the fields a schedule's job may set (the schedule refuses the
+/// others, naming them).
+impl From<EnqueueRequest> for TemplateView {
+    fn from(t: EnqueueRequest) -> TemplateView {
         TemplateView {
             kind: t.kind,
             args: t.args,
@@ -53,15 +56,16 @@ impl From<JobTemplate> for TemplateView {
     }
 }
 
-impl From<TemplateView> for JobTemplate {
-    fn from(t: TemplateView) -> JobTemplate {
-        JobTemplate {
+impl From<TemplateView> for EnqueueRequest {
+    fn from(t: TemplateView) -> EnqueueRequest {
+        EnqueueRequest {
             kind: t.kind,
             args: t.args,
             queue: t.queue,
             priority: t.priority,
             max_attempts: t.max_attempts,
             tags: t.tags,
+            ..EnqueueRequest::default()
         }
     }
 }

@@ -215,7 +215,7 @@ async fn rejects_bad_schedules(api: TestApi) {
         id: "from-config".to_owned(),
         cron: "0 0 * * * *".to_owned(),
         timezone: "UTC".to_owned(),
-        job: longshore_jobs::schedule::JobTemplate {
+        job: longshore_jobs::EnqueueRequest {
             kind: "noop".to_owned(),
             ..Default::default()
         },

@@ -16,6 +16,7 @@ use crate::error::StoreError;
 use crate::id::JobId;
 use crate::job::Enqueued;
 use crate::state::JobState;
+use crate::telemetry::JOB_ID;
 
 mod audit;
 pub(crate) mod codec;
@@ -252,7 +253,7 @@ pub(crate) fn split_readable<R, T>(
             Ok(item) => good.push(item),
             Err(error) => {
                 let id = id(row)?;
-                tracing::error!(job.id = %id, %error, "discarding a job whose row cannot be read");
+                tracing::error!({ JOB_ID } = %id, %error, "discarding a job whose row cannot be read");
                 broken.push((id, format!("the stored job cannot be read: {error}")));
             }
         }

@@ -12,6 +12,7 @@ mod events;
 mod leases;
 mod properties;
 mod rescue;
+mod telemetry;
 mod unique;
 
 pub use longshore_testkit::per_backend;

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use apalis_core::error::BoxDynError;
 use apalis_core::task::Task;
 use futures::future::BoxFuture;
+use longshore_jobs::telemetry::{JOB_ATTEMPT, JOB_ID, JOB_KIND};
 use longshore_jobs::{ClaimedJob, Completion, Outcome, WorkerId};
 use tower::{Layer, Service};
 
@@ -76,13 +77,13 @@ where
                 // Only the layers around the dispatcher can fail (it decides every outcome):
                 // nothing is stored, and the lease running out gives the job back.
                 Err(error) => {
-                    tracing::error!(job.id = %job.id, %error, "an attempt ended without an outcome");
+                    tracing::error!({ JOB_ID } = %job.id, %error, "an attempt ended without an outcome");
                     return Err(error);
                 }
             };
             if !layer.held.holds(key) {
                 tracing::debug!(
-                    job.id = %job.id, job.attempt = job.attempt,
+                    { JOB_ID } = %job.id, { JOB_ATTEMPT } = job.attempt,
                     "attempt ended after its lease was lost; nothing to store"
                 );
                 return Ok(());
@@ -107,15 +108,15 @@ where
 fn log_outcome(job: &ClaimedJob, outcome: &Outcome) {
     match outcome {
         Outcome::Discard { error } => tracing::warn!(
-            job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempt,
+            { JOB_ID } = %job.id, { JOB_KIND } = %job.kind, { JOB_ATTEMPT } = job.attempt,
             error = %error.message, "job discarded"
         ),
         Outcome::Retry { error, delay } => tracing::debug!(
-            job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempt,
+            { JOB_ID } = %job.id, { JOB_KIND } = %job.kind, { JOB_ATTEMPT } = job.attempt,
             error = %error.message, delay_ms = delay.as_millis() as u64, "attempt failed"
         ),
         _ => tracing::debug!(
-            job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempt,
+            { JOB_ID } = %job.id, { JOB_KIND } = %job.kind, { JOB_ATTEMPT } = job.attempt,
             outcome = outcome.name(), "attempt finished"
         ),
     }

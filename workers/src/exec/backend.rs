@@ -17,6 +17,7 @@ use apalis_core::task::Task;
 use apalis_core::worker::context::WorkerContext;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use longshore_jobs::telemetry::QUEUE_NAME;
 use longshore_jobs::{ClaimedJob, JobId, Lease, Store, StoreError, WorkerId};
 use tokio::sync::Notify;
 use tower::layer::util::Identity;
@@ -127,7 +128,7 @@ impl QueueBackend {
                 self.errors += 1;
                 let wait = Duration::from_millis(100 << self.errors.min(6));
                 tracing::warn!(
-                    queue.name = %self.shared.queue, %error, retry_ms = wait.as_millis() as u64,
+                    { QUEUE_NAME } = %self.shared.queue, %error, retry_ms = wait.as_millis() as u64,
                     "cannot claim jobs; retrying"
                 );
                 self.idle = Some(tokio::time::sleep(wait).boxed());
@@ -218,7 +219,7 @@ async fn close(shared: Arc<Shared>, mut unstarted: Vec<ClaimedJob>, claim: Optio
         .forget(handed.iter().map(|l| (l.job, l.attempt)));
     match shared.store.release(&handed).await {
         Ok(released) if released > 0 => {
-            tracing::info!(queue.name = %shared.queue, released, "handed back unstarted jobs")
+            tracing::info!({ QUEUE_NAME } = %shared.queue, released, "handed back unstarted jobs")
         }
         Ok(_) => {}
         Err(error) => {

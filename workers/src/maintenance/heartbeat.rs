@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use longshore_jobs::telemetry::{JOB_ATTEMPT, JOB_ID};
 use longshore_jobs::{Store, StoreError, WorkerId};
 use tokio_util::sync::CancellationToken;
 
@@ -58,7 +59,7 @@ impl Heartbeat {
         let stopped = self.held.lose(&renewal.lost);
         for (id, attempt) in &stopped {
             tracing::warn!(
-                job.id = %id, job.attempt = attempt,
+                { JOB_ID } = %id, { JOB_ATTEMPT } = attempt,
                 "lease lost to another process; stopping the attempt (its outcome will not count)"
             );
         }

@@ -5,7 +5,8 @@
 //! processes there are.
 
 use chrono::Utc;
-use longshore_jobs::schedule::{CatchUp, JobTemplate, Overlap, ScheduleDef};
+use longshore_jobs::EnqueueRequest;
+use longshore_jobs::schedule::{CatchUp, Overlap, ScheduleDef};
 use longshore_jobs::store::PruneLimits;
 use longshore_jobs::{JobContext, JobError, JobResult, Kind, KindOptions};
 use longshore_jobs::{Store, StoreError};
@@ -100,9 +101,9 @@ pub fn schedule(retention: &RetentionConfig) -> ScheduleDef {
         id: SCHEDULE_ID.to_owned(),
         cron: retention.schedule.clone(),
         timezone: "UTC".to_owned(),
-        job: JobTemplate {
+        job: EnqueueRequest {
             kind: Prune::NAME.to_owned(),
-            ..JobTemplate::default()
+            ..EnqueueRequest::default()
         },
         catch_up: CatchUp::Latest,
         catch_up_window: std::time::Duration::from_secs(3600),

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use longshore_jobs::telemetry::{JOB_ID, WORKER_ID};
 use longshore_jobs::{JobState, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +46,7 @@ impl Rescuer {
                     _ => report.retried += 1,
                 }
                 tracing::warn!(
-                    job.id = %job.id, worker.id = job.worker.as_deref().unwrap_or("?"),
+                    { JOB_ID } = %job.id, { WORKER_ID } = job.worker.as_deref().unwrap_or("?"),
                     state = %job.state, "rescued job whose lease expired"
                 );
             }

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use longshore_jobs::EnqueueRequest;
 use longshore_jobs::admin::JobFilter;
-use longshore_jobs::schedule::{CatchUp, JobTemplate, Overlap, ScheduleDef, Source};
+use longshore_jobs::schedule::{CatchUp, Overlap, ScheduleDef, Source};
 use longshore_jobs::{Job, JobState, Store};
 use longshore_workers::Scheduler;
 
@@ -28,10 +29,10 @@ fn def(id: &str, cron: &str, timezone: &str, catch_up: CatchUp) -> ScheduleDef {
         id: id.to_owned(),
         cron: cron.to_owned(),
         timezone: timezone.to_owned(),
-        job: JobTemplate {
+        job: EnqueueRequest {
             kind: "noop".to_owned(),
             queue: Some(format!("q-{id}")),
-            ..JobTemplate::default()
+            ..EnqueueRequest::default()
         },
         catch_up,
         catch_up_window: Duration::from_secs(600),
