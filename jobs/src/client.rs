@@ -4,15 +4,17 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::{EnqueueError, StoreError};
 use crate::id::JobId;
 use crate::job::{Enqueued, NewJob, RunAt, UniqueOptions};
+use crate::kind::KindOptions;
 use crate::limits::{
     MAX_ARGS_BYTES, MAX_ATTEMPTS_LIMIT, MAX_METADATA_BYTES, check_delay_ms, check_json, check_size,
     check_tags, check_text, check_time,
 };
-use crate::registry::Registry;
+use crate::registry::{RegisteredKind, Registry};
 use crate::store::{InTransaction, Store};
 
 /// A request to enqueue one job: the kind and args, and overrides of the kind's defaults.
@@ -90,89 +92,33 @@ impl Client {
     }
 
     /// Checks a request and turns it into a job ready to store, applying the kind's defaults.
+    /// Each field is checked by a step of its own, which names the field when it refuses.
     pub fn prepare(&self, request: EnqueueRequest) -> Result<NewJob, EnqueueError> {
         let kind = self
             .registry
             .get(&request.kind)
             .ok_or_else(|| EnqueueError::UnknownKind(request.kind.clone()))?;
         let defaults = kind.options();
-        let args = request.args.unwrap_or_else(|| serde_json::json!({}));
-        check_size("args", &args, MAX_ARGS_BYTES)?;
-        check_json("args", &args)?;
-        kind.check_args(&args).map_err(|e| {
-            EnqueueError::invalid("args", format!("do not fit kind {}: {e}", kind.name()))
-        })?;
+        let now = Utc::now();
         let queue = request.queue.unwrap_or_else(|| defaults.queue.clone());
         check_queue_name(&queue)?;
-        let priority = match request.priority {
-            None => defaults.priority,
-            Some(p @ 0..=9) => p as i16,
-            Some(p) => {
-                return Err(EnqueueError::invalid(
-                    "priority",
-                    format!("must be 0 to 9, got {p}"),
-                ));
-            }
-        };
-        let max_attempts = match request.max_attempts {
-            None => i64::from(defaults.max_attempts),
-            Some(n @ 1..=MAX_ATTEMPTS_LIMIT) => n,
-            Some(n) => {
-                return Err(EnqueueError::invalid(
-                    "max_attempts",
-                    format!("must be 1 to {MAX_ATTEMPTS_LIMIT}, got {n}"),
-                ));
-            }
-        } as i32;
-        let now = Utc::now();
-        let run_at = match (request.delay_ms, request.run_at) {
-            (Some(_), Some(_)) => {
-                return Err(EnqueueError::invalid(
-                    "delay_ms",
-                    "give delay_ms or run_at, not both",
-                ));
-            }
-            (Some(ms), None) => RunAt::After(check_delay_ms("delay_ms", ms)?),
-            (None, Some(at)) => {
-                check_time("run_at", at, now)?;
-                RunAt::At(at)
-            }
-            (None, None) => RunAt::Now,
-        };
-        let unique = request.unique.or_else(|| defaults.unique.clone());
-        let unique =
-            unique.map(|u| check_unique(&u).map(|()| (u.key.clone(), u.slot(now), u.scope)));
         check_tags("tags", &request.tags)?;
-        let tags = request.tags;
-        let metadata = match request.metadata {
-            None => serde_json::json!({}),
-            Some(m @ serde_json::Value::Object(_)) => m,
-            Some(_) => return Err(EnqueueError::invalid("metadata", "must be a JSON object")),
-        };
-        check_size("metadata", &metadata, MAX_METADATA_BYTES)?;
-        check_json("metadata", &metadata)?;
-        let timeout_ms = match request.timeout_ms {
-            None => defaults.timeout.map(|t| t.as_millis() as i64),
-            Some(ms) if ms > 0 => Some(ms),
-            Some(ms) => {
-                return Err(EnqueueError::invalid(
-                    "timeout_ms",
-                    format!("must be positive, got {ms}"),
-                ));
-            }
+        let unique = match request.unique.or_else(|| defaults.unique.clone()) {
+            Some(u) => check_unique(&u).map(|()| Some((u.key.clone(), u.slot(now), u.scope)))?,
+            None => None,
         };
         Ok(NewJob {
             id: JobId::new(),
             queue,
             kind: kind.name().to_owned(),
-            args,
-            priority,
-            max_attempts,
-            run_at,
-            unique: unique.transpose()?,
-            tags,
-            metadata,
-            timeout_ms,
+            args: args(kind, request.args)?,
+            priority: priority(request.priority, defaults)?,
+            max_attempts: max_attempts(request.max_attempts, defaults)?,
+            run_at: run_at(request.delay_ms, request.run_at, now)?,
+            unique,
+            tags: request.tags,
+            metadata: metadata(request.metadata)?,
+            timeout_ms: timeout_ms(request.timeout_ms, defaults)?,
         })
     }
 
@@ -229,6 +175,79 @@ impl Client {
             .into_iter()
             .map(|p| p.map(|_| stored.next().expect("one result per valid job")))
             .collect())
+    }
+}
+
+/// The args, `{}` by default: bounded, free of NUL, and of the shape the kind accepts.
+fn args(kind: &RegisteredKind, args: Option<Value>) -> Result<Value, EnqueueError> {
+    let args = args.unwrap_or_else(|| serde_json::json!({}));
+    check_size("args", &args, MAX_ARGS_BYTES)?;
+    check_json("args", &args)?;
+    kind.check_args(&args).map_err(|e| {
+        EnqueueError::invalid("args", format!("do not fit kind {}: {e}", kind.name()))
+    })?;
+    Ok(args)
+}
+
+fn priority(priority: Option<i64>, defaults: &KindOptions) -> Result<i16, EnqueueError> {
+    match priority {
+        None => Ok(defaults.priority),
+        Some(p @ 0..=9) => Ok(p as i16),
+        Some(p) => Err(EnqueueError::invalid(
+            "priority",
+            format!("must be 0 to 9, got {p}"),
+        )),
+    }
+}
+
+fn max_attempts(attempts: Option<i64>, defaults: &KindOptions) -> Result<i32, EnqueueError> {
+    match attempts {
+        None => Ok(defaults.max_attempts as i32),
+        Some(n @ 1..=MAX_ATTEMPTS_LIMIT) => Ok(n as i32),
+        Some(n) => Err(EnqueueError::invalid(
+            "max_attempts",
+            format!("must be 1 to {MAX_ATTEMPTS_LIMIT}, got {n}"),
+        )),
+    }
+}
+
+/// When the first attempt may start: after a delay, at a time (within the horizon), or now.
+fn run_at(
+    delay_ms: Option<i64>,
+    at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<RunAt, EnqueueError> {
+    match (delay_ms, at) {
+        (Some(_), Some(_)) => Err(EnqueueError::invalid(
+            "delay_ms",
+            "give delay_ms or run_at, not both",
+        )),
+        (Some(ms), None) => Ok(RunAt::After(check_delay_ms("delay_ms", ms)?)),
+        (None, Some(at)) => check_time("run_at", at, now).map(|()| RunAt::At(at)),
+        (None, None) => Ok(RunAt::Now),
+    }
+}
+
+/// A bounded JSON object without NUL, `{}` by default.
+fn metadata(metadata: Option<Value>) -> Result<Value, EnqueueError> {
+    let metadata = match metadata {
+        None => serde_json::json!({}),
+        Some(m @ Value::Object(_)) => m,
+        Some(_) => return Err(EnqueueError::invalid("metadata", "must be a JSON object")),
+    };
+    check_size("metadata", &metadata, MAX_METADATA_BYTES)?;
+    check_json("metadata", &metadata)?;
+    Ok(metadata)
+}
+
+fn timeout_ms(timeout: Option<i64>, defaults: &KindOptions) -> Result<Option<i64>, EnqueueError> {
+    match timeout {
+        None => Ok(defaults.timeout.map(|t| t.as_millis() as i64)),
+        Some(ms) if ms > 0 => Ok(Some(ms)),
+        Some(ms) => Err(EnqueueError::invalid(
+            "timeout_ms",
+            format!("must be positive, got {ms}"),
+        )),
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use longshore_jobs::cron::CronSpec;
-use longshore_jobs::schedule::{self, Overlap, TickCounts};
-use longshore_jobs::{Client, JobId, StoreError, event};
+use longshore_jobs::schedule::{self, Overlap, Schedule, TickCounts};
+use longshore_jobs::{Client, EnqueueError, JobId, StoreError, event};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -54,87 +54,116 @@ impl Scheduler {
 
     /// Fires every schedule due at `now`.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, StoreError> {
-        let store = self.client.store();
         let mut report = TickReport::default();
-        for schedule in store.due_schedules(now).await? {
-            let Some(due) = schedule.next_fire_at else {
-                continue;
-            };
-            let spec = match CronSpec::parse(&schedule.cron, &schedule.timezone) {
-                Ok(spec) => spec,
-                Err(error) => {
-                    tracing::warn!(schedule = %schedule.id, %error, "schedule cannot be evaluated; disabled in effect");
-                    continue;
-                }
-            };
-            let plan = schedule::plan(&schedule, &spec, due, now);
-            let mut fired: Option<(DateTime<Utc>, JobId)> = None;
-            let mut counts = TickCounts::default();
-            let mut previous = schedule.last_job_id;
-            for tick in &plan.fire {
-                if schedule.overlap == Overlap::Skip && self.unfinished(previous).await? {
-                    report.skipped += 1;
-                    counts.skipped += 1;
-                    store
-                        .write_event(
-                            event::SCHEDULE_SKIPPED,
-                            None,
-                            previous,
-                            json!({ "schedule": schedule.id, "tick": tick, "reason": "the previous job has not finished" }),
-                        )
-                        .await?;
-                    continue;
-                }
-                match self
-                    .client
-                    .enqueue(schedule.fire_request(Some(*tick)))
-                    .await
-                {
-                    Ok(enqueued) => {
-                        if !enqueued.duplicate {
-                            report.fired += 1;
-                            counts.fired += 1;
-                            store
-                                .write_event(
-                                    event::SCHEDULE_FIRED,
-                                    None,
-                                    Some(enqueued.id),
-                                    json!({ "schedule": schedule.id, "tick": tick }),
-                                )
-                                .await?;
-                        }
-                        fired = Some((*tick, enqueued.id));
-                        previous = Some(enqueued.id);
-                    }
-                    Err(longshore_jobs::EnqueueError::Store(error)) => return Err(error),
-                    Err(error) => {
-                        tracing::warn!(schedule = %schedule.id, %error, "the schedule's job template is invalid; tick dropped");
-                    }
-                }
-            }
-            if !plan.missed.is_empty() {
-                report.missed += plan.missed.len() as u32;
-                counts.missed += plan.missed.len() as i64;
-                store
-                    .write_event(
-                        event::SCHEDULE_MISSED,
-                        None,
-                        None,
-                        json!({
-                            "schedule": schedule.id,
-                            "count": plan.missed.len(),
-                            "first": plan.missed.first(),
-                            "last": plan.missed.last(),
-                            "policy": schedule.catch_up,
-                        }),
-                    )
-                    .await?;
-            }
-            store
-                .advance_schedule(&schedule.id, due, plan.next, fired, counts)
-                .await?;
+        for schedule in self.client.store().due_schedules(now).await? {
+            let counts = self.look(&schedule, now).await?;
+            report.fired += counts.fired as u32;
+            report.skipped += counts.skipped as u32;
+            report.missed += counts.missed as u32;
         }
         Ok(report)
+    }
+
+    /// One schedule at one look: the catch-up policy plans the ticks, each planned tick
+    /// fires (or is skipped while the previous job runs), the dropped ones are reported,
+    /// and the next tick moves forward by compare-and-set.
+    async fn look(
+        &self,
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+    ) -> Result<TickCounts, StoreError> {
+        let mut counts = TickCounts::default();
+        let Some(due) = schedule.next_fire_at else {
+            return Ok(counts);
+        };
+        let spec = match CronSpec::parse(&schedule.cron, &schedule.timezone) {
+            Ok(spec) => spec,
+            Err(error) => {
+                tracing::warn!(schedule = %schedule.id, %error, "schedule cannot be evaluated; disabled in effect");
+                return Ok(counts);
+            }
+        };
+        let plan = schedule::plan(schedule, &spec, due, now);
+        let mut fired: Option<(DateTime<Utc>, JobId)> = None;
+        let mut previous = schedule.last_job_id;
+        for &tick in &plan.fire {
+            if schedule.overlap == Overlap::Skip && self.unfinished(previous).await? {
+                counts.skipped += 1;
+                self.event(
+                    event::SCHEDULE_SKIPPED,
+                    previous,
+                    json!({
+                        "schedule": schedule.id, "tick": tick,
+                        "reason": "the previous job has not finished",
+                    }),
+                )
+                .await?;
+                continue;
+            }
+            if let Some(job) = self.fire(schedule, tick, &mut counts).await? {
+                fired = Some((tick, job));
+                previous = Some(job);
+            }
+        }
+        if !plan.missed.is_empty() {
+            counts.missed += plan.missed.len() as i64;
+            self.event(
+                event::SCHEDULE_MISSED,
+                None,
+                json!({
+                    "schedule": schedule.id,
+                    "count": plan.missed.len(),
+                    "first": plan.missed.first(),
+                    "last": plan.missed.last(),
+                    "policy": schedule.catch_up,
+                }),
+            )
+            .await?;
+        }
+        self.client
+            .store()
+            .advance_schedule(&schedule.id, due, plan.next, fired, counts)
+            .await?;
+        Ok(counts)
+    }
+
+    /// Enqueues the job of one tick, unique per (schedule, tick): the job, also when another
+    /// scheduler fired the tick first (only the first counts it). `None` when the template
+    /// is refused: the tick is dropped, and said so.
+    async fn fire(
+        &self,
+        schedule: &Schedule,
+        tick: DateTime<Utc>,
+        counts: &mut TickCounts,
+    ) -> Result<Option<JobId>, StoreError> {
+        match self.client.enqueue(schedule.fire_request(Some(tick))).await {
+            Ok(enqueued) => {
+                if !enqueued.duplicate {
+                    counts.fired += 1;
+                    let data = json!({ "schedule": schedule.id, "tick": tick });
+                    self.event(event::SCHEDULE_FIRED, Some(enqueued.id), data)
+                        .await?;
+                }
+                Ok(Some(enqueued.id))
+            }
+            Err(EnqueueError::Store(error)) => Err(error),
+            Err(error) => {
+                tracing::warn!(schedule = %schedule.id, %error, "the schedule's job template is invalid; tick dropped");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn event(
+        &self,
+        event_type: &str,
+        job: Option<JobId>,
+        data: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.client
+            .store()
+            .write_event(event_type, None, job, data)
+            .await
     }
 
     async fn unfinished(&self, job: Option<JobId>) -> Result<bool, StoreError> {
