@@ -131,7 +131,7 @@ impl UniqueScope {
 /// Uniqueness for a job: at most one job holds a key at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UniqueOptions {
-    /// The key. Defaults to the kind, queue and args when built with [`UniqueOptions::by_args`].
+    /// The key, chosen by the caller (`welcome:user-42`, say): 1 to 512 bytes.
     pub key: String,
     /// Which states hold the key. Defaults to [`UniqueScope::Active`].
     #[serde(default)]

@@ -4,13 +4,26 @@
 //! event outbox, kinds and the registry, and the store with one implementation per backend
 //! (PostgreSQL and SQLite).
 //!
+//! ## The path of one job
+//! 1. `client.rs` checks an enqueue against its kind and fills in the kind's defaults.
+//! 2. `store/inserter.rs` commits concurrent enqueues together; `store/{pg,sqlite}/jobs.rs`
+//!    writes the rows with their `job.enqueued` events.
+//! 3. `store/wakeup.rs` wakes the queue's idle workers; `store/pg/notify.rs` other processes'.
+//! 4. `store/{pg,sqlite}/jobs.rs` claims it for a worker under a lease (`job.started`).
+//! 5. The runtime (`longshore-workers`, its `exec/`) runs the handler and decides the outcome.
+//! 6. `store/{pg,sqlite}/jobs.rs` stores it fenced by its [`Lease`], with attempt and event.
+//! 7. `store/sql/events.rs` reads the outbox below the horizon, for the API's stream.
+
 //! ## Layout
 //! - [`job`], [`state`], [`id`]: the job model and its one list of states.
-//! - [`kind`], [`registry`], [`kinds`]: kinds bind a stable name to a handler and defaults.
+//! - [`kind`], [`registry`], [`kinds`]: kinds bind a stable name to a handler and defaults (the
+//!   families of built-in kinds live on the runtime side, in `longshore-workers`).
 //! - [`client`]: validates enqueues and applies defaults; [`limits`]: what a job may hold.
-//! - [`store`]: claims, completions, rescues, events; `store::pg` and `store::sqlite`.
-//! - [`event`], [`outcome`], [`backoff`], [`telemetry`].
-//!
+//! - [`store`]: the one seam over both databases, a file per table; the SQL that is the same
+//!   on both in `store/sql/`, the hot path per backend in `store/pg/` and `store/sqlite/`.
+//! - [`schedule`], [`cron`], [`sweep`], [`target`]: schedules and sweep definitions.
+//! - [`event`], [`outcome`], [`backoff`], [`telemetry`] (the span and field names).
+
 //! ## Example
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,14 +1,20 @@
 //! # longshore-workers
 //!
-//! The runtime: worker pools on apalis, and the background roles that keep jobs moving.
+//! The runtime: worker pools on apalis, the built-in kinds, and the background roles that
+//! keep jobs moving.
 //!
-//! Each queue a process works is one apalis worker whose backend ([`backend::QueueBackend`])
-//! claims jobs from Longshore's store. apalis runs the handlers through tower layers
-//! (tracing, concurrency, catch-panic); the backend's own layer ([`ack::AckLayer`]) sees
-//! every final result and hands it to the [`completer::Completer`], which stores outcomes in
-//! batches. Beside the workers run the [`heartbeat::Heartbeat`] (leases and cancel requests),
-//! the [`rescuer::Rescuer`] (expired leases) and the [`scheduler::Scheduler`] (cron
-//! schedules). Retention is a kind, [`pruner::Prune`], fired by a built-in schedule.
+//! ## The path of one job
+//! 1. `exec/backend.rs`: woken by the store (or at its poll), the queue's backend claims a
+//!    batch under a lease; `exec/held.rs` tracks each attempt until its outcome is stored.
+//! 2. `pool.rs` builds the tower stack apalis runs each job through (ack, tracing, limits).
+//! 3. `exec/dispatch.rs` runs the handler (the built-in ones are in `kinds/`) on its own task
+//!    and decides the outcome, retry with backoff or discard, in that one place.
+//! 4. `exec/ack.rs` hands it to `exec/completer.rs`, which stores outcomes in batches.
+//! 5. `maintenance/heartbeat.rs` renews the leases meanwhile and relays cancel requests;
+//!    `maintenance/rescuer.rs` gives back the jobs of a process that died.
+//!
+//! Beside them, `maintenance/scheduler.rs` fires cron schedules once per tick however many
+//! processes run, and retention is a kind, [`pruner::Prune`], fired by a built-in schedule.
 //!
 //! ## Example
 //! ```no_run
