@@ -13,6 +13,7 @@ crate::per_backend!(
     refuses_bad_enqueues_naming_the_field,
     answers_each_item_of_a_batch,
     stores_jobs_with_a_checkpoint_only_while_the_attempt_holds_its_lease,
+    enqueues_inside_the_callers_transaction,
 );
 
 async fn refuses_bad_enqueues_naming_the_field(db: TestDb) {
@@ -177,4 +178,60 @@ async fn stores_jobs_with_a_checkpoint_only_while_the_attempt_holds_its_lease(db
         db.store.job_progress(pass.id).await.unwrap(),
         Some(json!({"page": 1}))
     );
+}
+
+/// `Client::enqueue_in` on a transaction of the caller's: the job commits with it or not at
+/// all, validated as any enqueue, on both backends.
+async fn enqueues_inside_the_callers_transaction(db: TestDb) {
+    let client = client(&db);
+    let request = || EnqueueRequest::new("noop", json!({ "order": 7 }));
+    macro_rules! run {
+        ($pool:ty) => {{
+            let pool = <$pool>::connect(&db.url).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            let rolled_back = client.enqueue_in(&mut *tx, request()).await.unwrap();
+            tx.rollback().await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            let refused = client
+                .enqueue_in(
+                    &mut *tx,
+                    EnqueueRequest {
+                        priority: Some(12),
+                        ..request()
+                    },
+                )
+                .await
+                .unwrap_err();
+            let committed = client.enqueue_in(&mut *tx, request()).await.unwrap();
+            tx.commit().await.unwrap();
+            pool.close().await;
+            (rolled_back, refused, committed)
+        }};
+    }
+    let (rolled_back, refused, committed) = if db.is_postgres() {
+        run!(sqlx::PgPool)
+    } else {
+        run!(sqlx::SqlitePool)
+    };
+    assert!(db.store.job(rolled_back.id).await.unwrap().is_none());
+    assert!(
+        db.store
+            .job_events(rolled_back.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        matches!(refused, EnqueueError::Invalid { ref field, .. } if field == "priority"),
+        "{refused}"
+    );
+    let job = db
+        .store
+        .job(committed.id)
+        .await
+        .unwrap()
+        .expect("committed");
+    assert_eq!(job.args, json!({ "order": 7 }));
+    let events = db.store.job_events(committed.id).await.unwrap();
+    assert_eq!(events[0].event_type, longshore_jobs::event::JOB_ENQUEUED);
 }
