@@ -18,7 +18,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use longshore_jobs::{Store, StoreConfig};
+use longshore_jobs::{Client, EnqueueRequest, JobId, Store, StoreConfig};
 pub use tempfile::TempDir;
 
 /// Runs each named test once per backend: `per_backend!(setup => name, …)` makes
@@ -222,4 +222,13 @@ where
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Enqueues one job of `kind` with `args`, every other field from the kind's defaults.
+pub async fn enqueue(client: &Client, kind: &str, args: serde_json::Value) -> JobId {
+    client
+        .enqueue(EnqueueRequest::new(kind, args))
+        .await
+        .expect("enqueue")
+        .id
 }

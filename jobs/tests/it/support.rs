@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use longshore_jobs::{Client, EnqueueRequest, JobId, Registry, kinds};
-pub use longshore_testkit::{Backend, TestDb};
+use longshore_jobs::{Client, Registry, kinds};
+pub use longshore_testkit::{Backend, TestDb, enqueue};
 
 /// A fresh database for one scenario (`None`: Postgres unreachable outside CI).
 pub async fn db(backend: Backend) -> Option<TestDb> {
@@ -16,13 +16,4 @@ pub fn client(db: &TestDb) -> Client {
     let mut registry = Registry::new();
     kinds::register_builtins(&mut registry);
     Client::new(db.store.clone(), Arc::new(registry))
-}
-
-/// Enqueues one job of `kind`.
-pub async fn enqueue(client: &Client, kind: &str, args: serde_json::Value) -> JobId {
-    client
-        .enqueue(EnqueueRequest::new(kind, args))
-        .await
-        .expect("enqueue")
-        .id
 }

@@ -5,15 +5,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use longshore_jobs::{
-    Backoff, Client, EnqueueRequest, JobContext, JobError, JobId, JobResult, Kind, KindOptions,
-    Registry, Store, kinds,
+    Backoff, Client, JobContext, JobError, JobId, JobResult, Kind, KindOptions, Registry, Store,
+    kinds,
 };
 use longshore_workers::{Pool, PoolConfig, QueueConfig};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use longshore_testkit::{Backend, TestDb, per_backend};
+pub use longshore_testkit::{Backend, TestDb, enqueue, per_backend};
 
 /// A fresh database, or `None` when Postgres is unreachable outside CI.
 pub async fn db(backend: Backend) -> Option<TestDb> {
@@ -84,14 +84,6 @@ pub fn registry() -> Registry {
 
 pub fn client(db: &TestDb, registry: Registry) -> Client {
     Client::new(db.store.clone(), Arc::new(registry))
-}
-
-pub async fn enqueue(client: &Client, kind: &str, args: serde_json::Value) -> JobId {
-    client
-        .enqueue(EnqueueRequest::new(kind, args))
-        .await
-        .expect("enqueue")
-        .id
 }
 
 /// Fails its first `fail` attempts (retryably), then succeeds.

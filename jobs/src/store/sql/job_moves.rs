@@ -76,6 +76,27 @@ fn unique_conflict(error: sqlx::Error, id: JobId, state: JobState, op: &'static 
     }
 }
 
+/// The end of a move that makes a locked job available: its `UPDATE … RETURNING` (a unique
+/// violation is a conflict: another active job took the key meanwhile), its event, the commit.
+async fn make_available(
+    mut tx: sqlx::Transaction<'static, Db>,
+    head: &Head,
+    id: JobId,
+    sql: String,
+    event_type: &'static str,
+    op: &'static str,
+) -> Result<Job, StoreError> {
+    let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
+        .bind(id.0)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| unique_conflict(e, id, head.state, op))?;
+    let job = rows::job(&row)?;
+    events::write(&mut *tx, head.event(id, event_type, "available")).await?;
+    tx.commit().await.map_err(query(op))?;
+    Ok(job)
+}
+
 impl Backend {
     pub(crate) async fn cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
         let mut tx = self.write("cancel").await?;
@@ -125,15 +146,7 @@ impl Backend {
              WHERE id = $1 RETURNING {}",
             rows::JOB_COLUMNS
         );
-        let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
-            .bind(id.0)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| unique_conflict(e, id, head.state, "retry"))?;
-        let job = rows::job(&row)?;
-        events::write(&mut *tx, head.event(id, event::JOB_RETRIED, "available")).await?;
-        tx.commit().await.map_err(query("retry"))?;
-        Ok(job)
+        make_available(tx, &head, id, sql, event::JOB_RETRIED, "retry").await
     }
 
     pub(crate) async fn promote_job(&self, id: JobId) -> Result<Job, StoreError> {
@@ -148,15 +161,7 @@ impl Backend {
              WHERE id = $1 RETURNING {}",
             rows::JOB_COLUMNS
         );
-        let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
-            .bind(id.0)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| unique_conflict(e, id, head.state, "run job now"))?;
-        let job = rows::job(&row)?;
-        events::write(&mut *tx, head.event(id, event::JOB_PROMOTED, "available")).await?;
-        tx.commit().await.map_err(query("run job now"))?;
-        Ok(job)
+        make_available(tx, &head, id, sql, event::JOB_PROMOTED, "run job now").await
     }
 
     pub(crate) async fn edit_job(&self, id: JobId, edit: &JobEdit) -> Result<Job, StoreError> {
