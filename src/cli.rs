@@ -3,13 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::LogFormat;
 
 /// Longshore: durable jobs with retries, leases, uniqueness and schedules.
 #[derive(Debug, Parser)]
-#[command(name = "longshore", version, about)]
+#[command(name = "longshore", version = crate::VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -25,27 +25,59 @@ pub enum Command {
     Api(RuntimeArgs),
     /// Apply the database schema migrations and exit.
     Migrate(RuntimeArgs),
-    /// Enqueue, list, inspect, retry, cancel and delete jobs (over the HTTP API).
+    /// Enqueue, list, inspect, wait for, edit, retry, cancel and delete jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
-    /// Follow the event stream (over the HTTP API).
+    /// Follow the event stream, live or from a point in the past.
     #[command(subcommand)]
     Events(EventsCommand),
-    /// List, pause and resume queues (over the HTTP API).
+    /// List, inspect, pause and resume queues, and limit their concurrency.
     #[command(subcommand)]
     Queues(QueuesCommand),
-    /// Counts of jobs by state (over the HTTP API).
+    /// The worker processes seen lately, with what they run.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
+    /// Counts of jobs by state.
     Stats(ClientArgs),
-    /// Cron schedules: list, create, update, pause, trigger, upcoming ticks (over the HTTP API).
+    /// Cron schedules: list, create, update, pause, trigger, their ticks and their jobs.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
-    /// Sweeps: list them with last and next run, start a pass or a dry run (over the HTTP API).
+    /// Sweeps: list them with last and next run, start a pass or a dry run.
     #[command(subcommand)]
     Sweeps(SweepsCommand),
-    /// Create, list and revoke API tokens: over the HTTP API with `--server`, else directly
-    /// in the database (how the first token is made).
+    /// Bulk operations started by `jobs retry|cancel|delete` with a selector.
+    #[command(subcommand)]
+    Operations(OperationsCommand),
+    /// The audit log of changes made through the API, newest first (admin scope).
+    Audit {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create, list and revoke API tokens, over the API (`--server`) or in the database
+    /// (`--database-url`, how the first token is made).
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Exit 0 when the server is ready (its database answers), 6 when it is not: for
+    /// container health checks.
+    Health {
+        /// The API's base URL.
+        #[arg(
+            long,
+            env = "LONGSHORE_SERVER",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        server: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "5s")]
+        timeout: humantime::Duration,
+    },
+    /// Print a shell completion script, e.g. `longshore completions bash > /etc/bash_completion.d/longshore`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Where the API is and how to talk to it.
@@ -61,26 +93,57 @@ pub struct ClientArgs {
     /// A bearer token.
     #[arg(long, env = "LONGSHORE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Output: a table for people, or JSON for scripts.
+    /// Output: a table for people, JSON, or one JSON object per line for scripts.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
+    /// Show times relative to now ("3m ago").
+    #[arg(long)]
+    pub relative: bool,
 }
 
 /// Output format of client commands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
-    /// Columns.
+    /// Columns that fit the terminal.
     Table,
     /// The API's JSON.
     Json,
+    /// One JSON object per line (a list's items, a stream's events).
+    Jsonl,
+}
+
+/// A job's state, as the API names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum JobState {
+    Scheduled,
+    Available,
+    Running,
+    Retryable,
+    Completed,
+    Cancelled,
+    Discarded,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Scheduled => "scheduled",
+            JobState::Available => "available",
+            JobState::Running => "running",
+            JobState::Retryable => "retryable",
+            JobState::Completed => "completed",
+            JobState::Cancelled => "cancelled",
+            JobState::Discarded => "discarded",
+        }
+    }
 }
 
 /// Which jobs a list or a bulk action concerns.
 #[derive(Clone, Debug, Default, Args)]
 pub struct JobSelector {
     /// Only jobs in this state (repeatable).
-    #[arg(long = "state")]
-    pub states: Vec<String>,
+    #[arg(long = "state", value_enum)]
+    pub states: Vec<JobState>,
     /// Only this queue.
     #[arg(long)]
     pub queue: Option<String>,
@@ -98,13 +161,38 @@ pub struct JobSelector {
     pub args: Vec<String>,
 }
 
+/// Paging through a list.
+#[derive(Clone, Debug, Args)]
+pub struct PageArgs {
+    /// How many per page, 1–500.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: u32,
+    /// Continue where a page ended (the cursor it printed).
+    #[arg(long, conflicts_with = "all")]
+    pub cursor: Option<String>,
+    /// Every page, printed as it arrives.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// How long to wait for a job.
+#[derive(Clone, Debug, Args)]
+pub struct JobWait {
+    /// Wait for the job to finish, with a spinner; the exit code tells how it ended.
+    #[arg(long)]
+    pub wait: bool,
+    /// With `--wait`: give up after this long (exit 12; the job goes on).
+    #[arg(long, default_value = "10m", requires = "wait")]
+    pub timeout: humantime::Duration,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Enqueue a job.
     Enqueue {
         /// The kind, e.g. `sleep`.
         kind: String,
-        /// The args as JSON, e.g. '{"ms": 500}'.
+        /// The args: JSON, `@file.json`, or `-` to read them from stdin.
         #[arg(long, default_value = "{}")]
         args: String,
         /// The queue (default: the kind's).
@@ -117,17 +205,22 @@ pub enum JobsCommand {
         #[arg(long)]
         max_attempts: Option<i64>,
         /// Wait this long before the first attempt, e.g. `10s`.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "at")]
         delay: Option<humantime::Duration>,
+        /// Run at this time (RFC 3339, e.g. 2026-12-24T18:00:00Z).
+        #[arg(long)]
+        at: Option<String>,
         /// A unique key: at most one waiting or running job has it.
         #[arg(long)]
         unique: Option<String>,
         /// A tag (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
-        /// Wait for the job to finish, with a spinner.
+        /// Sent as `Idempotency-Key`: the same key again returns the first job, not a new one.
         #[arg(long)]
-        wait: bool,
+        idempotency_key: Option<String>,
+        #[command(flatten)]
+        wait: JobWait,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -135,25 +228,38 @@ pub enum JobsCommand {
     List {
         #[command(flatten)]
         select: JobSelector,
-        /// How many.
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
+        #[command(flatten)]
+        page: PageArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Show a job.
-    Get {
-        /// The job's id.
-        id: String,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    /// Show a job (by id, or a unique prefix of it).
+    Get(JobRef),
     /// Show a job's attempts.
-    Attempts {
-        /// The job's id.
-        id: String,
+    Attempts(JobRef),
+    /// Show a job's events, oldest first.
+    Events(JobRef),
+    /// Run a scheduled or retrying job now.
+    Run(JobRef),
+    /// Change a waiting job: its priority, time, attempts, tags or args.
+    Edit {
         #[command(flatten)]
-        client: ClientArgs,
+        job: JobRef,
+        /// New priority, 0–9.
+        #[arg(long)]
+        priority: Option<i64>,
+        /// New time to run (RFC 3339).
+        #[arg(long)]
+        at: Option<String>,
+        /// New attempt limit.
+        #[arg(long)]
+        max_attempts: Option<i64>,
+        /// New tags, replacing the old (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// New args: JSON, `@file.json` or `-`.
+        #[arg(long)]
+        args: Option<String>,
     },
     /// Retry one job, or (with a selector) every matching job in the time range.
     Retry(BulkArgs),
@@ -161,22 +267,29 @@ pub enum JobsCommand {
     Cancel(BulkArgs),
     /// Delete one job, or (with a selector) every matching job in the time range.
     Delete(BulkArgs),
-    /// Wait for a job to finish, showing its state changes.
+    /// Wait for a job to finish, showing its state; the exit code tells how it ended.
     Watch {
-        /// The job's id.
-        id: String,
-        /// Give up after this long.
+        #[command(flatten)]
+        job: JobRef,
+        /// Give up after this long (exit 12; the job goes on).
         #[arg(long, default_value = "10m")]
         timeout: humantime::Duration,
-        #[command(flatten)]
-        client: ClientArgs,
     },
+}
+
+/// One job, by id or by a unique prefix of it (as git takes commits).
+#[derive(Debug, Args)]
+pub struct JobRef {
+    /// The job's id, or a unique prefix of it (at least 4 hex digits).
+    pub id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// One job by id, or many by a selector.
 #[derive(Debug, Args)]
 pub struct BulkArgs {
-    /// The job's id; omit it to act on every job the selector matches.
+    /// The job's id (or a unique prefix); omit it to act on every job the selector matches.
     pub id: Option<String>,
     #[command(flatten)]
     pub select: JobSelector,
@@ -192,11 +305,18 @@ pub struct BulkArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
-    /// Print events as they happen; resumes after `--after` (or the last id seen).
+    /// Print events as they happen, from now on (as `tail -f`); `--after`, `--since` or
+    /// `--from-start` replay the past first. Reconnects resume with no gap.
     Tail {
-        /// Resume after this event id.
-        #[arg(long)]
+        /// Start after this event id.
+        #[arg(long, conflicts_with_all = ["since", "from_start"])]
         after: Option<i64>,
+        /// Start with the events of the last `10m`, `2h`, …
+        #[arg(long, conflicts_with = "from_start")]
+        since: Option<humantime::Duration>,
+        /// Replay every event still kept, then follow.
+        #[arg(long)]
+        from_start: bool,
         /// Only this queue.
         #[arg(long)]
         queue: Option<String>,
@@ -214,21 +334,78 @@ pub enum EventsCommand {
     },
 }
 
+/// A queue by name.
+#[derive(Debug, Args)]
+pub struct QueueRef {
+    /// The queue.
+    pub name: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum QueuesCommand {
     /// Every queue with its counts.
     List(ClientArgs),
+    /// One queue: counts, limit, workers, oldest waiting job.
+    Get(QueueRef),
     /// Stop workers from claiming a queue's jobs.
     Pause {
-        /// The queue.
-        name: String,
         #[command(flatten)]
-        client: ClientArgs,
+        queue: QueueRef,
+        /// Pause a queue nothing knows yet (no jobs, no workers), e.g. before deploying it.
+        #[arg(long)]
+        create: bool,
     },
     /// Let workers claim a queue's jobs again.
     Resume {
-        /// The queue.
-        name: String,
+        #[command(flatten)]
+        queue: QueueRef,
+        /// Accept a queue nothing knows yet.
+        #[arg(long)]
+        create: bool,
+    },
+    /// Limit how many of a queue's jobs run at once across all workers.
+    Concurrency {
+        #[command(flatten)]
+        queue: QueueRef,
+        /// The limit, 0–100000; omit it with `--clear`.
+        #[arg(required_unless_present = "clear")]
+        limit: Option<u32>,
+        /// Remove the limit.
+        #[arg(long, conflicts_with = "limit")]
+        clear: bool,
+        /// Accept a queue nothing knows yet.
+        #[arg(long)]
+        create: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// Workers seen lately, with their queue, host, concurrency and running jobs.
+    List {
+        /// Seen within this long.
+        #[arg(long, default_value = "5m")]
+        within: humantime::Duration,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperationsCommand {
+    /// The latest bulk operations, newest first.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One operation and its progress.
+    Get {
+        /// The operation's id.
+        id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -261,22 +438,24 @@ pub enum TokensCommand {
     },
 }
 
-/// Tokens are managed over the API (`--server`) or directly in the database.
+/// Tokens are managed over the API when `--server` is given, else in the database named by
+/// `--database-url`, the config file or `./longshore.db`; a database is never made up on
+/// the spot.
 #[derive(Debug, Args)]
 pub struct TokenTarget {
-    /// The API's base URL; without it, the database is used directly.
-    #[arg(long, env = "LONGSHORE_SERVER")]
+    /// Over the API at this base URL (with an admin `--token`).
+    #[arg(long)]
     pub server: Option<String>,
     /// A bearer token with the admin scope (with `--server`).
     #[arg(long, env = "LONGSHORE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// postgres://… or sqlite:… (without `--server`; default: sqlite:longshore.db).
+    /// In this database: postgres://… or sqlite:… (it must exist and be migrated).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
-    /// A TOML config file (without `--server`).
+    /// A TOML config file naming the database (without `--server`).
     #[arg(long, env = "LONGSHORE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Output: a table for people, or JSON for scripts.
+    /// Output: a table for people, JSON, or JSON lines.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
 }
@@ -331,7 +510,7 @@ pub struct RuntimeArgs {
 /// A schedule's fields, as flags.
 #[derive(Debug, Default, Args)]
 pub struct ScheduleFields {
-    /// `sec min hour day month weekday`, e.g. '0 30 2 * * *'.
+    /// `sec min hour day month weekday`, e.g. '0 30 2 * * *', or @hourly, @daily, @weekly…
     #[arg(long)]
     pub cron: Option<String>,
     /// An IANA time zone, e.g. Europe/Berlin (default UTC).
@@ -346,18 +525,47 @@ pub struct ScheduleFields {
     /// The job's queue.
     #[arg(long)]
     pub queue: Option<String>,
-    /// Missed ticks after downtime: skip, latest or all.
+    /// The job's priority, 0–9.
     #[arg(long)]
-    pub catch_up: Option<String>,
+    pub priority: Option<i64>,
+    /// The job's attempts allowed.
+    #[arg(long)]
+    pub max_attempts: Option<i64>,
+    /// A tag of the job (repeatable; replaces the template's tags).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Missed ticks after downtime.
+    #[arg(long, value_enum)]
+    pub catch_up: Option<CatchUp>,
     /// With `--catch-up all`: how far back, e.g. 6h.
     #[arg(long)]
     pub catch_up_window: Option<humantime::Duration>,
     /// With `--catch-up all`: most ticks back-filled at once.
     #[arg(long)]
     pub catch_up_cap: Option<u32>,
-    /// While the previous job runs: allow or skip.
-    #[arg(long)]
-    pub overlap: Option<String>,
+    /// While the previous job runs.
+    #[arg(long, value_enum)]
+    pub overlap: Option<Overlap>,
+}
+
+/// Missed ticks after downtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CatchUp {
+    /// Fire none of them.
+    Skip,
+    /// Fire the latest once.
+    Latest,
+    /// Fire each (within the window and cap).
+    All,
+}
+
+/// A tick while the previous job still runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Overlap {
+    /// Fire anyway.
+    Allow,
+    /// Skip the tick.
+    Skip,
 }
 
 #[derive(Debug, Subcommand)]
@@ -417,7 +625,17 @@ pub enum SchedulesCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// The next ticks.
+    /// The jobs a schedule fired, newest first.
+    Jobs {
+        /// The schedule's id.
+        id: String,
+        /// How many, 1–500.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The next ticks, in the schedule's time zone.
     Upcoming {
         /// The schedule's id.
         id: String,
@@ -449,10 +667,14 @@ pub enum SweepsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Start a pass; waits and prints its counts.
+    /// Start a pass; waits and prints its counts. A statement sweep (which deletes or
+    /// changes another application's rows) first shows what it matches and asks.
     Run {
         /// The sweep's name.
         name: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[command(flatten)]
         wait: WaitArgs,
         #[command(flatten)]

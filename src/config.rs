@@ -1,5 +1,11 @@
-//! The whole configuration: defaults, then an optional TOML file, then `LONGSHORE_*`
-//! environment variables (and `DATABASE_URL`, `PORT`), then flags.
+//! The whole configuration: defaults, then an optional TOML file, then the environment,
+//! then flags.
+//!
+//! Every setting of the file can come from the environment under one rule: `LONGSHORE_`
+//! and the setting's path in capitals, its levels joined by `__`
+//! (`pool.retention.completed` is `LONGSHORE_POOL__RETENTION__COMPLETED`, `api.max_body_bytes`
+//! is `LONGSHORE_API__MAX_BODY_BYTES`). The flags' own variables (`LONGSHORE_LEASE`,
+//! `DATABASE_URL`, `PORT`, …) are shorthands that win over them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -92,20 +98,40 @@ impl ConfigError {
 impl Config {
     /// Loads the file (if any), applies the environment and flags, and validates.
     pub fn load(args: &RuntimeArgs) -> Result<Config, ConfigError> {
-        let mut config = match &args.config {
-            Some(path) => Self::from_file(path)?,
-            None => Config::default(),
+        Self::load_from(args, std::env::vars())
+    }
+
+    /// [`Config::load`] with the environment given.
+    fn load_from(
+        args: &RuntimeArgs,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match &args.config {
+            Some(path) => Self::read_file(path)?,
+            None => toml::Table::new(),
         };
+        let variables = overlay_env(&mut table, env)?;
+        let mut config: Config = toml::Value::Table(table).try_into().map_err(|e| {
+            let message = e.message().replace('\n', " ");
+            let source = match (&args.config, variables.is_empty()) {
+                (Some(path), true) => format!("config file {}", path.display()),
+                (Some(path), false) => {
+                    format!("config file {} or {}", path.display(), variables.join(", "))
+                }
+                (None, _) => variables.join(", "),
+            };
+            ConfigError::new(source, message)
+        })?;
         config.apply(args)?;
         config.validate()?;
         Ok(config)
     }
 
-    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+    fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
         })?;
-        toml::from_str(&text).map_err(|e| {
+        text.parse::<toml::Table>().map_err(|e| {
             let message = e.message().replace('\n', " ");
             ConfigError::new(format!("config file {}", path.display()), message)
         })
@@ -208,6 +234,59 @@ impl Config {
     }
 }
 
+/// The prefix of the variables that set a file setting.
+const ENV_PREFIX: &str = "LONGSHORE_";
+
+/// Writes each `LONGSHORE_A__B=value` into `table` at `a.b`, the value read as TOML when
+/// it is TOML (`10`, `true`, `["a"]`) and as a string otherwise (`30s`, a URL); returns the
+/// variables used. Variables without `__` are the flags' own and are left to clap.
+fn overlay_env(
+    table: &mut toml::Table,
+    env: impl Iterator<Item = (String, String)>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut used = Vec::new();
+    let mut vars: Vec<(String, String)> = env
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name.contains("__"))
+        .collect();
+    vars.sort();
+    for (name, value) in vars {
+        let path: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(str::to_lowercase)
+            .collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError::new(
+                name,
+                "expected LONGSHORE_SECTION__SETTING, e.g. LONGSHORE_POOL__LEASE",
+            ));
+        }
+        let value = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        let (last, parents) = path.split_last().expect("split gives one part at least");
+        let mut at = &mut *table;
+        for part in parents {
+            let entry = at
+                .entry(part.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            at = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(ConfigError::new(
+                        name,
+                        format!("{part} is a setting, not a section"),
+                    ));
+                }
+            };
+        }
+        at.insert(last.clone(), value);
+        used.push(name);
+    }
+    Ok(used)
+}
+
 /// `default=10,mail=4`: queue names with their concurrency.
 fn parse_queues(spec: &str) -> Result<BTreeMap<String, QueueConfig>, ConfigError> {
     let mut queues = BTreeMap::new();
@@ -243,6 +322,41 @@ mod tests {
         assert_eq!(queues["default"].concurrency, 4);
         assert_eq!(queues["mail"].concurrency, 10);
         assert_eq!(parse_queues("mail=lots").unwrap_err().field, "queues");
+    }
+
+    fn from_env(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load_from(&RuntimeArgs::default(), env.collect::<Vec<_>>().into_iter())
+    }
+
+    #[test]
+    fn every_file_setting_comes_from_the_environment_by_one_rule() {
+        let config = from_env(&[
+            ("LONGSHORE_API__MAX_BODY_BYTES", "1000"),
+            ("LONGSHORE_POOL__RETENTION__COMPLETED", "2h"),
+            ("LONGSHORE_DATABASE__MAX_CONNECTIONS", "3"),
+            ("LONGSHORE_LOG__FORMAT", "json"),
+            (
+                "LONGSHORE_LEASE",
+                "ignored: a flag's variable, read by clap",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(config.api.max_body_bytes, 1000);
+        assert_eq!(
+            config.pool.retention.completed,
+            std::time::Duration::from_secs(7200)
+        );
+        assert_eq!(config.database.max_connections, 3);
+        assert_eq!(config.log.format, LogFormat::Json);
+        let err = from_env(&[("LONGSHORE_POOL__LEESE", "1s")]).unwrap_err();
+        assert!(err.field.contains("LONGSHORE_POOL__LEESE"), "{err}");
+        assert!(err.message.contains("leese"), "{err}");
+        let err = from_env(&[("LONGSHORE_API__MAX_BODY_BYTES", "lots")]).unwrap_err();
+        assert!(
+            err.to_string().contains("LONGSHORE_API__MAX_BODY_BYTES"),
+            "{err}"
+        );
     }
 
     #[test]

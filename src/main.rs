@@ -9,11 +9,20 @@ use tokio_util::sync::CancellationToken;
 mod cli;
 mod client;
 mod config;
+mod exit;
 mod run;
 mod tokens;
 
 use cli::{Cli, Command, RuntimeArgs};
 use config::{Config, LogFormat};
+
+/// The version and the commit it was built from, e.g. `0.1.0 (1a2b3c4d5e)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("LONGSHORE_COMMIT"),
+    ")"
+);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -45,40 +54,49 @@ fn main() -> ExitCode {
     // The pool has already given up on handlers that would not stop; dropping the runtime
     // would wait for their threads forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    finish(result)
 }
 
-/// The client commands: quiet logs, one line per error, exit 1 on failure.
+/// The client commands: quiet logs, one line per error, the exit code README lists.
 fn client_main(command: Command) -> ExitCode {
+    use std::io::IsTerminal;
     let filter = std::env::var("LONGSHORE_LOG").unwrap_or_else(|_| "warn".to_owned());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    if let Command::Completions { shell } = command {
+        client::completions(shell);
+        return ExitCode::SUCCESS;
+    }
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     let result = runtime.block_on(async {
         match command {
             Command::Jobs(c) => client::jobs(c).await,
             Command::Events(c) => client::events(c).await,
             Command::Queues(c) => client::queues(c).await,
+            Command::Workers(c) => client::workers(c).await,
             Command::Stats(c) => client::stats(c).await,
             Command::Schedules(c) => client::schedules(c).await,
             Command::Sweeps(c) => client::sweeps(c).await,
+            Command::Operations(c) => client::operations(c).await,
+            Command::Audit { page, client } => client::audit(page, client).await,
             Command::Tokens(c) => tokens::run(c).await,
+            Command::Health { server, timeout } => client::health(&server, timeout.into()).await,
             _ => unreachable!("server commands are handled in main"),
         }
     });
+    finish(result)
+}
+
+/// One line per error on stderr, and the error's exit code.
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::code(&error))
         }
     }
 }

@@ -11,6 +11,7 @@ use longshore_workers::kinds;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::exit::{Exit, fail};
 
 /// What a server process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,32 +70,42 @@ pub async fn connect(config: &Config) -> anyhow::Result<Store> {
 
 /// Runs `role` until `shutdown` fires.
 pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // The port first: a port in use stops the process before anything has started.
+    let listener = match role {
+        Role::Worker => None,
+        Role::Serve | Role::Api => Some(
+            longshore_api::bind(&config.api)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.api.listen))?,
+        ),
+    };
     let store = connect(&config).await?;
     let targets = Arc::new(Targets::new(config.targets.clone()));
     let registry = registry(&config, &store, &targets);
-    reconcile_sweeps(&config, &store, &registry).await?;
+    reconcile_sweeps(&config, &store, &registry, &targets).await?;
     reconcile_schedules(&config, &store, &registry).await?;
     if role != Role::Worker {
         longshore_api::check_exposure(&config.api, &store)
             .await
             .map_err(|message| anyhow::anyhow!(message))?;
     }
+    let mut pool_config = config.pool.clone();
+    pool_config
+        .queues
+        .entry(longshore_workers::pruner::MAINTENANCE_QUEUE.to_owned())
+        .or_insert(longshore_workers::QueueConfig {
+            concurrency: 1,
+            prefetch: 0,
+        });
+    announce(&config, role, listener.as_ref(), &pool_config);
     let workers = (role != Role::Api).then(|| {
-        let mut pool_config = config.pool.clone();
-        pool_config
-            .queues
-            .entry(longshore_workers::pruner::MAINTENANCE_QUEUE.to_owned())
-            .or_insert(longshore_workers::QueueConfig {
-                concurrency: 1,
-                prefetch: 0,
-            });
         let pool = Pool::new(pool_config, store.clone(), Arc::clone(&registry));
         tokio::spawn(pool.run(shutdown.clone()))
     });
-    if role != Role::Worker {
+    if let Some(listener) = listener {
         let state =
             ApiState::new(Client::new(store, registry), config.api.clone()).with_targets(targets);
-        let served = longshore_api::serve(&config.api, state, shutdown.clone()).await;
+        let served = longshore_api::serve_on(listener, &config.api, state, shutdown.clone()).await;
         if let Err(error) = served {
             shutdown.cancel();
             if let Some(workers) = workers {
@@ -110,28 +121,79 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
     Ok(())
 }
 
+/// The one start-up line: what runs, where to open it, the version, the database (its
+/// password hidden) and the queues worked.
+fn announce(
+    config: &Config,
+    role: Role,
+    listener: Option<&tokio::net::TcpListener>,
+    pool: &longshore_workers::PoolConfig,
+) {
+    let queues: Vec<String> = pool
+        .queues
+        .iter()
+        .map(|(name, queue)| format!("{name}={}", queue.concurrency))
+        .collect();
+    let queues = match role {
+        Role::Api => "none (api only)".to_owned(),
+        Role::Serve | Role::Worker => queues.join(","),
+    };
+    let database = redact(&config.database.url);
+    let address = listener.and_then(|l| l.local_addr().ok());
+    match address {
+        Some(mut address) => {
+            // An address that listens everywhere is opened at loopback on this machine.
+            if address.ip().is_unspecified() {
+                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let api = format!("http://{address}/api/v1");
+            tracing::info!(
+                version = crate::VERSION,
+                database = %database,
+                queues = %queues,
+                "Longshore is up: the API at {api}, its docs at {api}/docs"
+            );
+        }
+        None => tracing::info!(
+            version = crate::VERSION,
+            database = %database,
+            queues = %queues,
+            "Longshore worker is up"
+        ),
+    }
+}
+
 /// Makes the database's config-declared sweeps match the config file; a sweep that was
 /// declared through the API under the same name becomes the config's.
 pub async fn reconcile_sweeps(
     config: &Config,
     store: &Store,
     registry: &Registry,
+    targets: &Targets,
 ) -> anyhow::Result<()> {
     use longshore_jobs::schedule::Source;
-    use longshore_jobs::sweep::SweepAction;
+    // Checked as `PUT /sweeps` checks a definition: fields, kind, and statements prepared
+    // on the target. A bad one stops the start (exit 2) naming its field, rather than the
+    // first pass failing hours later.
     for def in &config.sweeps {
-        if let SweepAction::FanOut { kind, .. } = &def.action
-            && registry.get(kind).is_none()
+        if let Err((field, mut message)) =
+            longshore_jobs::sweep::check(def, targets, registry).await
         {
-            anyhow::bail!(
-                "invalid configuration: sweeps.{}.action.kind: no kind {kind:?} is registered{}",
-                def.name,
-                if kind == "runtime.remove" {
-                    " (declare [runtime])"
-                } else {
-                    ""
-                }
-            );
+            if field == "target" {
+                // Unreachable now, maybe not for long: the passes report it if it stays so.
+                tracing::warn!(sweep = %def.name, error = %message, "cannot check a sweep on its target");
+                continue;
+            }
+            if field == "action.kind" && message.contains("runtime.remove") {
+                message.push_str(" (declare [runtime])");
+            }
+            return Err(fail(
+                Exit::Usage,
+                format!(
+                    "invalid configuration: sweeps.{}.{field}: {message}",
+                    def.name
+                ),
+            ));
         }
     }
     for def in &config.sweeps {
@@ -162,11 +224,13 @@ pub async fn reconcile_schedules(
     declared.push(longshore_workers::pruner::schedule(&config.pool.retention));
     for def in &declared {
         if registry.get(&def.job.kind).is_none() {
-            anyhow::bail!(
-                "invalid configuration: schedules.{}.job.kind: no kind {:?} is registered",
-                def.id,
-                def.job.kind
-            );
+            return Err(fail(
+                Exit::Usage,
+                format!(
+                    "invalid configuration: schedules.{}.job.kind: no kind {:?} is registered",
+                    def.id, def.job.kind
+                ),
+            ));
         }
         let existing = store.schedule(&def.id).await?;
         let mut def = def.clone();
@@ -176,10 +240,12 @@ pub async fn reconcile_schedules(
         let mut schedule = def
             .into_schedule(Source::Config, now, existing.as_ref())
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "invalid configuration: schedules.{}: {}",
-                    e.field,
-                    e.message
+                fail(
+                    Exit::Usage,
+                    format!(
+                        "invalid configuration: schedules.{}: {}",
+                        e.field, e.message
+                    ),
                 )
             })?;
         if !schedule.enabled {

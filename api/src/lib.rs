@@ -197,8 +197,23 @@ pub async fn serve(
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    let listener = bind(config).await?;
+    serve_on(listener, config, state, shutdown).await
+}
+
+/// Binds `config.listen`: a process binds before it starts anything else, so a port in use
+/// stops it at once.
+pub async fn bind(config: &ApiConfig) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(config.listen).await
+}
+
+/// Serves on a bound `listener` until `shutdown`, finishing requests in flight.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: &ApiConfig,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     tokio::spawn(state.bulk().clone().run(shutdown.clone()));
     server::run(listener, app(state), config.header_timeout, shutdown).await
 }

@@ -1,18 +1,29 @@
-//! `longshore events`: the event stream, followed live or read from a cursor.
+//! `longshore events`: the event stream, followed live (as `tail -f`) or replayed from a
+//! point in the past, resuming after the last id seen when the connection drops.
 
 use std::time::Duration;
 
+use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::cli::EventsCommand;
+use crate::cli::{EventsCommand, Output};
 
-use super::{Api, encode_query, problem, s};
+use super::output::{self, cut, outln, s, when};
+use super::{Api, encode_query, problem};
+
+/// Where the first connection starts; later ones resume after the last id seen.
+enum Start {
+    After(i64),
+    Since(String),
+}
 
 pub async fn events(command: EventsCommand) -> anyhow::Result<()> {
     let EventsCommand::Tail {
         after,
+        since,
+        from_start,
         queue,
         job,
         types,
@@ -20,24 +31,43 @@ pub async fn events(command: EventsCommand) -> anyhow::Result<()> {
         client,
     } = command;
     let api = Api::new(&client)?;
-    let mut query = Vec::new();
+    let mut filters = Vec::new();
     if let Some(q) = queue {
-        query.push(("queue".to_owned(), q));
+        filters.push(("queue".to_owned(), q));
     }
     if let Some(j) = job {
-        query.push(("job_id".to_owned(), j));
+        filters.push(("job_id".to_owned(), j));
     }
     for t in types {
-        query.push(("type".to_owned(), t));
+        filters.push(("type".to_owned(), t));
     }
-    let path = format!("/events/stream?{}", encode_query(&query));
-    let mut last = after.unwrap_or(0);
+    let mut start = match (after, since, from_start) {
+        (Some(id), _, _) => Start::After(id),
+        (_, Some(since), _) => {
+            let from = chrono::Utc::now() - chrono::Duration::from_std(since.into())?;
+            Start::Since(from.to_rfc3339())
+        }
+        (_, _, true) => Start::After(0),
+        // Live: the newest id now, so a reconnect before the first event misses nothing.
+        _ => {
+            let head = api
+                .call(Method::GET, "/events?after=latest&limit=1", None)
+                .await?;
+            Start::After(head["next_after"].as_i64().unwrap_or(0))
+        }
+    };
     let mut seen = 0u64;
     let mut backoff = Duration::from_millis(500);
     loop {
-        let request = api
-            .request(Method::GET, &path)
-            .header("Last-Event-ID", last.to_string());
+        let mut query = filters.clone();
+        if let Start::Since(time) = &start {
+            query.push(("since".to_owned(), time.clone()));
+        }
+        let path = format!("/events/stream?{}", encode_query(&query));
+        let mut request = api.request(Method::GET, &path);
+        if let Start::After(id) = &start {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
         let response = match request.send().await {
             Ok(r) if r.status().is_success() => r,
             Ok(r) => {
@@ -45,63 +75,63 @@ pub async fn events(command: EventsCommand) -> anyhow::Result<()> {
                 return Err(problem(status, &r.text().await.unwrap_or_default()));
             }
             Err(error) => {
-                eprintln!(
-                    "{}; reconnecting after event {last}",
-                    api.unreachable(error)
-                );
+                eprintln!("{}; reconnecting", api.unreachable(error));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
         };
         backoff = Duration::from_millis(500);
-        let mut body = response.bytes_stream();
-        let mut buffer = String::new();
-        while let Some(chunk) = body.next().await {
-            let Ok(chunk) = chunk else { break };
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let frame: String = buffer.drain(..end + 2).collect();
-                let mut data = String::new();
-                let mut name = "message".to_owned();
-                for line in frame.lines() {
-                    if let Some(d) = line.strip_prefix("data:") {
-                        data.push_str(d.trim_start());
-                    }
-                    if let Some(i) = line.strip_prefix("id:") {
-                        last = i.trim().parse().unwrap_or(last);
-                    }
-                    if let Some(e) = line.strip_prefix("event:") {
-                        name = e.trim().to_owned();
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                let value: Value = serde_json::from_str(&data).unwrap_or(Value::String(data));
-                if name == "reset" {
-                    eprintln!(
-                        "events up to {} were deleted by retention; continuing after them",
-                        s(&value["pruned_through"])
-                    );
-                    continue;
-                }
-                api.print(&value, |e| {
-                    println!(
-                        "{:<20} {:<22} {:<38} {:<10} {}",
-                        s(&e["id"]),
-                        s(&e["type"]),
-                        s(&e["job_id"]),
-                        s(&e["queue"]),
-                        s(&e["state"])
-                    )
-                });
-                seen += 1;
-                if count.is_some_and(|c| seen >= c) {
-                    return Ok(());
-                }
+        let mut stream = response.bytes_stream().eventsource();
+        while let Some(message) = stream.next().await {
+            let Ok(message) = message else { break };
+            if let Ok(id) = message.id.parse::<i64>() {
+                start = Start::After(id);
+            }
+            let value: Value =
+                serde_json::from_str(&message.data).unwrap_or(Value::String(message.data));
+            if message.event == "reset" {
+                eprintln!(
+                    "events up to {} were deleted by retention; continuing after them",
+                    s(&value["pruned_through"])
+                );
+                continue;
+            }
+            match api.output {
+                Output::Table => event_rows(std::slice::from_ref(&value)),
+                // A stream is one JSON document per event, whatever the format asked.
+                Output::Json | Output::Jsonl => outln!("{value}"),
+            }
+            seen += 1;
+            if count.is_some_and(|c| seen >= c) {
+                return Ok(());
             }
         }
-        eprintln!("stream ended; resuming after event {last}");
+        let after = match &start {
+            Start::After(id) => id.to_string(),
+            Start::Since(time) => time.clone(),
+        };
+        eprintln!("stream ended; resuming after {after}");
+    }
+}
+
+/// Events as rows: when, what, where, which job, and the error it carries.
+pub fn event_rows(events: &[Value]) {
+    for e in events {
+        let error = e["data"]["error"]
+            .as_str()
+            .map(|error| cut(error, 80))
+            .unwrap_or_default();
+        let line = format!(
+            "{:<8} {}  {:<16} {:<10} {:<14} {:<36} {:<10} {error}",
+            s(&e["id"]),
+            when(&e["at"]),
+            s(&e["type"]),
+            s(&e["queue"]),
+            s(&e["kind"]),
+            s(&e["job_id"]),
+            s(&e["state"]),
+        );
+        output::line(line.trim_end());
     }
 }

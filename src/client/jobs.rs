@@ -1,18 +1,20 @@
-//! `longshore jobs`: enqueue, list, show, wait for, and act on one job or many (bulk
+//! `longshore jobs`: enqueue, list, show, wait for, edit, and act on one job or many (bulk
 //! operations with a dry run, a confirmation and a progress bar).
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{BulkArgs, JobSelector, JobsCommand};
+use crate::cli::{BulkArgs, JobRef, JobSelector, JobsCommand};
+use crate::exit::{Exit, fail};
 
-use super::{Api, encode_query, print_rows, s};
+use super::output::{self, cut, outln, s, when};
+use super::{Api, encode_query, json_arg, time_arg};
 
-fn job_rows(jobs: &[Value]) {
+fn job_rows(jobs: &[Value], header: bool) {
     let rows = jobs
         .iter()
         .map(|j| {
@@ -22,12 +24,12 @@ fn job_rows(jobs: &[Value]) {
                 s(&j["queue"]),
                 s(&j["state"]),
                 format!("{}/{}", j["attempt"], j["max_attempts"]),
-                s(&j["created_at"]),
-                s(&j["last_error"]),
+                when(&j["created_at"]),
+                cut(&s(&j["last_error"]), 60),
             ]
         })
         .collect();
-    print_rows(
+    output::draw(
         &[
             "id",
             "kind",
@@ -38,6 +40,7 @@ fn job_rows(jobs: &[Value]) {
             "last error",
         ],
         rows,
+        header,
     );
 }
 
@@ -61,14 +64,19 @@ fn print_job(job: &Value) {
         "result",
         "last_error",
     ] {
-        println!("{key:<13} {}", s(&job[key]));
+        let value = if key.ends_with("_at") {
+            when(&job[key])
+        } else {
+            s(&job[key])
+        };
+        outln!("{key:<13} {value}");
     }
 }
 
 fn selector_query(select: &JobSelector) -> anyhow::Result<Vec<(String, String)>> {
     let mut query = Vec::new();
     for state in &select.states {
-        query.push(("state".to_owned(), state.clone()));
+        query.push(("state".to_owned(), state.as_str().to_owned()));
     }
     for (name, value) in [
         ("queue", &select.queue),
@@ -83,41 +91,106 @@ fn selector_query(select: &JobSelector) -> anyhow::Result<Vec<(String, String)>>
         let from = chrono::Utc::now() - chrono::Duration::from_std(since.into())?;
         query.push(("created_after".to_owned(), from.to_rfc3339()));
     }
-    for arg in &select.args {
-        let (path, value) = arg
-            .split_once('=')
-            .with_context(|| format!("--arg {arg:?}: expected path=value, e.g. user.id=42"))?;
-        query.push((format!("args.{path}"), value.to_owned()));
+    for (path, value) in arg_pairs(select)? {
+        query.push((format!("args.{path}"), value));
     }
     Ok(query)
+}
+
+fn arg_pairs(select: &JobSelector) -> anyhow::Result<Vec<(String, String)>> {
+    select
+        .args
+        .iter()
+        .map(|arg| {
+            arg.split_once('=')
+                .map(|(p, v)| (p.to_owned(), v.to_owned()))
+                .ok_or_else(|| {
+                    fail(
+                        Exit::Usage,
+                        format!("--arg {arg:?}: expected path=value, e.g. user.id=42"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The id of the job `id` names: a whole id as it is, or the one job whose id starts with
+/// the prefix (4 hex digits at least), as git resolves a commit.
+pub async fn resolve(api: &Api, id: &str) -> anyhow::Result<String> {
+    if uuid::Uuid::parse_str(id).is_ok() {
+        return Ok(id.to_owned());
+    }
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    if hex.len() < 4 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(fail(
+            Exit::Usage,
+            format!("{id:?} is not a job id, nor a prefix of one (4 or more hex digits)"),
+        ));
+    }
+    let query = encode_query(&[
+        ("id_prefix".to_owned(), id.to_lowercase()),
+        ("limit".to_owned(), "2".to_owned()),
+    ]);
+    let page = api
+        .call(Method::GET, &format!("/jobs?{query}"), None)
+        .await?;
+    match output::items(&page) {
+        [one] => Ok(s(&one["id"])),
+        [] => Err(fail(Exit::NotFound, format!("no job id starts with {id}"))),
+        [a, b, ..] => Err(fail(
+            Exit::Conflict,
+            format!(
+                "{id} is ambiguous: {} and {} (at least) start with it; give more of the id",
+                s(&a["id"]),
+                s(&b["id"])
+            ),
+        )),
+    }
 }
 
 fn terminal(state: &str) -> bool {
     matches!(state, "completed" | "cancelled" | "discarded")
 }
 
-/// Polls a job until it is finished, showing its state on a spinner.
+/// Polls a job until it is finished, showing its state on a spinner; a job that ends other
+/// than completed, or outlasts `timeout`, is an error with its own exit code.
 async fn wait_for(api: &Api, id: &str, timeout: Duration) -> anyhow::Result<Value> {
     let spinner = ProgressBar::new_spinner();
     spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
     spinner.enable_steady_tick(Duration::from_millis(120));
     let deadline = Instant::now() + timeout;
-    loop {
+    let job = loop {
         let job = api.call(Method::GET, &format!("/jobs/{id}"), None).await?;
         let state = job["state"].as_str().unwrap_or("?").to_owned();
         spinner.set_message(format!("job {id}: {state} (attempt {})", job["attempt"]));
         if terminal(&state) {
-            spinner.finish_with_message(format!("job {id}: {state}"));
-            return Ok(job);
+            spinner.finish_and_clear();
+            break job;
         }
         if Instant::now() > deadline {
-            spinner.abandon();
-            bail!(
-                "job {id} is still {state} after {}",
-                humantime::format_duration(timeout)
-            );
+            spinner.finish_and_clear();
+            return Err(fail(
+                Exit::TimedOut,
+                format!(
+                    "job {id} is still {state} after {}; it goes on",
+                    humantime::format_duration(timeout)
+                ),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    api.print(&job, print_job);
+    let ended = |exit, how: &str| {
+        let mut message = format!("job {id} ended {how}");
+        if let Some(error) = job["last_error"].as_str() {
+            message.push_str(&format!(": {}", cut(error, 200)));
+        }
+        Err(fail(exit, message))
+    };
+    match job["state"].as_str() {
+        Some("discarded") => ended(Exit::Discarded, "discarded"),
+        Some("cancelled") => ended(Exit::Cancelled, "cancelled"),
+        _ => Ok(job),
     }
 }
 
@@ -130,14 +203,15 @@ pub async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
             priority,
             max_attempts,
             delay,
+            at,
             unique,
             tags,
+            idempotency_key,
             wait,
             client,
         } => {
             let api = Api::new(&client)?;
-            let args: Value = serde_json::from_str(&args)
-                .with_context(|| format!("--args is not valid JSON: {args}"))?;
+            let args = json_arg("--args", &args)?;
             let mut body = json!({ "kind": kind, "args": args, "tags": tags });
             if let Some(q) = queue {
                 body["queue"] = json!(q);
@@ -151,14 +225,20 @@ pub async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
             if let Some(d) = delay {
                 body["delay_ms"] = json!(Duration::from(d).as_millis() as u64);
             }
+            if let Some(at) = at {
+                body["run_at"] = json!(time_arg("--at", &at)?);
+            }
             if let Some(u) = unique {
                 body["unique"] = json!({ "key": u });
             }
-            let created = api.call(Method::POST, "/jobs", Some(body)).await?;
+            let mut request = api.request(Method::POST, "/jobs");
+            if let Some(key) = idempotency_key {
+                request = request.header("Idempotency-Key", key);
+            }
+            let created = api.send(request, Some(body)).await?;
             let id = s(&created["id"]);
-            if wait {
-                let job = wait_for(&api, &id, Duration::from_secs(600)).await?;
-                api.print(&job, print_job);
+            if wait.wait {
+                wait_for(&api, &id, wait.timeout.into()).await?;
             } else {
                 api.print(&created, |c| {
                     let note = if c["duplicate"] == json!(true) {
@@ -166,57 +246,47 @@ pub async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
                     } else {
                         ""
                     };
-                    println!("{} {}{note}", s(&c["id"]), s(&c["state"]));
+                    outln!("{} {}{note}", s(&c["id"]), s(&c["state"]));
                 });
             }
         }
         JobsCommand::List {
             select,
-            limit,
+            page,
             client,
         } => {
             let api = Api::new(&client)?;
-            let mut query = selector_query(&select)?;
-            query.push(("limit".to_owned(), limit.min(500).to_string()));
-            let page = api
-                .call(
-                    Method::GET,
-                    &format!("/jobs?{}", encode_query(&query)),
-                    None,
-                )
-                .await?;
-            api.print(&page, |p| {
-                job_rows(p["items"].as_array().map(Vec::as_slice).unwrap_or(&[]))
-            });
+            let query = selector_query(&select)?;
+            let path = format!("/jobs?{}", encode_query(&query));
+            api.pages(&path, &page, job_rows).await?;
         }
-        JobsCommand::Get { id, client } => {
+        JobsCommand::Get(JobRef { id, client }) => {
             let api = Api::new(&client)?;
+            let id = resolve(&api, &id).await?;
             let job = api.call(Method::GET, &format!("/jobs/{id}"), None).await?;
             api.print(&job, print_job);
         }
-        JobsCommand::Attempts { id, client } => {
+        JobsCommand::Attempts(JobRef { id, client }) => {
             let api = Api::new(&client)?;
+            let id = resolve(&api, &id).await?;
             let attempts = api
                 .call(Method::GET, &format!("/jobs/{id}/attempts"), None)
                 .await?;
-            api.print(&attempts, |a| {
-                let rows = a
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[])
+            api.print_list(output::items(&attempts), |items| {
+                let rows = items
                     .iter()
                     .map(|a| {
                         vec![
                             s(&a["attempt"]),
                             s(&a["outcome"]),
-                            s(&a["started_at"]),
-                            s(&a["finished_at"]),
+                            when(&a["started_at"]),
+                            when(&a["finished_at"]),
                             s(&a["worker"]),
-                            s(&a["error"]),
+                            cut(&s(&a["error"]), 80),
                         ]
                     })
                     .collect();
-                print_rows(
+                output::table(
                     &[
                         "attempt", "outcome", "started", "finished", "worker", "error",
                     ],
@@ -224,45 +294,122 @@ pub async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
                 );
             });
         }
+        JobsCommand::Events(JobRef { id, client }) => {
+            let api = Api::new(&client)?;
+            let id = resolve(&api, &id).await?;
+            let events = api
+                .call(Method::GET, &format!("/jobs/{id}/events"), None)
+                .await?;
+            api.print_list(output::items(&events), super::events::event_rows);
+        }
+        JobsCommand::Run(JobRef { id, client }) => {
+            let api = Api::new(&client)?;
+            let id = resolve(&api, &id).await?;
+            let job = api
+                .call(Method::POST, &format!("/jobs/{id}/run"), None)
+                .await?;
+            api.print(&job, |j| outln!("{} {}", s(&j["id"]), s(&j["state"])));
+        }
+        JobsCommand::Edit {
+            job,
+            priority,
+            at,
+            max_attempts,
+            tags,
+            args,
+        } => {
+            let api = Api::new(&job.client)?;
+            let mut body = serde_json::Map::new();
+            if let Some(p) = priority {
+                body.insert("priority".into(), json!(p));
+            }
+            if let Some(at) = at {
+                body.insert("run_at".into(), json!(time_arg("--at", &at)?));
+            }
+            if let Some(m) = max_attempts {
+                body.insert("max_attempts".into(), json!(m));
+            }
+            if !tags.is_empty() {
+                body.insert("tags".into(), json!(tags));
+            }
+            if let Some(args) = args {
+                body.insert("args".into(), json_arg("--args", &args)?);
+            }
+            if body.is_empty() {
+                return Err(fail(
+                    Exit::Usage,
+                    "nothing to change: give --priority, --at, --max-attempts, --tag or --args",
+                ));
+            }
+            let id = resolve(&api, &job.id).await?;
+            let edited = api
+                .call(Method::PATCH, &format!("/jobs/{id}"), Some(body.into()))
+                .await?;
+            api.print(&edited, print_job);
+        }
         JobsCommand::Retry(args) => bulk(args, "retry").await?,
         JobsCommand::Cancel(args) => bulk(args, "cancel").await?,
         JobsCommand::Delete(args) => bulk(args, "delete").await?,
-        JobsCommand::Watch {
-            id,
-            timeout,
-            client,
-        } => {
-            let api = Api::new(&client)?;
-            let job = wait_for(&api, &id, timeout.into()).await?;
-            api.print(&job, print_job);
+        JobsCommand::Watch { job, timeout } => {
+            let api = Api::new(&job.client)?;
+            let id = resolve(&api, &job.id).await?;
+            wait_for(&api, &id, timeout.into()).await?;
         }
     }
     Ok(())
+}
+
+/// Asks `question` on the terminal; without one, refuses and says how to go ahead.
+pub fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(fail(
+            Exit::Usage,
+            format!("{refusal}; pass --yes to go ahead without a terminal"),
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// One job by id, or a bulk operation with a dry run, a confirmation and a progress bar.
 async fn bulk(args: BulkArgs, action: &str) -> anyhow::Result<()> {
     let api = Api::new(&args.client)?;
     if let Some(id) = &args.id {
+        let id = resolve(&api, id).await?;
         let (method, path) = match action {
             "delete" => (Method::DELETE, format!("/jobs/{id}")),
             _ => (Method::POST, format!("/jobs/{id}/{action}")),
         };
         let job = api.call(method, &path, None).await?;
-        if job.is_null() {
-            println!("{id} deleted");
+        let job = if job.is_null() {
+            json!({ "id": id, "deleted": true })
         } else {
-            api.print(&job, |j| println!("{} {}", s(&j["id"]), s(&j["state"])));
-        }
+            job
+        };
+        api.print(&job, |j| {
+            if j["deleted"] == json!(true) {
+                outln!("{id} deleted");
+            } else {
+                outln!("{} {}", s(&j["id"]), s(&j["state"]));
+            }
+        });
         return Ok(());
     }
     let select = &args.select;
     let Some(since) = select.since else {
-        bail!("give a job id, or a selector with --since (e.g. --state discarded --since 24h)");
+        return Err(fail(
+            Exit::Usage,
+            "give a job id, or a selector with --since (e.g. --state discarded --since 24h)",
+        ));
     };
     let now = chrono::Utc::now();
+    let states: Vec<&str> = select.states.iter().map(|s| s.as_str()).collect();
     let mut filter = json!({
-        "states": select.states,
+        "states": states,
         "created_after": (now - chrono::Duration::from_std(since.into())?).to_rfc3339(),
         "created_before": (now + chrono::Duration::seconds(1)).to_rfc3339(),
     });
@@ -275,13 +422,10 @@ async fn bulk(args: BulkArgs, action: &str) -> anyhow::Result<()> {
             filter[name] = json!(value);
         }
     }
-    let mut arg_map = serde_json::Map::new();
-    for arg in &select.args {
-        let (path, value) = arg
-            .split_once('=')
-            .with_context(|| format!("--arg {arg:?}: expected path=value"))?;
-        arg_map.insert(path.to_owned(), json!(value));
-    }
+    let arg_map: serde_json::Map<String, Value> = arg_pairs(select)?
+        .into_iter()
+        .map(|(path, value)| (path, json!(value)))
+        .collect();
     filter["args"] = Value::Object(arg_map);
     let dry = api
         .call(
@@ -293,27 +437,22 @@ async fn bulk(args: BulkArgs, action: &str) -> anyhow::Result<()> {
     let matched = dry["matched"].as_i64().unwrap_or(0);
     if args.dry_run {
         api.print(&dry, |_| {
-            println!("{action} would touch {matched} jobs (dry run; nothing changed)")
+            outln!("{action} would touch {matched} jobs (dry run; nothing changed)")
         });
         return Ok(());
     }
     if matched == 0 {
-        println!("no jobs match; nothing to {action}");
+        api.print(&dry, |_| outln!("no jobs match; nothing to {action}"));
         return Ok(());
     }
-    if !args.yes {
-        use std::io::{BufRead, IsTerminal, Write};
-        if !std::io::stdin().is_terminal() {
-            bail!("{action} would touch {matched} jobs; pass --yes to go ahead without a terminal");
-        }
-        print!("{action} {matched} jobs? [y/N] ");
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("nothing changed");
-            return Ok(());
-        }
+    if !args.yes
+        && !confirm(
+            &format!("{action} {matched} jobs?"),
+            &format!("{action} would touch {matched} jobs"),
+        )?
+    {
+        outln!("nothing changed");
+        return Ok(());
     }
     let op = api
         .call(
@@ -340,22 +479,10 @@ async fn bulk(args: BulkArgs, action: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     bar.finish_and_clear();
-    api.print(&op, |o| {
-        println!(
-            "operation {} {}: {} done, {} skipped of {}{}",
-            s(&o["id"]),
-            s(&o["state"]),
-            o["done"],
-            o["skipped"],
-            o["total"],
-            o["error"]
-                .as_str()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        )
-    });
+    api.print(&op, super::operations::print_operation);
     if op["state"] == json!("failed") {
-        bail!("the operation failed: {}", s(&op["error"]));
+        return Err(anyhow::anyhow!("the operation failed: {}", s(&op["error"])))
+            .context(format!("operation {id}"));
     }
     Ok(())
 }

@@ -1,71 +1,142 @@
-//! `longshore queues` (pause, resume, limits, figures) and `longshore stats`.
+//! `longshore queues` (show, pause, resume, limit), `longshore workers` and
+//! `longshore stats`.
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::cli::{ClientArgs, QueuesCommand};
+use crate::cli::{ClientArgs, QueueRef, QueuesCommand, WorkersCommand};
 
-use super::{Api, print_rows, s};
+use super::output::{self, outln, s, when};
+use super::{Api, path_segment};
 
 pub async fn queues(command: QueuesCommand) -> anyhow::Result<()> {
-    let (api, value) = match command {
+    let (api, path, method, body) = match command {
         QueuesCommand::List(client) => {
             let api = Api::new(&client)?;
-            let v = api.call(Method::GET, "/queues", None).await?;
-            (api, v)
+            let list = api.call(Method::GET, "/queues", None).await?;
+            api.print_list(output::items(&list), queue_rows);
+            return Ok(());
         }
-        QueuesCommand::Pause { name, client } => {
+        QueuesCommand::Get(QueueRef { name, client }) => {
             let api = Api::new(&client)?;
-            let v = api
-                .call(Method::POST, &format!("/queues/{name}/pause"), None)
-                .await?;
-            (api, json!([v]))
+            let path = format!("/queues/{}", path_segment(&name));
+            (api, path, Method::GET, None)
         }
-        QueuesCommand::Resume { name, client } => {
-            let api = Api::new(&client)?;
-            let v = api
-                .call(Method::POST, &format!("/queues/{name}/resume"), None)
-                .await?;
-            (api, json!([v]))
+        QueuesCommand::Pause { queue, create } => action(queue, "pause", create)?,
+        QueuesCommand::Resume { queue, create } => action(queue, "resume", create)?,
+        QueuesCommand::Concurrency {
+            queue,
+            limit,
+            clear: _,
+            create,
+        } => {
+            let (api, path, _, _) = action(queue, "concurrency", create)?;
+            (
+                api,
+                path,
+                Method::PUT,
+                Some(json!({ "concurrency": limit })),
+            )
         }
     };
-    api.print(&value, |queues| {
-        let rows = queues
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+    let queue = api.call(method, &path, body).await?;
+    api.print(&queue, |q| queue_rows(std::slice::from_ref(q)));
+    Ok(())
+}
+
+/// The request of a queue action: `POST /queues/<name>/<what>`, with `create=true` when
+/// the queue may be new.
+fn action(
+    queue: QueueRef,
+    what: &str,
+    create: bool,
+) -> anyhow::Result<(Api, String, Method, Option<Value>)> {
+    let api = Api::new(&queue.client)?;
+    let mut path = format!("/queues/{}/{what}", path_segment(&queue.name));
+    if create {
+        path.push_str("?create=true");
+    }
+    Ok((api, path, Method::POST, None))
+}
+
+fn queue_rows(queues: &[Value]) {
+    let rows = queues
+        .iter()
+        .map(|q| {
+            let c = &q["counts"];
+            let n = |k: &str| c[k].as_i64().unwrap_or(0).to_string();
+            vec![
+                s(&q["name"]),
+                if q["paused"] == json!(true) {
+                    "paused".into()
+                } else {
+                    "active".into()
+                },
+                n("available"),
+                n("scheduled"),
+                n("running"),
+                n("retryable"),
+                n("completed"),
+                n("discarded"),
+                s(&q["concurrency"]),
+                s(&q["workers"]),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "queue",
+            "status",
+            "available",
+            "scheduled",
+            "running",
+            "retryable",
+            "completed",
+            "discarded",
+            "limit",
+            "workers",
+        ],
+        rows,
+    );
+}
+
+pub async fn workers(command: WorkersCommand) -> anyhow::Result<()> {
+    let WorkersCommand::List { within, client } = command;
+    let api = Api::new(&client)?;
+    let within_s = std::time::Duration::from(within).as_secs().clamp(1, 86_400);
+    let list = api
+        .call(Method::GET, &format!("/workers?within_s={within_s}"), None)
+        .await?;
+    api.print_list(output::items(&list), |workers| {
+        let rows = workers
             .iter()
-            .map(|q| {
-                let c = &q["counts"];
-                let n = |k: &str| c[k].as_i64().unwrap_or(0).to_string();
+            .map(|w| {
                 vec![
-                    s(&q["name"]),
-                    if q["paused"] == json!(true) {
-                        "paused".into()
+                    s(&w["id"]),
+                    s(&w["queue"]),
+                    format!("{}:{}", s(&w["host"]), s(&w["pid"])),
+                    s(&w["concurrency"]),
+                    s(&w["running"]),
+                    when(&w["started_at"]),
+                    when(&w["last_seen_at"]),
+                    if w["stopped_at"].is_null() {
+                        "live".to_owned()
                     } else {
-                        "active".into()
+                        format!("stopped {}", when(&w["stopped_at"]))
                     },
-                    n("available"),
-                    n("scheduled"),
-                    n("running"),
-                    n("retryable"),
-                    n("completed"),
-                    n("discarded"),
-                    s(&q["workers"]),
                 ]
             })
             .collect();
-        print_rows(
+        output::table(
             &[
+                "worker",
                 "queue",
-                "status",
-                "available",
-                "scheduled",
+                "host:pid",
+                "concurrency",
                 "running",
-                "retryable",
-                "completed",
-                "discarded",
-                "workers",
+                "started",
+                "last seen",
+                "status",
             ],
             rows,
         );
@@ -83,8 +154,8 @@ pub async fn stats(client: ClientArgs) -> anyhow::Result<()> {
             .flatten()
             .map(|(k, v)| vec![k.clone(), s(v)])
             .collect();
-        print_rows(&["state", "jobs"], rows);
-        println!("total {} in {} queues", s(&st["total"]), s(&st["queues"]));
+        output::table(&["state", "jobs"], rows);
+        outln!("total {} in {} queues", s(&st["total"]), s(&st["queues"]));
     });
     Ok(())
 }

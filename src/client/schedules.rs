@@ -2,19 +2,32 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use clap::ValueEnum;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::cli::{ScheduleFields, SchedulesCommand};
+use crate::exit::{Exit, fail};
 
-use super::{Api, print_rows, s};
+use super::output::{self, outln, s, when};
+use super::{Api, json_arg, path_segment};
 
-fn schedule_rows(value: &Value) {
-    let list = match value {
-        Value::Array(items) => items.clone(),
-        other => vec![other.clone()],
-    };
+/// A time in the schedule's zone, `2026-12-02 02:30 CET`; `when`'s form for UTC.
+fn in_zone(time: &Value, zone: &Value) -> String {
+    let zone = zone.as_str().and_then(|z| z.parse::<chrono_tz::Tz>().ok());
+    let at = time
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    match (at, zone) {
+        (Some(at), Some(zone)) if zone != chrono_tz::UTC => at
+            .with_timezone(&zone)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        _ => when(time),
+    }
+}
+
+fn schedule_rows(list: &[Value]) {
     let rows = list
         .iter()
         .map(|row| {
@@ -28,13 +41,13 @@ fn schedule_rows(value: &Value) {
                 } else {
                     "paused".into()
                 },
-                s(&row["next_fire_at"]),
-                s(&row["last_fire_at"]),
+                in_zone(&row["next_fire_at"], &row["timezone"]),
+                in_zone(&row["last_fire_at"], &row["timezone"]),
                 s(&row["source"]),
             ]
         })
         .collect();
-    print_rows(
+    output::table(
         &[
             "id",
             "cron",
@@ -58,8 +71,8 @@ fn schedule_body(fields: &ScheduleFields, current_job: Option<&Value>) -> anyhow
     if let Some(tz) = &fields.timezone {
         body.insert("timezone".into(), json!(tz));
     }
-    if let Some(c) = &fields.catch_up {
-        body.insert("catch_up".into(), json!(c));
+    if let Some(c) = fields.catch_up.and_then(|c| c.to_possible_value()) {
+        body.insert("catch_up".into(), json!(c.get_name()));
     }
     if let Some(w) = fields.catch_up_window {
         body.insert(
@@ -70,20 +83,34 @@ fn schedule_body(fields: &ScheduleFields, current_job: Option<&Value>) -> anyhow
     if let Some(c) = fields.catch_up_cap {
         body.insert("catch_up_cap".into(), json!(c));
     }
-    if let Some(o) = &fields.overlap {
-        body.insert("overlap".into(), json!(o));
+    if let Some(o) = fields.overlap.and_then(|o| o.to_possible_value()) {
+        body.insert("overlap".into(), json!(o.get_name()));
     }
-    if fields.kind.is_some() || fields.args.is_some() || fields.queue.is_some() {
+    let template = fields.kind.is_some()
+        || fields.args.is_some()
+        || fields.queue.is_some()
+        || fields.priority.is_some()
+        || fields.max_attempts.is_some()
+        || !fields.tags.is_empty();
+    if template {
         let mut job = current_job.cloned().unwrap_or_else(|| json!({}));
         if let Some(kind) = &fields.kind {
             job["kind"] = json!(kind);
         }
         if let Some(args) = &fields.args {
-            job["args"] = serde_json::from_str(args)
-                .with_context(|| format!("--args is not valid JSON: {args}"))?;
+            job["args"] = json_arg("--args", args)?;
         }
         if let Some(queue) = &fields.queue {
             job["queue"] = json!(queue);
+        }
+        if let Some(priority) = fields.priority {
+            job["priority"] = json!(priority);
+        }
+        if let Some(max_attempts) = fields.max_attempts {
+            job["max_attempts"] = json!(max_attempts);
+        }
+        if !fields.tags.is_empty() {
+            job["tags"] = json!(fields.tags);
         }
         body.insert("job".into(), job);
     }
@@ -91,82 +118,99 @@ fn schedule_body(fields: &ScheduleFields, current_job: Option<&Value>) -> anyhow
 }
 
 pub async fn schedules(command: SchedulesCommand) -> anyhow::Result<()> {
+    let one =
+        |api: &Api, value: &Value| api.print(value, |v| schedule_rows(std::slice::from_ref(v)));
     match command {
         SchedulesCommand::List(client) => {
             let api = Api::new(&client)?;
             let list = api.call(Method::GET, "/schedules", None).await?;
-            api.print(&list, schedule_rows);
+            api.print_list(output::items(&list), schedule_rows);
         }
         SchedulesCommand::Get { id, client } => {
             let api = Api::new(&client)?;
-            let one = api
-                .call(Method::GET, &format!("/schedules/{id}"), None)
-                .await?;
-            api.print(&one, schedule_rows);
+            let found = api.call(Method::GET, &at(&id, ""), None).await?;
+            one(&api, &found);
         }
         SchedulesCommand::Create { id, fields, client } => {
             let api = Api::new(&client)?;
             if fields.cron.is_none() || fields.kind.is_none() {
-                bail!("a new schedule needs --cron and --kind");
+                return Err(fail(Exit::Usage, "a new schedule needs --cron and --kind"));
             }
             let mut body = schedule_body(&fields, None)?;
             body["id"] = json!(id);
             let made = api.call(Method::POST, "/schedules", Some(body)).await?;
-            api.print(&made, schedule_rows);
+            one(&api, &made);
         }
         SchedulesCommand::Update { id, fields, client } => {
             let api = Api::new(&client)?;
-            let current = api
-                .call(Method::GET, &format!("/schedules/{id}"), None)
-                .await?;
+            let current = api.call(Method::GET, &at(&id, ""), None).await?;
             let body = schedule_body(&fields, Some(&current["job"]))?;
-            let changed = api
-                .call(Method::PATCH, &format!("/schedules/{id}"), Some(body))
-                .await?;
-            api.print(&changed, schedule_rows);
+            let changed = api.call(Method::PATCH, &at(&id, ""), Some(body)).await?;
+            one(&api, &changed);
         }
         SchedulesCommand::Delete { id, client } => {
             let api = Api::new(&client)?;
-            api.call(Method::DELETE, &format!("/schedules/{id}"), None)
-                .await?;
-            println!("schedule {id} deleted");
+            api.call(Method::DELETE, &at(&id, ""), None).await?;
+            api.print(&json!({ "id": id, "deleted": true }), |_| {
+                outln!("schedule {id} deleted")
+            });
         }
         SchedulesCommand::Pause { id, client } => {
             let api = Api::new(&client)?;
-            let s = api
-                .call(Method::POST, &format!("/schedules/{id}/pause"), None)
-                .await?;
-            api.print(&s, schedule_rows);
+            let paused = api.call(Method::POST, &at(&id, "/pause"), None).await?;
+            one(&api, &paused);
         }
         SchedulesCommand::Resume { id, client } => {
             let api = Api::new(&client)?;
-            let s = api
-                .call(Method::POST, &format!("/schedules/{id}/resume"), None)
-                .await?;
-            api.print(&s, schedule_rows);
+            let resumed = api.call(Method::POST, &at(&id, "/resume"), None).await?;
+            one(&api, &resumed);
         }
         SchedulesCommand::Trigger { id, client } => {
             let api = Api::new(&client)?;
-            let job = api
-                .call(Method::POST, &format!("/schedules/{id}/trigger"), None)
+            let job = api.call(Method::POST, &at(&id, "/trigger"), None).await?;
+            api.print(&job, |j| outln!("{} {}", s(&j["id"]), s(&j["state"])));
+        }
+        SchedulesCommand::Jobs { id, limit, client } => {
+            let api = Api::new(&client)?;
+            let jobs = api
+                .call(Method::GET, &at(&id, &format!("/jobs?limit={limit}")), None)
                 .await?;
-            api.print(&job, |j| println!("{} {}", s(&j["id"]), s(&j["state"])));
+            api.print_list(output::items(&jobs), |items| {
+                let rows = items
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            s(&j["id"]),
+                            s(&j["state"]),
+                            format!("{}/{}", j["attempt"], j["max_attempts"]),
+                            when(&j["run_at"]),
+                            when(&j["finished_at"]),
+                            output::cut(&s(&j["last_error"]), 60),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &["id", "state", "attempt", "run at", "finished", "last error"],
+                    rows,
+                );
+            });
         }
         SchedulesCommand::Upcoming { id, count, client } => {
             let api = Api::new(&client)?;
-            let ticks = api
-                .call(
-                    Method::GET,
-                    &format!("/schedules/{id}/upcoming?count={}", count.min(100)),
-                    None,
-                )
-                .await?;
-            api.print(&ticks, |t| {
-                for tick in t.as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                    println!("{}", s(tick));
+            let schedule = api.call(Method::GET, &at(&id, ""), None).await?;
+            let path = at(&id, &format!("/upcoming?count={}", count.min(100)));
+            let ticks = api.call(Method::GET, &path, None).await?;
+            api.print_list(output::items(&ticks), |ticks| {
+                for tick in ticks {
+                    outln!("{}", in_zone(tick, &schedule["timezone"]));
                 }
             });
         }
     }
     Ok(())
+}
+
+/// The path of schedule `id`, with `rest` after it.
+fn at(id: &str, rest: &str) -> String {
+    format!("/schedules/{}{rest}", path_segment(id))
 }

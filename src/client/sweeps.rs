@@ -2,20 +2,21 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use reqwest::Method;
 use serde_json::Value;
 
 use crate::cli::{SweepsCommand, WaitArgs};
+use crate::exit::{Exit, fail};
 
-use super::{Api, path_segment, print_rows, s};
+use super::output::{self, outln, s, when};
+use super::{Api, path_segment};
 
 pub async fn sweeps(command: SweepsCommand) -> anyhow::Result<()> {
     match command {
         SweepsCommand::List(client) => {
             let api = Api::new(&client)?;
             let list = api.call(Method::GET, "/sweeps", None).await?;
-            api.print(&list, sweep_rows);
+            api.print_list(output::items(&list), sweep_rows);
         }
         SweepsCommand::Get { name, client } => {
             let api = Api::new(&client)?;
@@ -31,56 +32,59 @@ pub async fn sweeps(command: SweepsCommand) -> anyhow::Result<()> {
         SweepsCommand::DryRun { name, wait, client } => {
             pass(&Api::new(&client)?, &name, "dry-run", &wait).await?;
         }
-        SweepsCommand::Run { name, wait, client } => {
-            pass(&Api::new(&client)?, &name, "run", &wait).await?;
+        SweepsCommand::Run {
+            name,
+            yes,
+            wait,
+            client,
+        } => {
+            let api = Api::new(&client)?;
+            if !yes && !statement_confirmed(&api, &name, &wait).await? {
+                outln!("nothing changed");
+                return Ok(());
+            }
+            pass(&api, &name, "run", &wait).await?;
         }
     }
     Ok(())
 }
 
+/// A statement sweep changes another application's rows: before its pass, a dry run
+/// counts them and the operator is asked, as `jobs retry` asks (`--yes` for scripts). A
+/// fan-out sweep only enqueues jobs, and goes ahead.
+async fn statement_confirmed(api: &Api, name: &str, wait: &WaitArgs) -> anyhow::Result<bool> {
+    let sweep = api
+        .call(
+            Method::GET,
+            &format!("/sweeps/{}", path_segment(name)),
+            None,
+        )
+        .await?;
+    let definition = &sweep["definition"];
+    if definition["action"]["type"] != "statement" {
+        return Ok(true);
+    }
+    let counted = wait_for_pass(api, name, "dry-run", wait).await?;
+    let matched = s(&counted["result"]["matched"]);
+    let target = s(&definition["target"]);
+    super::jobs::confirm(
+        &format!(
+            "sweep {name} runs its statement on {matched} rows of target {target} (a dry run \
+             counted them just now): go ahead?"
+        ),
+        &format!("sweep {name} would run its statement on {matched} rows of target {target}"),
+    )
+}
+
 /// Starts a pass (`run` or `dry-run`) and, unless told not to, waits for it and prints its
 /// counts; a pass that fails for good is an error.
 async fn pass(api: &Api, name: &str, what: &str, wait: &WaitArgs) -> anyhow::Result<()> {
-    let segment = path_segment(name);
-    let enqueued = api
-        .call(Method::POST, &format!("/sweeps/{segment}/{what}"), None)
-        .await?;
-    let id = s(&enqueued["id"]);
+    let job = wait_for_pass(api, name, what, wait).await?;
     if wait.no_wait {
-        api.print(&enqueued, |e| {
-            let note = if e["duplicate"] == true {
-                " (a pass was already waiting or running)"
-            } else {
-                ""
-            };
-            println!("{id}{note}");
-        });
         return Ok(());
     }
-    let deadline = Instant::now() + Duration::from(wait.timeout);
-    let job = loop {
-        let job = api.call(Method::GET, &format!("/jobs/{id}"), None).await?;
-        let state = job["state"].as_str().unwrap_or_default();
-        if matches!(state, "completed" | "discarded" | "cancelled") {
-            break job;
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "pass {id} is still {state} after {}; it goes on",
-                wait.timeout
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    if job["state"] != "completed" {
-        bail!(
-            "pass {id} ended {}: {}",
-            s(&job["state"]),
-            s(&job["last_error"])
-        );
-    }
-    let result = &job["result"];
-    api.print(result, |r| {
+    let id = s(&job["id"]);
+    api.print(&job["result"], |r| {
         let mut line = format!(
             "{name}: {} matched, {} acted on in {} pages",
             s(&r["matched"]),
@@ -98,17 +102,71 @@ async fn pass(api: &Api, name: &str, what: &str, wait: &WaitArgs) -> anyhow::Res
         if r["refused"].as_u64().unwrap_or(0) > 0 {
             line.push_str(&format!("; {} children refused", s(&r["refused"])));
         }
-        println!("{line}");
-        println!("job {id}");
+        outln!("{line}");
+        outln!("job {id}");
     });
     Ok(())
 }
 
-fn sweep_rows(value: &Value) {
-    let rows = value
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+/// Enqueues a pass and waits for its job (with `--no-wait`, prints its id and returns the
+/// answer); a pass that does not complete is an error.
+async fn wait_for_pass(
+    api: &Api,
+    name: &str,
+    what: &str,
+    wait: &WaitArgs,
+) -> anyhow::Result<Value> {
+    let segment = path_segment(name);
+    let enqueued = api
+        .call(Method::POST, &format!("/sweeps/{segment}/{what}"), None)
+        .await?;
+    let id = s(&enqueued["id"]);
+    if wait.no_wait {
+        api.print(&enqueued, |e| {
+            let note = if e["duplicate"] == true {
+                " (a pass was already waiting or running)"
+            } else {
+                ""
+            };
+            outln!("{id}{note}");
+        });
+        return Ok(enqueued);
+    }
+    let deadline = Instant::now() + Duration::from(wait.timeout);
+    let job = loop {
+        let job = api.call(Method::GET, &format!("/jobs/{id}"), None).await?;
+        let state = job["state"].as_str().unwrap_or_default();
+        if matches!(state, "completed" | "discarded" | "cancelled") {
+            break job;
+        }
+        if Instant::now() >= deadline {
+            return Err(fail(
+                Exit::TimedOut,
+                format!(
+                    "pass {id} is still {state} after {}; it goes on",
+                    wait.timeout
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let exit = match job["state"].as_str() {
+        Some("completed") => return Ok(job),
+        Some("cancelled") => Exit::Cancelled,
+        _ => Exit::Discarded,
+    };
+    Err(fail(
+        exit,
+        format!(
+            "pass {id} ended {}: {}",
+            s(&job["state"]),
+            s(&job["last_error"])
+        ),
+    ))
+}
+
+fn sweep_rows(list: &[Value]) {
+    let rows = list
         .iter()
         .map(|row| {
             let d = &row["definition"];
@@ -120,7 +178,7 @@ fn sweep_rows(value: &Value) {
                 if row["paused"] == true {
                     "paused".into()
                 } else {
-                    s(&row["next_run_at"])
+                    when(&row["next_run_at"])
                 },
                 s(&row["last_run"]["state"]),
                 s(&row["last_run"]["matched"]),
@@ -128,7 +186,7 @@ fn sweep_rows(value: &Value) {
             ]
         })
         .collect();
-    print_rows(
+    output::table(
         &[
             "name", "source", "action", "schedule", "next run", "last run", "matched", "acted",
         ],
@@ -151,14 +209,14 @@ fn print_sweep(sweep: &Value) {
         ("next_run_at", &sweep["next_run_at"]),
         ("paused", &sweep["paused"]),
     ] {
-        println!("{key:<12} {}", s(value));
+        outln!("{key:<12} {}", s(value));
     }
     for (label, run) in [
         ("last run", &sweep["last_run"]),
         ("last dry run", &sweep["last_dry_run"]),
     ] {
         if run.is_object() {
-            println!(
+            outln!(
                 "{label:<12} {} {} (matched {}, acted {}, pages {}{})",
                 s(&run["job_id"]),
                 s(&run["state"]),
@@ -178,7 +236,7 @@ fn print_sweep(sweep: &Value) {
             .filter(|(_, n)| n.as_i64() != Some(0))
             .map(|(state, n)| format!("{state} {n}"))
             .collect();
-        println!("{:<12} {}", "children", counts.join(", "));
+        outln!("{:<12} {}", "children", counts.join(", "));
     }
-    println!("query:\n{}", s(&d["query"]));
+    outln!("query:\n{}", s(&d["query"]));
 }

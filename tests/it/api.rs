@@ -8,20 +8,7 @@ use futures::StreamExt;
 use longshore_jobs::{EnqueueRequest, EventId, JobState};
 use serde_json::{Value, json};
 
-use crate::support::{BIN, FAST, TestDb, cli, eventually, free_port, ok};
-
-async fn wait_ready(base: &str) {
-    let http = reqwest::Client::new();
-    eventually(
-        Duration::from_secs(20),
-        "the API answers /readyz",
-        || async {
-            let ok = http.get(format!("{base}/readyz")).send().await.ok()?;
-            ok.status().is_success().then_some(())
-        },
-    )
-    .await;
-}
+use crate::support::{BIN, FAST, TestDb, cli, eventually, free_port, ok, wait_ready};
 
 /// Reads SSE events (id, JSON) from `response` until `n` arrive.
 async fn read_sse(
@@ -199,12 +186,17 @@ async fn a_newcomer_enqueues_watches_and_bulk_retries_failures_with_the_cli() {
         let created: Value = serde_json::from_str(&out).unwrap();
         failing.push(created["id"].as_str().unwrap().to_owned());
     }
-    let watched = ok(&cli(
+    // Watching a job that ends discarded shows it, and exits 10 for scripts.
+    let watched = cli(
         &base,
         None,
         &["jobs", "watch", &failing[2], "--timeout", "20s"],
-    ));
-    assert!(watched.contains("discarded"), "{watched}");
+    );
+    assert_eq!(watched.status.code(), Some(10), "{watched:?}");
+    assert!(
+        String::from_utf8_lossy(&watched.stdout).contains("discarded"),
+        "{watched:?}"
+    );
     eventually(Duration::from_secs(20), "three discarded jobs", || async {
         let counts = db.store.count_by_state(Some("default")).await.unwrap();
         (counts.get(&JobState::Discarded) == Some(&3)).then_some(())
@@ -280,20 +272,20 @@ async fn a_newcomer_enqueues_watches_and_bulk_retries_failures_with_the_cli() {
     assert_eq!(events.lines().count(), 3, "{events}");
     assert!(ok(&cli(&base, None, &["queues", "list"])).contains("default"));
     assert!(ok(&cli(&base, None, &["stats"])).contains("total"));
-    // Mistakes get one readable line and exit 1.
+    // Mistakes get one readable line and the exit code of their kind.
     let missing = cli(
         &base,
         None,
         &["jobs", "get", "01a20d06-1678-72a9-bb0f-6fafbef7e5c5"],
     );
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(missing.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(
         stderr.starts_with("error: no job has id") && stderr.lines().count() == 1,
         "{stderr}"
     );
     let bad_args = cli(&base, None, &["jobs", "enqueue", "sleep", "--args", "{ms:"]);
-    assert_eq!(bad_args.status.code(), Some(1));
+    assert_eq!(bad_args.status.code(), Some(2));
     let down = cli("http://127.0.0.1:9", None, &["stats"]);
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach Longshore"));
     // Tokens: the first is made in the database; from then on the API wants one.

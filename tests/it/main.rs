@@ -8,6 +8,7 @@ mod crash;
 mod faults;
 mod hostile_http;
 mod maintenance;
+mod newcomer;
 mod poison;
 mod schedules;
 mod sigterm;

@@ -145,7 +145,7 @@ async fn config_schedules_are_reconciled_and_the_cli_manages_schedules() {
         None,
         &["schedules", "update", "hourly", "--cron", "0 5 * * * *"],
     );
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.status.code(), Some(4), "a conflict: {refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("config file"));
     assert!(ok(&cli(&base, None, &["schedules", "pause", "hourly"])).contains("paused"));
     // An API schedule: created, its ticks listed, triggered, updated, deleted.
@@ -181,16 +181,45 @@ async fn config_schedules_are_reconciled_and_the_cli_manages_schedules() {
             "sleep",
             "--args",
             r#"{"ms": 1}"#,
+            "--priority",
+            "2",
+            "--max-attempts",
+            "4",
+            "--tag",
+            "nightly",
         ],
     ));
+    // Its ticks in its own zone: 02:30 in Berlin, CET or CEST by the season.
     let ticks = ok(&cli(
         &base,
         None,
         &["schedules", "upcoming", "tidy", "--count", "3"],
     ));
     assert_eq!(ticks.lines().count(), 3, "{ticks}");
+    assert!(
+        ticks
+            .lines()
+            .all(|t| t.contains(" 02:30:00 CE") && t.ends_with('T')),
+        "{ticks}"
+    );
+    let listed = ok(&cli(&base, None, &["schedules", "get", "tidy"]));
+    assert!(listed.contains(" 02:30:00 CE"), "{listed}");
     let fired = ok(&cli(&base, None, &["schedules", "trigger", "tidy"]));
     assert!(fired.contains("available"), "{fired}");
+    let fired_id = fired.split_whitespace().next().unwrap().to_owned();
+    let jobs = ok(&cli(
+        &base,
+        None,
+        &["schedules", "jobs", "tidy", "-o", "jsonl"],
+    ));
+    let job: serde_json::Value = serde_json::from_str(jobs.lines().next().unwrap()).unwrap();
+    assert_eq!(job["id"], fired_id.as_str(), "{jobs}");
+    assert_eq!(job["priority"], 2, "the template's priority: {job}");
+    assert_eq!(job["max_attempts"], 4, "{job}");
+    assert!(
+        job["tags"].as_array().unwrap().contains(&"nightly".into()),
+        "{job}"
+    );
     let updated = ok(&cli(
         &base,
         None,

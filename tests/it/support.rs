@@ -86,6 +86,17 @@ impl TestDb {
         (self.spawn("serve", &args), format!("http://{listen}"))
     }
 
+    /// Starts `longshore serve` with fast timings and `extra` flags on a free port, and
+    /// waits until it is ready; returns the process and the API's base URL.
+    pub async fn serve_ready(&self, extra: &[&str]) -> (Proc, String) {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let args = [&["serve", "--listen", &listen], extra, FAST].concat();
+        let process = self.spawn("serve", &args);
+        let base = format!("http://{listen}");
+        wait_ready(&base).await;
+        (process, base)
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -150,6 +161,20 @@ pub fn read(path: &Path) -> String {
 }
 
 pub use longshore_testkit::eventually;
+
+/// Waits until the API at `base` answers `/readyz`.
+pub async fn wait_ready(base: &str) {
+    let http = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(20),
+        "the API answers /readyz",
+        || async {
+            let ok = http.get(format!("{base}/readyz")).send().await.ok()?;
+            ok.status().is_success().then_some(())
+        },
+    )
+    .await;
+}
 
 /// Fast timings for process tests: lease 2 s, heartbeat 500 ms.
 pub const FAST: &[&str] = &[

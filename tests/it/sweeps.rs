@@ -475,13 +475,6 @@ url = "postgres://longshore@127.0.0.1:9/none"
 url = "sqlite::memory:"
 
 [[sweeps]]
-name = "typo"
-target = "local"
-retention = "1day"
-query = "SELEC key FROM nothing WHERE $1 AND $2 AND $3"
-action = { type = "statement", sql = "DELETE FROM nothing WHERE key IN (SELECT value FROM json_each($1))" }
-
-[[sweeps]]
 name = "unreachable"
 target = "nowhere"
 retention = "1day"
@@ -490,6 +483,22 @@ action = { type = "statement", sql = "DELETE FROM t WHERE id = ANY($1::text[]::b
 "#,
     )
     .unwrap();
+    // A sweep the target refuses (a table dropped after it was declared, say): a config
+    // file's would stop the start, so this one is stored as the API stored it then.
+    let typo: longshore_jobs::sweep::SweepDef = toml::from_str(
+        r#"
+name = "typo"
+target = "local"
+retention = "1day"
+query = "SELEC key FROM nothing WHERE $1 AND $2 AND $3"
+action = { type = "statement", sql = "DELETE FROM nothing WHERE key IN (SELECT value FROM json_each($1))" }
+"#,
+    )
+    .unwrap();
+    db.store
+        .put_sweep(&typo, longshore_jobs::schedule::Source::Api)
+        .await
+        .unwrap();
     let config = config.to_str().unwrap().to_owned();
     let _worker = db.spawn("worker", &["worker", "--config", &config]);
     let client = db.client();

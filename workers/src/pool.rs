@@ -76,10 +76,13 @@ impl Pool {
         let workers = self.register_workers(&process, &completer).await?;
         let roles = self.start_roles(workers.iter().map(|w| w.worker.clone()).collect());
         let monitor = self.monitor(&workers, &completer);
-        tracing::info!(
-            process = %process, queues = ?self.config.queues.keys().collect::<Vec<_>>(),
-            "pool started"
-        );
+        let queues: Vec<String> = self
+            .config
+            .queues
+            .iter()
+            .map(|(name, queue)| format!("{name}={}", queue.concurrency))
+            .collect();
+        tracing::info!(process = %process, queues = %queues.join(","), "pool started");
         let result = self.work_until(monitor, &shutdown).await;
         if tokio::time::timeout(FINAL_FLUSH, completer.flush())
             .await
@@ -200,7 +203,7 @@ impl Pool {
                     .map(|(id, attempt)| format!("{id}#{attempt}"))
                     .collect();
                 tracing::error!(
-                    jobs = ?running,
+                    jobs = %running.join(","),
                     "shutdown: handlers did not stop within the grace periods; abandoning them \
                      (their leases run out and they are rescued)"
                 );
