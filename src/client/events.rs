@@ -135,3 +135,46 @@ pub fn event_rows(events: &[Value]) {
         output::line(line.trim_end());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+
+    /// The stream as the tail reads it, from `chunks` as the network cut them.
+    async fn frames(chunks: Vec<&'static [u8]>) -> Vec<(String, String, String)> {
+        let body = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(c))),
+        );
+        body.eventsource()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.id, e.event, e.data)
+            })
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn frames_survive_crlf_split_utf8_and_multi_line_data() {
+        let read = frames(vec![
+            b"id: 7\r\nevent: job.failed\r\ndata: {\"error\":\"caf\xc3",
+            b"\xa9\"}\r\n\r\n",
+            b": heartbeat\n\nid: 8\ndata: line one\ndata: line two\n\n",
+        ])
+        .await;
+        assert_eq!(
+            read,
+            [
+                (
+                    "7".into(),
+                    "job.failed".into(),
+                    "{\"error\":\"café\"}".into()
+                ),
+                ("8".into(), "message".into(), "line one\nline two".into()),
+            ]
+        );
+    }
+}

@@ -620,12 +620,27 @@ async fn operators_run_sweeps_from_the_cli_and_budgets_stop_passes_partway() {
     // The row budget: 250 a pass, each pass going on after the previous one's last key.
     let dry = ok(&cli(&base, None, &["sweeps", "dry-run", "guests"]));
     assert!(dry.starts_with("guests: 250 matched, 0 acted on"), "{dry}");
+    // A statement deletes another application's rows: without a terminal to ask on, the
+    // pass waits for --yes, and nothing is deleted.
+    let before = count(&target, "SELECT count(*) FROM accounts").await;
+    let refused = cli(&base, None, &["sweeps", "run", "guests"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("would run its statement on 250 rows of target")
+            && stderr.contains("--yes"),
+        "{stderr}"
+    );
+    assert_eq!(
+        count(&target, "SELECT count(*) FROM accounts").await,
+        before
+    );
     let mut passes = Vec::new();
     loop {
         let out = ok(&cli(
             &base,
             None,
-            &["sweeps", "run", "guests", "-o", "json"],
+            &["sweeps", "run", "guests", "--yes", "-o", "json"],
         ));
         let result: serde_json::Value = serde_json::from_str(&out).unwrap();
         let complete = result["complete"] == true;
