@@ -375,6 +375,15 @@ pub fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// `1 job`, `3 jobs`.
+fn count(n: i64) -> String {
+    if n == 1 {
+        "1 job".to_owned()
+    } else {
+        format!("{n} jobs")
+    }
+}
+
 /// One job by id, or a bulk operation with a dry run, a confirmation and a progress bar.
 async fn bulk(args: BulkArgs, action: &str) -> anyhow::Result<()> {
     let api = Api::new(&args.client)?;
@@ -437,7 +446,10 @@ async fn bulk(args: BulkArgs, action: &str) -> anyhow::Result<()> {
     let matched = dry["matched"].as_i64().unwrap_or(0);
     if args.dry_run {
         api.print(&dry, |_| {
-            outln!("{action} would touch {matched} jobs (dry run; nothing changed)")
+            outln!(
+                "{action} would touch {} (dry run; nothing changed)",
+                count(matched)
+            )
         });
         return Ok(());
     }
@@ -447,8 +459,8 @@ async fn bulk(args: BulkArgs, action: &str) -> anyhow::Result<()> {
     }
     if !args.yes
         && !confirm(
-            &format!("{action} {matched} jobs?"),
-            &format!("{action} would touch {matched} jobs"),
+            &format!("{action} {}?", count(matched)),
+            &format!("{action} would touch {}", count(matched)),
         )?
     {
         outln!("nothing changed");

@@ -13,3 +13,4 @@ mod poison;
 mod schedules;
 mod sigterm;
 mod sweeps;
+mod tour;
