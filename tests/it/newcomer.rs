@@ -537,3 +537,150 @@ async fn health_exits_0_when_ready_and_6_when_not() {
         .unwrap();
     assert_eq!(down.status.code(), Some(6), "{down:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_commands_show_and_change_what_the_api_knows() {
+    let db = TestDb::sqlite().await;
+    let (_serve, base) = db.serve_ready(&[]).await;
+    let run = |args: &[&str]| cli(&base, None, args);
+    let json = |out: &std::process::Output| -> Value { serde_json::from_str(&ok(out)).unwrap() };
+
+    // Args from a file and from stdin; a key makes a retried enqueue the same job.
+    let file = db.path("args.json");
+    std::fs::write(&file, r#"{"from": "file"}"#).unwrap();
+    let from_file = json(&run(&[
+        "jobs",
+        "enqueue",
+        "noop",
+        "--args",
+        &format!("@{}", file.display()),
+        "--idempotency-key",
+        "order-42",
+        "-o",
+        "json",
+    ]));
+    let again = json(&run(&[
+        "jobs",
+        "enqueue",
+        "noop",
+        "--args",
+        &format!("@{}", file.display()),
+        "--idempotency-key",
+        "order-42",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(from_file["id"], again["id"], "the same key, the same job");
+    let job = json(&run(&[
+        "jobs",
+        "get",
+        from_file["id"].as_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    assert_eq!(job["args"]["from"], "file");
+    let mut stdin = Command::new(BIN)
+        .args([
+            "jobs",
+            "enqueue",
+            "noop",
+            "--args",
+            "-",
+            "--at",
+            "2030-01-01T00:00:00Z",
+            "-o",
+            "json",
+        ])
+        .env("LONGSHORE_SERVER", &base)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    stdin
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"from": "stdin"}"#)
+        .unwrap();
+    let created: Value = serde_json::from_slice(&stdin.wait_with_output().unwrap().stdout).unwrap();
+    let later = json(&run(&[
+        "jobs",
+        "get",
+        created["id"].as_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    assert_eq!(later["args"]["from"], "stdin");
+    assert_eq!(later["state"], "scheduled");
+    assert!(
+        later["run_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2030-01-01T00:00:00"),
+        "{later}"
+    );
+    let missing = run(&["jobs", "enqueue", "noop", "--args", "@no-such-file.json"]);
+    assert_eq!(code(&missing), Some(2));
+    assert!(
+        text(&missing).1.contains("no-such-file.json"),
+        "{missing:?}"
+    );
+
+    // Workers and queues.
+    let workers = ok(&run(&["workers", "list"]));
+    assert!(workers.starts_with("WORKER"), "{workers}");
+    assert!(
+        workers
+            .lines()
+            .any(|l| l.contains(" default ") && l.contains("live")),
+        "{workers}"
+    );
+    let limited = ok(&run(&["queues", "concurrency", "default", "3"]));
+    assert!(
+        limited.lines().nth(1).unwrap().split_whitespace().nth(8) == Some("3"),
+        "{limited}"
+    );
+    let cleared = json(&run(&[
+        "queues",
+        "concurrency",
+        "default",
+        "--clear",
+        "-o",
+        "json",
+    ]));
+    assert!(cleared["concurrency"].is_null(), "{cleared}");
+    let queue = json(&run(&["queues", "get", "default", "-o", "json"]));
+    assert_eq!(queue["name"], "default");
+
+    // A bulk operation, then the operations and the audit log.
+    ok(&run(&[
+        "jobs",
+        "cancel",
+        "--state",
+        "scheduled",
+        "--since",
+        "1h",
+        "--yes",
+    ]));
+    let ops = ok(&run(&["operations", "list", "-o", "jsonl"]));
+    let op: Value = serde_json::from_str(ops.lines().next().unwrap()).unwrap();
+    assert_eq!(op["action"], "cancel", "{op}");
+    let shown = ok(&run(&["operations", "get", op["id"].as_str().unwrap()]));
+    assert!(shown.contains("cancel completed: 1 done"), "{shown}");
+    let audit = ok(&run(&["audit"]));
+    assert!(audit.starts_with("ID"), "{audit}");
+    assert!(
+        audit.contains("operations.cancel") && audit.contains("queues.concurrency"),
+        "{audit}"
+    );
+    // The delete commands answer in JSON too.
+    let deleted = json(&run(&[
+        "jobs",
+        "delete",
+        created["id"].as_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    assert_eq!(deleted["deleted"], true);
+}
