@@ -133,7 +133,7 @@ async fn refuses_unbounded_operations(api: TestApi) {
         json!({"action": "explode", "filter": {"ids": []}}),
     )
     .await
-    .problem(400, "bad_request");
+    .problem(422, "invalid_field");
 }
 
 /// An API process died 100 jobs into a bulk cancel: another process takes the operation over
