@@ -369,7 +369,7 @@ impl JobsApi {
         filter.validate()?;
         let limit = limit.0.unwrap_or(50).min(MAX_LIMIT);
         let before = match cursor.0.as_deref() {
-            Some(c) => Some(cursor::decode(&self.state, "jobs", c).await?),
+            Some(c) => Some(JobId(cursor::decode(&self.state, "jobs", c).await?)),
             None => None,
         };
         let jobs = self
@@ -384,7 +384,7 @@ impl JobsApi {
             .map(Into::into)
             .collect();
         let next_cursor = match (more, items.last()) {
-            (true, Some(last)) => Some(cursor::encode(&self.state, "jobs", JobId(last.id)).await?),
+            (true, Some(last)) => Some(cursor::encode(&self.state, "jobs", last.id).await?),
             _ => None,
         };
         Ok(Json(JobPage { items, next_cursor }))
