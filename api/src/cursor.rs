@@ -1,12 +1,13 @@
-//! Opaque, signed page cursors. A cursor names the last job of a page; its HMAC (keyed by a
-//! secret every replica reads from the database) makes a forged or altered cursor a 400
-//! instead of a query over whatever an attacker wrote.
+//! Opaque, signed page cursors. A cursor names the last item of a page (a job, an operation)
+//! and the list it was made for; its HMAC (keyed by a secret every replica reads from the
+//! database) makes a forged or altered cursor a 400 instead of a query over whatever an
+//! attacker wrote.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use longshore_jobs::JobId;
 use sha2::Sha256;
+use uuid::Uuid;
 
 use crate::ApiState;
 use crate::problem::ApiError;
@@ -36,8 +37,8 @@ fn mac(key: &[u8], payload: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes()[..16].to_vec()
 }
 
-/// The cursor that continues after `last`.
-pub(crate) async fn encode(state: &ApiState, scope: &str, last: JobId) -> Result<String, ApiError> {
+/// The cursor that continues the list `scope` after `last`.
+pub(crate) async fn encode(state: &ApiState, scope: &str, last: Uuid) -> Result<String, ApiError> {
     let payload = format!("{scope}:{last}");
     let tag = mac(key(state).await?, payload.as_bytes());
     Ok(format!(
@@ -47,8 +48,8 @@ pub(crate) async fn encode(state: &ApiState, scope: &str, last: JobId) -> Result
     ))
 }
 
-/// The job a cursor continues after, if the cursor is genuine and made for `scope`.
-pub(crate) async fn decode(state: &ApiState, scope: &str, cursor: &str) -> Result<JobId, ApiError> {
+/// The item a cursor continues after, if the cursor is genuine and made for `scope`.
+pub(crate) async fn decode(state: &ApiState, scope: &str, cursor: &str) -> Result<Uuid, ApiError> {
     let bad = || ApiError::bad_request("invalid_cursor", "the cursor is malformed or was altered");
     if cursor.len() > 200 {
         return Err(bad());

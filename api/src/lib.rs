@@ -9,7 +9,8 @@
 //! ## Layout
 //! - [`problem`]: every error as `application/problem+json`.
 //! - [`auth`]: bearer tokens and scopes; `middleware` applies them with the body limit and
-//!   the request id.
+//!   the request id, and shapes poem's own errors; `validate` checks a request it could not
+//!   parse against the spec, to name every field at fault.
 //! - [`model`]: the resources of the spec.
 //! - `routes/`: one file per resource; [`events`]: the event hub behind the SSE stream.
 
@@ -37,6 +38,7 @@ pub mod model;
 pub mod problem;
 mod routes;
 mod server;
+mod validate;
 
 pub use auth::Principal;
 
@@ -173,13 +175,17 @@ pub fn app(state: ApiState) -> impl Endpoint {
          the event stream. Errors are application/problem+json.",
     )
     .server("/api/v1");
-    let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
     let health = OpenApiService::new(
         routes::health::HealthApi::new(state.clone()),
         "Longshore probes",
         env!("CARGO_PKG_VERSION"),
     );
+    let checker = Arc::new(validate::Spec::new(&[
+        ("/api/v1", api.spec()),
+        ("", health.spec()),
+    ]));
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
     Route::new()
         .nest("/api/v1/openapi.json", spec)
         .nest("/api/v1/docs", docs)
@@ -188,6 +194,7 @@ pub fn app(state: ApiState) -> impl Endpoint {
         // A panic in a route is a 500 problem, never a connection dropped without an answer.
         .with(poem::middleware::CatchPanic::new().with_handler(middleware::panic_problem))
         .around(middleware::around)
+        .data(checker)
         .data(state)
 }
 

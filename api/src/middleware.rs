@@ -1,5 +1,8 @@
 //! Around every request: a request id, the body limit, authentication, and errors shaped as
-//! problems (poem's own errors too: bad JSON, bad parameters, unknown routes).
+//! problems (poem's own errors too: a request it cannot parse, checked against the spec to
+//! name every field at fault; unknown routes; a method the path does not have, with `Allow`).
+
+use std::sync::Arc;
 
 use longshore_jobs::admin::Scope;
 use poem::http::{HeaderValue, Method, StatusCode, header};
@@ -7,6 +10,7 @@ use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
 use crate::auth::{Verdict, authenticate};
 use crate::problem::{PROBLEM_JSON, Problem, problem_response};
+use crate::validate::{ReadBody, Sent, Spec, parse_problem};
 use crate::{ApiState, RequestId};
 
 pub(crate) async fn around<E: Endpoint>(
@@ -55,6 +59,9 @@ async fn call<E: Endpoint>(ep: &E, req: Request, method: &Method) -> Response {
     let deadline = req
         .data::<ApiState>()
         .map(|state| state.shared.config.request_timeout);
+    let checked = req
+        .data::<Arc<Spec>>()
+        .map(|spec| (Arc::clone(spec), Sent::of(&req)));
     let called = match deadline {
         Some(limit) => match tokio::time::timeout(limit, ep.call(req)).await {
             Ok(called) => called,
@@ -66,30 +73,64 @@ async fn call<E: Endpoint>(ep: &E, req: Request, method: &Method) -> Response {
         Ok(response) => response.into_response(),
         Err(error) if error.is_from_response() => error.into_response(),
         Err(error) => {
-            let status = error.status();
-            let code = match status {
-                StatusCode::BAD_REQUEST => "bad_request",
-                StatusCode::UNAUTHORIZED => "unauthorized",
-                StatusCode::NOT_FOUND => "not_found",
-                StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-                StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                _ if status.is_server_error() => "internal",
-                _ => "bad_request",
-            };
-            if status.is_server_error() {
-                tracing::error!(error = %error, "request failed");
+            if let Some((spec, sent)) = &checked {
+                if let Some(problem) = parse_problem(spec, sent, &error) {
+                    return problem_response(&problem);
+                }
+                if error.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    return method_not_allowed(spec, sent);
+                }
             }
-            // Parse errors of poem-openapi are 400s; anything else it raises about the
-            // request is one too, never a 500.
-            let status = if status.is_server_error() {
-                status
-            } else {
-                status_or_400(status)
-            };
-            problem_response(&Problem::new(status, code, error.to_string()))
+            poem_problem(&error)
         }
     }
+}
+
+/// Any other error of poem's as a problem: never a 500 for what is wrong with the request.
+fn poem_problem(error: &poem::Error) -> Response {
+    let status = error.status();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ if status.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %error, "request failed");
+    }
+    let status = if status.is_server_error() {
+        status
+    } else {
+        status_or_400(status)
+    };
+    problem_response(&Problem::new(status, code, error.to_string()))
+}
+
+/// 405 with `Allow`, the methods the path has.
+fn method_not_allowed(spec: &Spec, sent: &Sent) -> Response {
+    let path = sent.uri.path();
+    let methods = spec.allowed(path);
+    let allowed = methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut response = problem_response(&Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {path}; it allows {allowed}",
+            sent.method
+        ),
+    ));
+    if let Ok(value) = HeaderValue::from_str(&allowed) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 /// The answer to a request that outlasted its deadline: a read changed nothing (503); a
@@ -168,6 +209,9 @@ async fn prepare(req: &mut Request) -> Result<(), Response> {
                 )));
             }
         };
+        // Kept beside the request, to check it against the spec if the route cannot parse it.
+        let bytes = hyper::body::Bytes::from(bytes);
+        req.extensions_mut().insert(ReadBody(bytes.clone()));
         req.set_body(bytes);
     }
     Ok(())

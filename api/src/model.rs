@@ -546,6 +546,16 @@ pub struct OperationView {
     pub error: Option<String>,
 }
 
+/// A page of bulk operations, newest first.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+pub struct OperationPage {
+    /// The operations.
+    pub items: Vec<OperationView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_cursor: Option<String>,
+}
+
 impl From<Operation> for OperationView {
     fn from(o: Operation) -> OperationView {
         OperationView {

@@ -74,12 +74,26 @@ impl Problem {
         problem.errors.push(FieldError { field, message });
         problem
     }
+
+    /// A validation problem naming each field at fault.
+    pub fn invalid_fields(errors: Vec<FieldError>) -> Problem {
+        let detail = match errors.as_slice() {
+            [one] => format!("invalid {}: {}", one.field, one.message),
+            many => {
+                let fields: Vec<&str> = many.iter().map(|e| e.field.as_str()).collect();
+                format!("invalid {} (see errors)", fields.join(", "))
+            }
+        };
+        let mut problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", detail);
+        problem.errors = errors;
+        problem
+    }
 }
 
 /// Every error response of the API.
 #[derive(Debug, ApiResponse)]
 pub enum ApiError {
-    /// The request is malformed: bad JSON, a bad parameter, a tampered cursor.
+    /// The request is malformed: a body that is not JSON, a tampered cursor or event id.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
     /// No valid bearer token.
@@ -100,7 +114,8 @@ pub enum ApiError {
     /// The body is not JSON (`Content-Type: application/json`).
     #[oai(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
-    /// A field is invalid, or an idempotency key was reused with another body.
+    /// A field is invalid (`errors` names each, with what it accepts), or an idempotency
+    /// key was reused with another body.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
     /// Something is wrong on the server's side, e.g. a stored row that cannot be read.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::id::JobId;
+use crate::id::{IdPrefix, JobId};
 use crate::state::JobState;
 
 /// Most path segments an args filter may have.
@@ -32,6 +32,9 @@ pub struct JobFilter {
     pub args: Vec<ArgsMatch>,
     /// Only these jobs.
     pub ids: Vec<JobId>,
+    /// Only the jobs whose id starts with this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_prefix: Option<IdPrefix>,
 }
 
 /// `args.<path>=value`: the scalar at `path` inside a job's args, as text, equals `value`.

@@ -49,6 +49,76 @@ impl From<Uuid> for JobId {
     }
 }
 
+/// The start of job ids, as git abbreviates commits: 4 to 32 hex digits (either case), with
+/// dashes optional where a UUID has them (`0193ab4c-5d6e`). The ids it matches are one
+/// contiguous range, so a store finds them on its primary key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdPrefix(String);
+
+impl IdPrefix {
+    /// The fewest hex digits a prefix may have.
+    pub const MIN_DIGITS: usize = 4;
+
+    /// Reads a prefix, or says in plain words what one looks like.
+    pub fn parse(text: &str) -> Result<IdPrefix, String> {
+        let mut digits = String::with_capacity(32);
+        let mut dash_allowed = false;
+        for c in text.chars() {
+            if c == '-' && dash_allowed {
+                dash_allowed = false;
+            } else if c.is_ascii_hexdigit() && digits.len() < 32 {
+                digits.push(c.to_ascii_lowercase());
+                dash_allowed = matches!(digits.len(), 8 | 12 | 16 | 20);
+            } else {
+                return Err(Self::expected());
+            }
+        }
+        if digits.len() < Self::MIN_DIGITS {
+            return Err(Self::expected());
+        }
+        Ok(IdPrefix(digits))
+    }
+
+    fn expected() -> String {
+        format!(
+            "must be {} to 32 hex digits of a job id, dashes optional where the id has them \
+             (e.g. 0193ab4c or 0193ab4c-5d6e)",
+            Self::MIN_DIGITS
+        )
+    }
+
+    /// The first and the last id that start with the prefix.
+    pub fn range(&self) -> (JobId, JobId) {
+        let id = |fill: char| {
+            let mut hex = self.0.clone();
+            hex.extend(std::iter::repeat_n(fill, 32 - hex.len()));
+            JobId(Uuid::parse_str(&hex).unwrap_or_default())
+        };
+        (id('0'), id('f'))
+    }
+}
+
+impl fmt::Display for IdPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl TryFrom<String> for IdPrefix {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        IdPrefix::parse(&text)
+    }
+}
+
+impl From<IdPrefix> for String {
+    fn from(prefix: IdPrefix) -> String {
+        prefix.0
+    }
+}
+
 /// The id of an event in the outbox. Ids only grow, and a reader that resumes after an id
 /// never misses an event written before or after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -147,5 +217,20 @@ mod tests {
         let b = WorkerId::new("default", &ProcessId::current());
         assert_ne!(a, b);
         assert!(a.as_str().starts_with("default@"));
+    }
+
+    #[test]
+    fn an_id_prefix_is_the_range_of_ids_it_starts() {
+        let prefix = IdPrefix::parse("0193AB4C-5d").unwrap();
+        assert_eq!(prefix.to_string(), "0193ab4c5d");
+        let (first, last) = prefix.range();
+        assert_eq!(first.to_string(), "0193ab4c-5d00-0000-0000-000000000000");
+        assert_eq!(last.to_string(), "0193ab4c-5dff-ffff-ffff-ffffffffffff");
+        let id = JobId::new();
+        let (first, last) = IdPrefix::parse(&id.to_string()).unwrap().range();
+        assert_eq!((first, last), (id, id));
+        for bad in ["019", "0193-ab", "0193ab4c--5d", "0193abx", "-0193"] {
+            assert!(IdPrefix::parse(bad).is_err(), "{bad}");
+        }
     }
 }

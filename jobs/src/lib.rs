@@ -63,7 +63,7 @@ pub use backoff::Backoff;
 pub use client::{Client, EnqueueRequest};
 pub use error::{EnqueueError, StoreError};
 pub use event::Event;
-pub use id::{EventId, JobId, ProcessId, WorkerId};
+pub use id::{EventId, IdPrefix, JobId, ProcessId, WorkerId};
 pub use job::{
     Attempt, ClaimedJob, Enqueued, Job, Lease, NewJob, RunAt, UniqueOptions, UniqueScope,
 };

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use longshore_jobs::admin::{ArgsMatch, JobEdit, JobFilter, Scope};
 use longshore_jobs::job::UniqueScope;
 use longshore_jobs::store::CancelOutcome;
-use longshore_jobs::{EnqueueRequest, Enqueued, JobId, UniqueOptions};
+use longshore_jobs::{EnqueueRequest, Enqueued, IdPrefix, JobId, UniqueOptions};
 use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -338,8 +338,9 @@ impl JobsApi {
     /// List jobs, newest first.
     ///
     /// Filters narrow the list: `state` (repeatable), `queue`, `kind`, `tag`, a creation time
-    /// range, and `args.<path>=value` (e.g. `args.user.id=42`) for a value inside the args.
-    /// Pages continue with `cursor`.
+    /// range, `id_prefix` (the start of the id, 4 to 32 hex digits, dashes optional: with
+    /// `limit=2`, one item means the prefix names one job), and `args.<path>=value` (e.g.
+    /// `args.user.id=42`) for a value inside the args. Pages continue with `cursor`.
     #[oai(path = "/jobs", method = "get", operation_id = "list_jobs")]
     #[allow(clippy::too_many_arguments)]
     async fn list(
@@ -352,6 +353,7 @@ impl JobsApi {
         tag: Query<Option<String>>,
         created_after: Query<Option<DateTime<Utc>>>,
         created_before: Query<Option<DateTime<Utc>>>,
+        #[oai(validator(max_length = 36))] id_prefix: Query<Option<String>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 200))] cursor: Query<Option<String>>,
     ) -> Result<Json<JobPage>, ApiError> {
@@ -365,11 +367,17 @@ impl JobsApi {
             created_before: created_before.0,
             args: args_filters(req)?,
             ids: Vec::new(),
+            id_prefix: id_prefix
+                .0
+                .as_deref()
+                .map(IdPrefix::parse)
+                .transpose()
+                .map_err(|message| ApiError::invalid("id_prefix", message))?,
         };
         filter.validate()?;
         let limit = limit.0.unwrap_or(50).min(MAX_LIMIT);
         let before = match cursor.0.as_deref() {
-            Some(c) => Some(cursor::decode(&self.state, "jobs", c).await?),
+            Some(c) => Some(JobId(cursor::decode(&self.state, "jobs", c).await?)),
             None => None,
         };
         let jobs = self
@@ -384,7 +392,7 @@ impl JobsApi {
             .map(Into::into)
             .collect();
         let next_cursor = match (more, items.last()) {
-            (true, Some(last)) => Some(cursor::encode(&self.state, "jobs", JobId(last.id)).await?),
+            (true, Some(last)) => Some(cursor::encode(&self.state, "jobs", last.id).await?),
             _ => None,
         };
         Ok(Json(JobPage { items, next_cursor }))

@@ -1,20 +1,22 @@
 //! `/operations`: bulk retry, cancel and delete, by ids or by a time-bounded filter, with a
 //! dry run that only counts. A started operation runs in the background in batches (see
-//! [`crate::bulk`]) and records its progress, which `GET /operations/{id}` shows.
+//! [`crate::bulk`]) and records its progress, which `GET /operations/{id}` shows; the list
+//! pages newest first with a signed `cursor`, as `GET /jobs` does.
 
 use chrono::{DateTime, Utc};
 use longshore_jobs::JobId;
 use longshore_jobs::admin::{ArgsMatch, BulkAction, JobFilter, Operation, Scope};
-use poem_openapi::param::{Header, Path};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
+use super::jobs::MAX_LIMIT;
 use super::{Tag, audit, idempotent};
-use crate::ApiState;
 use crate::auth::Auth;
-use crate::model::{ActionView, OperationView, State};
+use crate::model::{ActionView, OperationPage, OperationView, State};
 use crate::problem::ApiError;
+use crate::{ApiState, cursor};
 
 /// Most ids in one operation.
 const MAX_IDS: usize = 10_000;
@@ -108,6 +110,7 @@ pub fn job_filter(body: &SelectorBody) -> Result<JobFilter, ApiError> {
         created_before: body.created_before,
         args,
         ids: body.ids.iter().copied().map(JobId).collect(),
+        id_prefix: None,
     };
     filter.validate().map_err(|e| match e {
         longshore_jobs::EnqueueError::Invalid { field, message } => {
@@ -187,12 +190,29 @@ impl OperationsApi {
         Ok(Started::Started(Json(view)))
     }
 
-    /// The latest operations, newest first.
+    /// List operations, newest first. Pages continue with `cursor`.
     #[oai(path = "/operations", method = "get", operation_id = "list_operations")]
-    async fn list(&self, auth: Auth) -> Result<Json<Vec<OperationView>>, ApiError> {
+    async fn list(
+        &self,
+        auth: Auth,
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u32>>,
+        #[oai(validator(max_length = 200))] cursor: Query<Option<String>>,
+    ) -> Result<Json<OperationPage>, ApiError> {
         auth.0.require(Scope::Read)?;
-        let ops = self.state.store().operations(100).await?;
-        Ok(Json(ops.into_iter().map(Into::into).collect()))
+        let limit = limit.0.unwrap_or(50).min(MAX_LIMIT);
+        let before = match cursor.0.as_deref() {
+            Some(c) => Some(cursor::decode(&self.state, "operations", c).await?),
+            None => None,
+        };
+        let mut ops = self.state.store().operations(before, limit + 1).await?;
+        let more = ops.len() > limit as usize;
+        ops.truncate(limit as usize);
+        let next_cursor = match (more, ops.last()) {
+            (true, Some(last)) => Some(cursor::encode(&self.state, "operations", last.id).await?),
+            _ => None,
+        };
+        let items = ops.into_iter().map(Into::into).collect();
+        Ok(Json(OperationPage { items, next_cursor }))
     }
 
     /// One operation and its progress.

@@ -286,7 +286,7 @@ async fn tokens_are_created_listed_and_revoked(api: TestApi) {
         &[],
     )
     .await
-    .problem(400, "bad_request");
+    .problem(422, "invalid_field");
     api.call(
         Method::POST,
         "/api/v1/tokens",
@@ -295,7 +295,7 @@ async fn tokens_are_created_listed_and_revoked(api: TestApi) {
         &[],
     )
     .await
-    .problem(400, "bad_request");
+    .problem(422, "invalid_field");
     // Revoked: refused at once on this process.
     let id = created["id"].as_str().unwrap();
     api.call(

@@ -12,6 +12,7 @@ crate::per_backend!(
     enqueues_a_batch_with_per_item_results,
     replays_idempotent_enqueues,
     lists_with_filters_and_signed_cursors,
+    finds_jobs_by_id_prefix_as_git_does,
     acts_on_one_job,
     edits_only_waiting_jobs,
     limits_body_and_args_size,
@@ -99,7 +100,8 @@ async fn rejects_bad_enqueues_with_problems(api: TestApi) {
         attempts.problem(422, "invalid_field")["errors"][0]["field"],
         "max_attempts"
     );
-    // Malformed JSON, unknown fields, wrong types and content types are 400/415, never 500.
+    // Unknown fields and wrong types name the field; a body that is not JSON, or not
+    // declared as JSON, is 400/415; never 500.
     let raw = api
         .cli
         .post("/api/v1/jobs")
@@ -108,12 +110,18 @@ async fn rejects_bad_enqueues_with_problems(api: TestApi) {
         .send()
         .await;
     assert_eq!(raw.0.status(), 400);
-    api.post("/api/v1/jobs", json!({"kind": "noop", "surprise": 1}))
-        .await
-        .problem(400, "bad_request");
-    api.post("/api/v1/jobs", json!({"kind": ["noop"]}))
-        .await
-        .problem(400, "bad_request");
+    let unknown = api
+        .post("/api/v1/jobs", json!({"kind": "noop", "surprise": 1}))
+        .await;
+    assert_eq!(
+        unknown.problem(422, "invalid_field")["errors"][0]["field"],
+        "surprise"
+    );
+    let wrong = api.post("/api/v1/jobs", json!({"kind": ["noop"]})).await;
+    assert_eq!(
+        wrong.problem(422, "invalid_field")["errors"][0]["field"],
+        "kind"
+    );
     api.post("/api/v1/jobs", json!({"kind": "noop", "args": [1, 2]}))
         .await
         .problem(422, "invalid_field");
@@ -228,14 +236,22 @@ async fn lists_with_filters_and_signed_cursors(api: TestApi) {
     // SQL in a filter is a value like any other; in a path segment it is refused.
     let injection = api.get("/api/v1/jobs?queue=even'%20OR%20'1'='1").await;
     assert_eq!(injection.expect(200)["items"].as_array().unwrap().len(), 0);
+    let kind = api.get("/api/v1/jobs?kind=x'%20OR%201=1--").await;
+    assert_eq!(
+        kind.expect(200)["items"],
+        json!([]),
+        "7 jobs, none of kind x'…"
+    );
     let value = api.get("/api/v1/jobs?args.user.name=x'%20OR%201=1--").await;
     assert_eq!(value.expect(200)["items"].as_array().unwrap().len(), 0);
     api.get("/api/v1/jobs?args.user')%20OR%201=1--=1")
         .await
         .problem(422, "invalid_field");
-    api.get("/api/v1/jobs?state=sleeping")
-        .await
-        .problem(400, "bad_request");
+    let state = api.get("/api/v1/jobs?state=sleeping").await;
+    assert_eq!(
+        state.problem(422, "invalid_field")["errors"][0]["field"],
+        "state"
+    );
     // Pages of 3, newest first, no overlap, then no cursor.
     let mut seen = Vec::new();
     let mut path = "/api/v1/jobs?limit=3".to_owned();
@@ -266,9 +282,116 @@ async fn lists_with_filters_and_signed_cursors(api: TestApi) {
     api.get("/api/v1/jobs?cursor=not-a-cursor")
         .await
         .problem(400, "invalid_cursor");
-    api.get("/api/v1/jobs?limit=501")
-        .await
-        .problem(400, "bad_request");
+    let limit = api.get("/api/v1/jobs?limit=501").await;
+    assert_eq!(
+        limit.problem(422, "invalid_field")["errors"][0]["field"],
+        "limit"
+    );
+}
+
+async fn finds_jobs_by_id_prefix_as_git_does(api: TestApi) {
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let job = api.post("/api/v1/jobs", json!({"kind": "noop"})).await;
+        ids.push(job.expect(201)["id"].as_str().unwrap().replace('-', ""));
+    }
+    let found = |answer: &crate::Answer| -> Vec<String> {
+        answer.expect(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|job| job["id"].as_str().unwrap().replace('-', ""))
+            .collect()
+    };
+    // Ids made together share their start (a UUIDv7 starts with its time).
+    let shared = ids[0]
+        .chars()
+        .zip(ids[1].chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(shared >= 4, "{ids:?}");
+    let both = api
+        .get(&format!(
+            "/api/v1/jobs?id_prefix={}&limit=2",
+            &ids[0][..shared]
+        ))
+        .await;
+    assert_eq!(found(&both), [ids[1].clone(), ids[0].clone()]);
+    // One digit more names one job; written with the id's dashes, or in capitals, alike.
+    let unique = &ids[0][..shared + 1];
+    let one = api
+        .get(&format!("/api/v1/jobs?id_prefix={unique}&limit=2"))
+        .await;
+    assert_eq!(found(&one), [ids[0].clone()]);
+    let dashed: String = uuid::Uuid::parse_str(&ids[0])
+        .unwrap()
+        .hyphenated()
+        .to_string()
+        .chars()
+        .scan(0, |digits, c| {
+            let keep = *digits <= shared;
+            *digits += usize::from(c != '-');
+            Some((keep, c))
+        })
+        .take_while(|(keep, _)| *keep)
+        .map(|(_, c)| c)
+        .collect();
+    assert!(dashed.contains('-'), "{dashed}");
+    let with_dashes = api
+        .get(&format!("/api/v1/jobs?id_prefix={dashed}&limit=2"))
+        .await;
+    assert_eq!(found(&with_dashes), [ids[0].clone()], "{dashed}");
+    let upper = unique.to_uppercase();
+    let capitals = api.get(&format!("/api/v1/jobs?id_prefix={upper}")).await;
+    assert_eq!(found(&capitals), [ids[0].clone()]);
+    let whole = api.get(&format!("/api/v1/jobs?id_prefix={}", ids[1])).await;
+    assert_eq!(found(&whole), [ids[1].clone()]);
+    // UUIDv7s will not start with ffff before the year 10000.
+    let none = api.get("/api/v1/jobs?id_prefix=ffff").await;
+    assert_eq!(found(&none), Vec::<String>::new());
+
+    // The prefix is a range of ids: its first and last ids match, their neighbours do not.
+    let mut edges = Vec::new();
+    for id in [
+        "0a1b0000-0000-0000-0000-000000000000",
+        "0a1bffff-ffff-ffff-ffff-ffffffffffff",
+        "0a1affff-ffff-ffff-ffff-ffffffffffff",
+        "0a1c0000-0000-0000-0000-000000000000",
+    ] {
+        let mut job = api
+            .state
+            .client
+            .prepare(longshore_jobs::EnqueueRequest::new("noop", json!({})))
+            .unwrap();
+        job.id = longshore_jobs::JobId(uuid::Uuid::parse_str(id).unwrap());
+        edges.push(job);
+    }
+    api.store.insert(edges).await.unwrap();
+    let range = api.get("/api/v1/jobs?id_prefix=0a1b").await;
+    assert_eq!(
+        found(&range),
+        [
+            "0a1bffffffffffffffffffffffffffff",
+            "0a1b0000000000000000000000000000"
+        ]
+    );
+    // Other filters narrow it further.
+    let filtered = api.get("/api/v1/jobs?id_prefix=0a1b&state=completed").await;
+    assert_eq!(found(&filtered), Vec::<String>::new());
+
+    for bad in [
+        "abc",
+        "0a1g",
+        "-0a1b",
+        "0a1b-0000",
+        "0a1b0000--0000",
+        "0a1b00000a1b00000a1b00000a1b00000",
+        "0a1b0000-0000-0000-0000-0000000000000",
+    ] {
+        let answer = api.get(&format!("/api/v1/jobs?id_prefix={bad}")).await;
+        let body = answer.problem(422, "invalid_field");
+        assert_eq!(body["errors"][0]["field"], "id_prefix", "{bad}: {body}");
+    }
 }
 
 async fn acts_on_one_job(api: TestApi) {
@@ -421,7 +544,7 @@ async fn edits_only_waiting_jobs(api: TestApi) {
         &[],
     )
     .await
-    .problem(400, "bad_request");
+    .problem(422, "invalid_field");
     api.call(
         Method::PATCH,
         &path,

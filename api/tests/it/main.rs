@@ -7,6 +7,7 @@ mod hostile;
 mod idempotency;
 mod jobs;
 mod operations;
+mod parse_errors;
 mod queues;
 mod schedules;
 mod sweeps;

@@ -11,6 +11,7 @@ crate::per_backend!(
     crate::TestApi::new =>
     bulk_retries_after_a_dry_run,
     refuses_unbounded_operations,
+    lists_operations_a_page_at_a_time,
     an_operation_whose_process_died_is_taken_over_and_resumed_where_it_stopped,
 );
 
@@ -80,7 +81,7 @@ async fn bulk_retries_after_a_dry_run(api: TestApi) {
         300
     );
     let list = api.get("/api/v1/operations").await.expect(200).clone();
-    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list["items"][0]["id"], id.as_str());
     api.get(&format!("/api/v1/operations/{}", uuid::Uuid::now_v7()))
         .await
         .problem(404, "not_found");
@@ -133,7 +134,77 @@ async fn refuses_unbounded_operations(api: TestApi) {
         json!({"action": "explode", "filter": {"ids": []}}),
     )
     .await
-    .problem(400, "bad_request");
+    .problem(422, "invalid_field");
+}
+
+async fn lists_operations_a_page_at_a_time(api: TestApi) {
+    let mut started = Vec::new();
+    for _ in 0..7 {
+        let op = api
+            .post(
+                "/api/v1/operations",
+                json!({"action": "cancel", "filter": {"ids": [uuid::Uuid::now_v7()]}}),
+            )
+            .await;
+        started.push(op.expect(202)["id"].as_str().unwrap().to_owned());
+    }
+    started.reverse();
+    let all = api.get("/api/v1/operations").await.expect(200).clone();
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|op| op["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(&all),
+        started,
+        "one page of 50 holds them, newest first"
+    );
+    assert!(all.get("next_cursor").is_none(), "{all}");
+    // Pages of 3: each once, in order, no gap, and the last has no cursor.
+    let (mut seen, mut pages) = (Vec::new(), 0);
+    let mut path = "/api/v1/operations?limit=3".to_owned();
+    loop {
+        let page = api.get(&path).await.expect(200).clone();
+        pages += 1;
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/operations?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, started);
+    assert_eq!(pages, 3);
+    // A cursor that was altered, or made for the jobs list, is refused.
+    let page = api
+        .get("/api/v1/operations?limit=3")
+        .await
+        .expect(200)
+        .clone();
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (payload, tag) = cursor.split_once('.').unwrap();
+    let forged = format!("{payload}.{}", tag.chars().rev().collect::<String>());
+    api.get(&format!("/api/v1/operations?cursor={forged}"))
+        .await
+        .problem(400, "invalid_cursor");
+    for _ in 0..2 {
+        api.post("/api/v1/jobs", json!({"kind": "noop"}))
+            .await
+            .expect(201);
+    }
+    let jobs = api.get("/api/v1/jobs?limit=1").await.expect(200).clone();
+    let jobs_cursor = jobs["next_cursor"].as_str().unwrap();
+    api.get(&format!("/api/v1/operations?cursor={jobs_cursor}"))
+        .await
+        .problem(400, "invalid_cursor");
+    let limit = api.get("/api/v1/operations?limit=501").await;
+    assert_eq!(
+        limit.problem(422, "invalid_field")["errors"][0]["field"],
+        "limit"
+    );
 }
 
 /// An API process died 100 jobs into a bulk cancel: another process takes the operation over

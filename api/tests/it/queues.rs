@@ -67,7 +67,7 @@ async fn operates_queues_and_reads_counts(api: TestApi) {
         &[],
     )
     .await
-    .problem(400, "bad_request");
+    .problem(422, "invalid_field");
     api.call(
         Method::POST,
         "/api/v1/queues/bad%20name!/pause",
@@ -105,7 +105,7 @@ async fn operates_queues_and_reads_counts(api: TestApi) {
     );
     api.get("/api/v1/workers?within_s=0")
         .await
-        .problem(400, "bad_request");
+        .problem(422, "invalid_field");
     let info = longshore_jobs::store::WorkerInfo {
         id: longshore_jobs::WorkerId("mail@host:1:abcd".to_owned()),
         queue: "mail".to_owned(),

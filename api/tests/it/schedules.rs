@@ -166,7 +166,7 @@ async fn rejects_bad_schedules(api: TestApi) {
     assert_eq!(id.problem(422, "invalid_field")["errors"][0]["field"], "id");
     api.post("/api/v1/schedules", with("catch_up", json!("sometimes")))
         .await
-        .problem(400, "bad_request");
+        .problem(422, "invalid_field");
     // Nothing was stored by the rejected ones; a duplicate id is a conflict.
     assert_eq!(
         api.get("/api/v1/schedules")
@@ -194,7 +194,7 @@ async fn rejects_bad_schedules(api: TestApi) {
     .problem(422, "invalid_field");
     api.get("/api/v1/schedules/x/upcoming?count=0")
         .await
-        .problem(400, "bad_request");
+        .problem(422, "invalid_field");
     for (method, path) in [
         (Method::GET, "/api/v1/schedules/none"),
         (Method::PATCH, "/api/v1/schedules/none"),

@@ -20,6 +20,7 @@ dispatch! {
     fn take_over_operations(&self, owner: &str, stale: Duration) -> Vec<Operation>;
     /// One bulk operation.
     fn operation(&self, id: Uuid) -> Option<Operation>;
-    /// The latest bulk operations.
-    fn operations(&self, limit: u32) -> Vec<Operation>;
+    /// Bulk operations, newest first (their ids are UUIDv7, in the order they were made),
+    /// older than `before`.
+    fn operations(&self, before: Option<Uuid>, limit: u32) -> Vec<Operation>;
 }

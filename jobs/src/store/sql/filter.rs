@@ -46,6 +46,15 @@ pub(crate) fn push_filter(qb: &mut QueryBuilder<Db>, filter: &JobFilter) {
         }
         qb.push(")");
     }
+    if let Some(prefix) = &filter.id_prefix {
+        // A range of the primary key: ids compare as their 16 bytes on both backends (a
+        // `uuid` on Postgres, a blob on SQLite), the order of their hex digits.
+        let (first, last) = prefix.range();
+        qb.push(" AND id BETWEEN ")
+            .push_bind(first.0)
+            .push(" AND ")
+            .push_bind(last.0);
+    }
 }
 
 /// `columns` of the jobs matching `filter`, newest first, older than `before`.

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use sqlx::QueryBuilder;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -124,10 +125,19 @@ impl Backend {
         row.as_ref().map(operation).transpose()
     }
 
-    pub(crate) async fn operations(&self, limit: u32) -> Result<Vec<Operation>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM operations ORDER BY created_at DESC, id LIMIT $1");
-        let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
-            .bind(i64::from(limit))
+    pub(crate) async fn operations(
+        &self,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Operation>, StoreError> {
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM operations"));
+        if let Some(before) = before {
+            qb.push(" WHERE id < ").push_bind(before);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = qb
+            .build()
             .fetch_all(self.reader())
             .await
             .map_err(query("list operations"))?;
