@@ -129,8 +129,9 @@ impl EventsApi {
 
     /// The events as Server-Sent Events, replayed after `Last-Event-ID` (or `after`) and
     /// then live, with heartbeats. Each SSE id is the event id, so a reconnecting client
-    /// resumes with no gap and no duplicate. An SSE event named `reset` says events after
-    /// the requested id were deleted by retention.
+    /// resumes with no gap and no duplicate; each SSE event name is the event's type (e.g.
+    /// `job.failed`). An SSE event named `reset` says events after the requested id were
+    /// deleted by retention.
     #[oai(
         path = "/events/stream",
         method = "get",
@@ -182,9 +183,11 @@ impl EventsApi {
             .to_event(|message| {
                 use poem_openapi::types::ToJSON;
                 match &message.event {
-                    Some(event) => {
-                        SseEvent::message(event.to_json_string()).id(event.id.to_string())
-                    }
+                    // Named by type, so a browser's `EventSource` can listen for
+                    // `job.failed` alone.
+                    Some(event) => SseEvent::message(event.to_json_string())
+                        .id(event.id.to_string())
+                        .event_type(event.event_type.clone()),
                     None => SseEvent::message(message.to_json_string())
                         .id(message.pruned_through.unwrap_or(0).to_string())
                         .event_type("reset"),

@@ -13,7 +13,8 @@ crate::per_backend!(
     crate::TestApi::new =>
     pages_events_with_filters,
     streams_and_resumes_without_gaps,
-    resets_when_events_were_pruned
+    resets_when_events_were_pruned,
+    names_each_stream_event_by_its_type
 );
 
 async fn pages_events_with_filters(api: TestApi) {
@@ -192,4 +193,64 @@ async fn resets_when_events_were_pruned(api: TestApi) {
     assert_eq!(frames[0].2["requested"], first);
     assert_eq!(frames[1].0, events[2].id.0);
     assert_eq!(frames[2].0, events[3].id.0);
+}
+
+/// Claims and completes every available job of `queue`.
+async fn complete_all(api: &TestApi, queue: &str) {
+    let worker = longshore_jobs::WorkerId(format!("{queue}@test"));
+    let claimed = api
+        .store
+        .claim(queue, &worker, 100, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let completions: Vec<_> = claimed
+        .iter()
+        .map(|job| longshore_jobs::Completion {
+            lease: job.lease(&worker),
+            queue: queue.to_owned(),
+            outcome: longshore_jobs::Outcome::Completed { result: None },
+        })
+        .collect();
+    api.store.complete(&completions).await.unwrap();
+}
+
+/// The raw text of an SSE response, read until `done` holds of it.
+async fn read_raw(response: poem::test::TestResponse, done: impl Fn(&str) -> bool) -> String {
+    let mut body = response.0.into_body().into_bytes_stream();
+    let mut text = String::new();
+    while !done(&text) {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+            .await
+            .unwrap_or_else(|_| panic!("the stream goes on within 20 s; so far:\n{text}"))
+            .expect("the stream goes on")
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text
+}
+
+async fn names_each_stream_event_by_its_type(api: TestApi) {
+    for _ in 0..2 {
+        api.post("/api/v1/jobs", json!({"kind": "noop", "queue": "named"}))
+            .await
+            .expect(201);
+    }
+    complete_all(&api, "named").await;
+    let response = api.cli.get("/api/v1/events/stream").send().await;
+    response.assert_status_is_ok();
+    let completed = |text: &str| text.matches("\nevent: job.completed\n").count();
+    let text = read_raw(response, |text| completed(text) >= 2).await;
+    assert_eq!(text.matches("\nevent: job.enqueued\n").count(), 2, "{text}");
+    // Each frame: its id, its name, then its data of the same type.
+    for frame in text
+        .split("\n\n")
+        .filter(|f| f.contains("event: job.completed"))
+    {
+        let lines: Vec<&str> = frame.trim_start().lines().collect();
+        assert!(lines[0].starts_with("id: "), "{frame}");
+        assert_eq!(lines[1], "event: job.completed", "{frame}");
+        let data: Value = serde_json::from_str(lines[2].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data["type"], "job.completed");
+        assert_eq!(lines[0], format!("id: {}", data["id"]));
+    }
 }
