@@ -8,7 +8,10 @@
 //!   in which case both passes of the repeated hour fire, as the clock says they happen.
 //!
 //! Expressions have six fields (`sec min hour day-of-month month day-of-week`) or seven (with a
-//! year); a five-field expression gets `0` seconds prepended.
+//! year); a five-field expression gets `0` seconds prepended. The macros `@yearly` (or
+//! `@annually`), `@monthly`, `@weekly` (Sunday), `@daily` (or `@midnight`) and `@hourly` fire
+//! at the start of their period. An invalid field is named with its range (`hours must be
+//! 0–23, got 24`), not with the `cron` crate's own words.
 
 use std::str::FromStr;
 
@@ -51,35 +54,30 @@ impl CronSpec {
             field: "timezone",
             message: format!("{timezone:?} is not an IANA time zone (e.g. Europe/Berlin, UTC)"),
         })?;
-        let fields: Vec<&str> = expr.split_whitespace().collect();
-        let full = match fields.len() {
-            5 => format!("0 {}", fields.join(" ")),
-            6 | 7 => fields.join(" "),
-            n => {
-                return Err(CronError {
+        let (shown, full) = match expr.trim().strip_prefix('@') {
+            Some(name) => {
+                let full = expand_macro(name).ok_or_else(|| CronError {
                     field: "cron",
                     message: format!(
-                        "{n} fields; expected 6 (sec min hour day month weekday), 7 (with a year) or 5"
+                        "{expr:?}: no such macro; use @yearly, @annually, @monthly, @weekly, \
+                         @daily, @midnight or @hourly"
                     ),
-                });
+                })?;
+                (format!("@{}", name.to_ascii_lowercase()), full.to_owned())
+            }
+            None => {
+                let full = full_fields(expr)?;
+                (full.clone(), full)
             }
         };
-        let schedule = cron::Schedule::from_str(&full).map_err(|e| {
-            // The parser's message points at the input over several lines; keep its verdict.
-            let text = e.to_string();
-            let verdict = text
-                .lines()
-                .map(str::trim)
-                .rfind(|l| !l.is_empty() && *l != "^");
-            CronError {
-                field: "cron",
-                message: format!("{expr:?}: {}", verdict.unwrap_or("not a cron expression")),
-            }
+        let schedule = cron::Schedule::from_str(&full).map_err(|e| CronError {
+            field: "cron",
+            message: format!("{expr:?}: {}", explain(&full, &e.to_string())),
         })?;
         let hour = full.split_whitespace().nth(2).unwrap_or("*");
         let hourly = hour == "*" || hour.contains('/');
         let spec = CronSpec {
-            expr: full,
+            expr: shown,
             tz,
             schedule,
             hourly,
@@ -93,7 +91,8 @@ impl CronSpec {
         Ok(spec)
     }
 
-    /// The expression, normalised to six or seven fields.
+    /// The expression, normalised to six or seven fields (a macro stays a macro, in lower
+    /// case).
     pub fn expr(&self) -> &str {
         &self.expr
     }
@@ -194,6 +193,95 @@ impl CronSpec {
     }
 }
 
+/// The six or seven fields of `expr` (`0` seconds before five fields).
+fn full_fields(expr: &str) -> Result<String, CronError> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    match fields.len() {
+        5 => Ok(format!("0 {}", fields.join(" "))),
+        6 | 7 => Ok(fields.join(" ")),
+        n => Err(CronError {
+            field: "cron",
+            message: format!(
+                "{n} fields; expected 6 (sec min hour day month weekday), 7 (with a year), 5, \
+                 or a macro such as @daily"
+            ),
+        }),
+    }
+}
+
+/// The six fields a macro (without its `@`) stands for.
+fn expand_macro(name: &str) -> Option<&'static str> {
+    match name.to_ascii_lowercase().as_str() {
+        "yearly" | "annually" => Some("0 0 0 1 1 *"),
+        "monthly" => Some("0 0 0 1 * *"),
+        "weekly" => Some("0 0 0 * * SUN"),
+        "daily" | "midnight" => Some("0 0 0 * * *"),
+        "hourly" => Some("0 0 * * * *"),
+        _ => None,
+    }
+}
+
+/// Each field as the `cron` crate names it, as people name it, its values, and the largest
+/// step it takes.
+const FIELDS: [(&str, &str, &str, u32); 7] = [
+    ("Seconds", "seconds", "0–59", 59),
+    ("Minutes", "minutes", "0–59", 59),
+    ("Hours", "hours", "0–23", 23),
+    ("Days of Month", "day of month", "1–31", 31),
+    ("Months", "month", "1–12 or JAN–DEC", 12),
+    (
+        "Days of Week",
+        "day of week",
+        "1–7 (1 is Sunday) or SUN–SAT",
+        7,
+    ),
+    ("Years", "year", "1970–2100", 2100),
+];
+
+/// The `cron` crate's error for `full`, said correctly: its own text puts the bound of a
+/// range off by one ("Hours must be less than 23" when 23 is allowed) and is empty for a
+/// bad year. The text is the input, a line with `^` under the field at fault, and a verdict.
+fn explain(full: &str, text: &str) -> String {
+    let mut lines = text.lines().skip(1);
+    let caret = lines.next().and_then(|line| line.find('^'));
+    let verdict = lines.map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let named = FIELDS.iter().position(|(name, ..)| {
+        verdict.starts_with(&format!("{name} must"))
+            || verdict.contains(&format!("for {name}:"))
+            || verdict.contains(&format!("'{name}'"))
+    });
+    let by_place = || {
+        let before = full.get(..caret?)?;
+        Some(before.split_whitespace().count()).filter(|i| *i < FIELDS.len())
+    };
+    let index = if verdict.ends_with("not a valid day of the week.") {
+        Some(5)
+    } else if verdict.ends_with("not a valid month name.") {
+        Some(4)
+    } else {
+        named.or_else(by_place)
+    };
+    let Some((_, field, range, max_step)) = index.map(|i| FIELDS[i]) else {
+        return "not a cron expression".to_owned();
+    };
+    // The value at fault is the last one quoted ('24' specified; 'FOO' is not valid).
+    let quoted = verdict.rsplit('\'').nth(1).filter(|q| !q.is_empty());
+    if verdict.contains("must be between 1 and") || verdict == "range step cannot be zero" {
+        let step = quoted.unwrap_or("0");
+        return format!("a step in {field} must be 1–{max_step}, got {step}");
+    }
+    if let Some((_, span)) = verdict
+        .split_once("range for ")
+        .and_then(|(_, rest)| rest.split_once(": "))
+    {
+        return format!("the {field} range {span} must go upwards within {range}");
+    }
+    match quoted {
+        Some(value) => format!("{field} must be {range}, got {value}"),
+        None => format!("{field} must be {range}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +377,86 @@ mod tests {
                 .field,
             "cron"
         );
+    }
+
+    fn message(expr: &str) -> String {
+        let error = CronSpec::parse(expr, "UTC").unwrap_err();
+        assert_eq!(error.field, "cron");
+        let prefix = format!("{expr:?}: ");
+        error.message.strip_prefix(&prefix).unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_bad_field_is_named_with_its_true_range() {
+        // The largest value of each field is allowed.
+        CronSpec::parse("59 59 23 31 12 * 2100", "UTC").unwrap();
+        CronSpec::parse("0 0 0 * * 7", "UTC").unwrap();
+        for (expr, said) in [
+            ("60 * * * * *", "seconds must be 0–59, got 60"),
+            ("0 60 * * * *", "minutes must be 0–59, got 60"),
+            ("0 0 24 * * *", "hours must be 0–23, got 24"),
+            ("0 0 0 32 * *", "day of month must be 1–31, got 32"),
+            ("0 0 0 0 * *", "day of month must be 1–31, got 0"),
+            ("0 0 0 * 13 *", "month must be 1–12 or JAN–DEC, got 13"),
+            ("0 0 0 * 0 *", "month must be 1–12 or JAN–DEC, got 0"),
+            (
+                "0 0 0 * * 8",
+                "day of week must be 1–7 (1 is Sunday) or SUN–SAT, got 8",
+            ),
+            (
+                "0 0 0 * * 0",
+                "day of week must be 1–7 (1 is Sunday) or SUN–SAT, got 0",
+            ),
+            (
+                "0 0 0 * * FOO",
+                "day of week must be 1–7 (1 is Sunday) or SUN–SAT, got FOO",
+            ),
+            ("0 0 0 * FOO *", "month must be 1–12 or JAN–DEC, got FOO"),
+            ("0 0 0 * * * 1969", "year must be 1970–2100"),
+            ("0 0 0 * * * 2101", "year must be 1970–2100"),
+            ("x * * * * *", "seconds must be 0–59, got x"),
+            (
+                "0 0 5-30 * * *",
+                "the hours range 5-30 must go upwards within 0–23",
+            ),
+            (
+                "0 0 20-5 * * *",
+                "the hours range 20-5 must go upwards within 0–23",
+            ),
+            (
+                "0 0 0 * MAR-JAN *",
+                "the month range MAR-JAN must go upwards within 1–12 or JAN–DEC",
+            ),
+            ("0 0 */24 * * *", "a step in hours must be 1–23, got 24"),
+            ("0 */0 * * * *", "a step in minutes must be 1–59, got 0"),
+            // Five fields: seconds are prepended, the fields keep their names.
+            ("0 24 * * *", "hours must be 0–23, got 24"),
+        ] {
+            assert_eq!(message(expr), said, "{expr}");
+        }
+        assert!(message("@fortnightly").contains("no such macro"));
+    }
+
+    #[test]
+    fn macros_fire_at_the_start_of_their_period() {
+        // 2026-11-24 is a Tuesday.
+        let from = utc("2026-11-24T10:30:00Z");
+        for (expr, next) in [
+            ("@yearly", "2027-01-01T00:00:00Z"),
+            ("@annually", "2027-01-01T00:00:00Z"),
+            ("@monthly", "2026-12-01T00:00:00Z"),
+            ("@weekly", "2026-11-29T00:00:00Z"),
+            ("@daily", "2026-11-25T00:00:00Z"),
+            ("@midnight", "2026-11-25T00:00:00Z"),
+            ("@hourly", "2026-11-24T11:00:00Z"),
+            (" @DAILY ", "2026-11-25T00:00:00Z"),
+        ] {
+            let spec = CronSpec::parse(expr, "UTC").unwrap();
+            assert_eq!(spec.next_after(from), Some(utc(next)), "{expr}");
+        }
+        assert_eq!(CronSpec::parse(" @DAILY ", "UTC").unwrap().expr(), "@daily");
+        // In a zone, at the zone's midnight.
+        let berlin = CronSpec::parse("@daily", "Europe/Berlin").unwrap();
+        assert_eq!(berlin.next_after(from), Some(utc("2026-11-24T23:00:00Z")));
     }
 }

@@ -3,25 +3,37 @@
 use crate::id::JobId;
 
 /// A store operation failed.
+///
+/// The driver's error is said once, in the message: what the database said (on Postgres its
+/// message, detail and hint, without the line of Postgres's own C source that sqlx adds), and
+/// not again as `source()`, which every printer of an error chain would repeat after it.
+/// [`StoreError::driver`] gives the driver's error itself.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL names no supported backend.
     #[error("unsupported database url {0:?}: expected postgres://… or sqlite:…")]
     UnsupportedUrl(String),
     /// The database could not be reached or opened.
-    #[error("cannot connect to the database")]
-    Connect(#[source] sqlx::Error),
+    #[error("cannot connect to the database: {}", describe(.0))]
+    Connect(sqlx::Error),
+    /// The database the URL names does not exist (or the directory of the SQLite file).
+    #[error("cannot open the database: {what}; {fix}")]
+    Missing {
+        /// What is missing, e.g. `database "app" does not exist on db:5432`.
+        what: String,
+        /// What to do, e.g. `create it with createdb …`.
+        fix: String,
+    },
     /// The schema migrations failed.
-    #[error("cannot apply the schema migrations")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("cannot apply the schema migrations: {}", describe_migrate(.0))]
+    Migrate(sqlx::migrate::MigrateError),
     /// A query failed; `op` names the operation.
-    #[error("database operation {op} failed")]
+    #[error("database operation {op} failed: {}", describe(.error))]
     Query {
         /// The operation that failed, e.g. `claim`.
         op: &'static str,
         /// The driver's error.
-        #[source]
-        source: sqlx::Error,
+        error: sqlx::Error,
     },
     /// A stored row could not be read back.
     #[error("stored {what} is invalid: {detail}")]
@@ -79,7 +91,7 @@ impl StoreError {
             | StoreError::Unavailable { .. }
             | StoreError::TimedOut { .. }
             | StoreError::NoAnswer => return true,
-            StoreError::Query { source, .. } => source,
+            StoreError::Query { error, .. } => error,
             _ => return false,
         };
         match source {
@@ -107,11 +119,11 @@ impl StoreError {
     pub fn is_invalid_input(&self) -> bool {
         match self {
             StoreError::Query {
-                source: sqlx::Error::Database(db),
+                error: sqlx::Error::Database(db),
                 ..
             } => db.code().is_some_and(|code| code.starts_with("22")),
             StoreError::Query {
-                source: sqlx::Error::Encode(_),
+                error: sqlx::Error::Encode(_),
                 ..
             } => true,
             _ => false,
@@ -121,7 +133,50 @@ impl StoreError {
 
 /// Wraps a driver error with the name of the operation that failed.
 pub(crate) fn query(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Query { op, source }
+    move |error| StoreError::Query { op, error }
+}
+
+impl StoreError {
+    /// The driver's error, when the database or the driver failed.
+    pub fn driver(&self) -> Option<&sqlx::Error> {
+        match self {
+            StoreError::Connect(error) | StoreError::Query { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// What a driver error says, for people: the database's own message once (on Postgres with
+/// its detail and hint), without sqlx's "error returned from database" and without the line
+/// of the database's C source ("at line 948") that sqlx's Display of a Postgres error adds.
+pub fn describe(error: &sqlx::Error) -> String {
+    let sqlx::Error::Database(db) = error else {
+        return error.to_string();
+    };
+    let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() else {
+        return db.message().to_owned();
+    };
+    let mut text = pg.message().to_owned();
+    let extra: Vec<String> = [("detail", pg.detail()), ("hint", pg.hint())]
+        .into_iter()
+        .filter_map(|(label, value)| Some(format!("{label}: {}", value?.trim_end_matches('.'))))
+        .collect();
+    if !extra.is_empty() {
+        text.push_str(&format!(" ({})", extra.join("; ")));
+    }
+    text
+}
+
+/// [`describe`] for a migration's error.
+fn describe_migrate(error: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError;
+    match error {
+        MigrateError::Execute(error) => format!("while executing migrations: {}", describe(error)),
+        MigrateError::ExecuteMigration(error, version) => {
+            format!("while executing migration {version}: {}", describe(error))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// An enqueue was refused.

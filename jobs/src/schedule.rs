@@ -15,6 +15,8 @@ use crate::job::{UniqueOptions, UniqueScope};
 pub const MAX_TICKS_PER_LOOK: usize = 10_000;
 /// A tick this recent is on time: with `skip`, it still fires.
 pub const ON_TIME: Duration = Duration::from_secs(10);
+/// The built-in schedule that fires the pruner (retention, set under `[pool.retention]`).
+pub const PRUNE_SCHEDULE_ID: &str = "longshore:prune";
 
 /// Ticks of a schedule by outcome.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

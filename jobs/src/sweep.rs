@@ -247,8 +247,12 @@ pub async fn check(
         .get(&def.target)
         .await
         .map_err(|e| ("target".to_owned(), e.to_string()))?;
-    let refused =
-        |field: &str, e: sqlx::Error| (field.to_owned(), format!("the target refuses it: {e}"));
+    let refused = |field: &str, e: sqlx::Error| {
+        (
+            field.to_owned(),
+            format!("the target refuses it: {}", crate::error::describe(&e)),
+        )
+    };
     // The parameters typed as a pass binds them: the cutoff, the last key, the page size;
     // the page's keys.
     target

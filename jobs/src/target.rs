@@ -48,7 +48,7 @@ pub enum TargetError {
     #[error("no target {0:?} is declared")]
     Unknown(String),
     /// The database did not answer.
-    #[error("target {name} is unreachable: {error}")]
+    #[error("target {name} is unreachable: {}", crate::error::describe(.error))]
     Unreachable {
         /// The target's name.
         name: String,

@@ -59,33 +59,72 @@ fn filter(
     })
 }
 
-fn event_id(field: &str, value: Option<&str>) -> Result<EventId, ApiError> {
+/// An event id as a client sends it (empty for 0, the oldest kept), if it sent one.
+fn event_id(field: &str, value: Option<&str>) -> Result<Option<EventId>, ApiError> {
     match value {
-        None | Some("") => Ok(EventId(0)),
+        None => Ok(None),
+        Some("") => Ok(Some(EventId(0))),
         Some(v) => v
             .parse::<i64>()
             .ok()
             .filter(|n| *n >= 0)
-            .map(EventId)
+            .map(|n| Some(EventId(n)))
             .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_event_id",
-                    format!("{field} must be an event id (a non-negative integer), got {v:?}"),
+                ApiError::invalid(
+                    field,
+                    format!("must be an event id (a non-negative integer) or latest, got {v:?}"),
                 )
             }),
     }
 }
 
+impl EventsApi {
+    /// Where a reader starts, from `after` (an event id, or `latest`: after the newest event
+    /// stored now) or `since` (an RFC 3339 time: the first event written at or after it);
+    /// neither is the oldest kept.
+    async fn start(&self, after: Option<&str>, since: Option<&str>) -> Result<EventId, ApiError> {
+        let since = match since {
+            Some(text) => Some(
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .map_err(|_| {
+                        ApiError::invalid(
+                            "since",
+                            format!(
+                                "must be an RFC 3339 time, e.g. 2026-11-24T10:00:00Z, got {text:?}"
+                            ),
+                        )
+                    })?
+                    .with_timezone(&chrono::Utc),
+            ),
+            None => None,
+        };
+        let store = self.state.store();
+        match (after.filter(|a| !a.is_empty()), since) {
+            (Some(_), Some(_)) => Err(ApiError::invalid("since", "give after or since, not both")),
+            // Below the horizon: an event that commits late is still ahead of the reader.
+            (Some("latest"), None) => Ok(EventId(store.event_horizon().await?.0 - 1)),
+            (after, None) => Ok(event_id("after", after)?.unwrap_or(EventId(0))),
+            (None, Some(since)) => Ok(store.last_event_before(since).await?),
+        }
+    }
+}
+
 #[OpenApi(tag = "Tag::Events")]
 impl EventsApi {
-    /// Events after `after` (0 for the oldest kept), oldest first, filtered. Continue with
-    /// `next_after`. `reset` is true when events after `after` were deleted by retention.
+    /// Events after `after` (0 for the oldest kept, `latest` for none of the past) or from
+    /// `since`, oldest first, filtered. Continue with `next_after`. `reset` is true when
+    /// events after `after` were deleted by retention.
     #[oai(path = "/events", method = "get", operation_id = "list_events")]
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
         auth: Auth,
-        #[oai(validator(max_length = 30))] after: Query<Option<String>>,
+        /// Start after this event id; `latest` starts after the newest event stored now.
+        #[oai(validator(max_length = 30))]
+        after: Query<Option<String>>,
+        /// Start with the first event written at or after this RFC 3339 time; not with `after`.
+        #[oai(validator(max_length = 40))]
+        since: Query<Option<String>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u32>>,
         queue: Query<Option<String>>,
         kind: Query<Option<String>>,
@@ -94,7 +133,7 @@ impl EventsApi {
     ) -> Result<Json<EventPage>, ApiError> {
         auth.0.require(Scope::Read)?;
         let filter = filter(queue.0, kind.0, job_id.0, types.0)?;
-        let mut last = event_id("after", after.0.as_deref())?;
+        let mut last = self.start(after.0.as_deref(), since.0.as_deref()).await?;
         let limit = limit.0.unwrap_or(100).min(1000) as usize;
         let store = self.state.store();
         let pruned = store.events_pruned_through().await?;
@@ -127,10 +166,11 @@ impl EventsApi {
         }))
     }
 
-    /// The events as Server-Sent Events, replayed after `Last-Event-ID` (or `after`) and
-    /// then live, with heartbeats. Each SSE id is the event id, so a reconnecting client
-    /// resumes with no gap and no duplicate. An SSE event named `reset` says events after
-    /// the requested id were deleted by retention.
+    /// The events as Server-Sent Events, replayed after `Last-Event-ID` (or `after`, or from
+    /// `since`; `after=latest` replays nothing) and then live, with heartbeats. Each SSE id is the event id, so a reconnecting client
+    /// resumes with no gap and no duplicate; each SSE event name is the event's type (e.g.
+    /// `job.failed`). An SSE event named `reset` says events after the requested id were
+    /// deleted by retention.
     #[oai(
         path = "/events/stream",
         method = "get",
@@ -143,7 +183,12 @@ impl EventsApi {
         #[oai(name = "Last-Event-ID", validator(max_length = 30))] last_event_id: Header<
             Option<String>,
         >,
-        #[oai(validator(max_length = 30))] after: Query<Option<String>>,
+        /// Start after this event id; `latest` starts after the newest event stored now.
+        #[oai(validator(max_length = 30))]
+        after: Query<Option<String>>,
+        /// Start with the first event written at or after this RFC 3339 time; not with `after`.
+        #[oai(validator(max_length = 40))]
+        since: Query<Option<String>>,
         queue: Query<Option<String>>,
         kind: Query<Option<String>>,
         job_id: Query<Option<String>>,
@@ -151,9 +196,12 @@ impl EventsApi {
     ) -> Result<EventStream<BoxStream<'static, StreamMessage>>, ApiError> {
         auth.0.require(Scope::Read)?;
         let filter = filter(queue.0, kind.0, job_id.0, types.0)?;
+        // A reconnecting client resumes where it was, whatever its URL asked at first.
         let after = match last_event_id.0.as_deref() {
-            Some(id) if !id.is_empty() => event_id("Last-Event-ID", Some(id))?,
-            _ => event_id("after", after.0.as_deref())?,
+            Some(id) if !id.is_empty() => {
+                event_id("Last-Event-ID", Some(id))?.unwrap_or(EventId(0))
+            }
+            _ => self.start(after.0.as_deref(), since.0.as_deref()).await?,
         };
         let receiver = self.state.shared.events.stream(after, filter).await?;
         let messages = futures::stream::unfold(receiver, |mut rx| async move {
@@ -182,9 +230,11 @@ impl EventsApi {
             .to_event(|message| {
                 use poem_openapi::types::ToJSON;
                 match &message.event {
-                    Some(event) => {
-                        SseEvent::message(event.to_json_string()).id(event.id.to_string())
-                    }
+                    // Named by type, so a browser's `EventSource` can listen for
+                    // `job.failed` alone.
+                    Some(event) => SseEvent::message(event.to_json_string())
+                        .id(event.id.to_string())
+                        .event_type(event.event_type.clone()),
                     None => SseEvent::message(message.to_json_string())
                         .id(message.pruned_through.unwrap_or(0).to_string())
                         .event_type("reset"),

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use longshore_jobs::admin::Scope;
 use longshore_jobs::client::check_queue_name;
+use poem::http::StatusCode;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -12,7 +13,7 @@ use super::{Tag, audit};
 use crate::ApiState;
 use crate::auth::Auth;
 use crate::model::{QueueView, StatsView, WorkerView};
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Problem};
 
 /// How long the stats are served from memory.
 const STATS_TTL: Duration = Duration::from_secs(2);
@@ -36,7 +37,43 @@ fn queue_name(name: &str) -> Result<(), ApiError> {
         .map_err(|_| ApiError::invalid("name", "queue names are 1 to 100 of A-Z a-z 0-9 _ - . :"))
 }
 
+/// How many known queues a refusal names.
+const NAMED_QUEUES: usize = 20;
+
 impl QueuesApi {
+    /// Refuses a queue nothing knows (no jobs, no settings, no worker serving it) unless the
+    /// caller asked to create it: a typo would otherwise leave a queue behind for good.
+    async fn known(&self, name: &str, create: bool) -> Result<(), ApiError> {
+        if create {
+            return Ok(());
+        }
+        let queues = self.state.store().queues().await?;
+        if queues.iter().any(|q| q.name == name) {
+            return Ok(());
+        }
+        let mut known: Vec<String> = queues
+            .iter()
+            .take(NAMED_QUEUES)
+            .map(|q| format!("{:?}", q.name))
+            .collect();
+        if queues.len() > NAMED_QUEUES {
+            known.push(format!("and {} more", queues.len() - NAMED_QUEUES));
+        }
+        let known = if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        };
+        Err(ApiError::from_problem(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown_queue",
+            format!(
+                "no queue named {name:?}: it has no jobs, no settings and no worker; \
+                 known queues: {known}; to set up a new queue, pass create=true"
+            ),
+        )))
+    }
+
     async fn queue(&self, name: &str) -> Result<QueueView, ApiError> {
         let queues = self.state.store().queues().await?;
         queues
@@ -66,15 +103,24 @@ impl QueuesApi {
         Ok(Json(self.queue(&name.0).await?))
     }
 
-    /// Pause a queue: workers stop claiming its jobs; running ones finish.
+    /// Pause a queue: workers stop claiming its jobs; running ones finish. A queue nothing
+    /// knows is refused unless `create=true`.
     #[oai(
         path = "/queues/:name/pause",
         method = "post",
         operation_id = "pause_queue"
     )]
-    async fn pause(&self, auth: Auth, name: Path<String>) -> Result<Json<QueueView>, ApiError> {
+    async fn pause(
+        &self,
+        auth: Auth,
+        name: Path<String>,
+        /// Set up a queue nothing knows yet (no jobs, settings or workers); without it such
+        /// a name is refused (404 `unknown_queue`), as a typo would be.
+        create: Query<Option<bool>>,
+    ) -> Result<Json<QueueView>, ApiError> {
         auth.0.require(Scope::Operate)?;
         queue_name(&name.0)?;
+        self.known(&name.0, create.0.unwrap_or(false)).await?;
         self.state.store().pause_queue(&name.0).await?;
         audit(
             &self.state,
@@ -87,15 +133,23 @@ impl QueuesApi {
         Ok(Json(self.queue(&name.0).await?))
     }
 
-    /// Resume a paused queue.
+    /// Resume a paused queue. A queue nothing knows is refused unless `create=true`.
     #[oai(
         path = "/queues/:name/resume",
         method = "post",
         operation_id = "resume_queue"
     )]
-    async fn resume(&self, auth: Auth, name: Path<String>) -> Result<Json<QueueView>, ApiError> {
+    async fn resume(
+        &self,
+        auth: Auth,
+        name: Path<String>,
+        /// Set up a queue nothing knows yet (no jobs, settings or workers); without it such
+        /// a name is refused (404 `unknown_queue`), as a typo would be.
+        create: Query<Option<bool>>,
+    ) -> Result<Json<QueueView>, ApiError> {
         auth.0.require(Scope::Operate)?;
         queue_name(&name.0)?;
+        self.known(&name.0, create.0.unwrap_or(false)).await?;
         self.state.store().resume_queue(&name.0).await?;
         audit(
             &self.state,
@@ -108,7 +162,8 @@ impl QueuesApi {
         Ok(Json(self.queue(&name.0).await?))
     }
 
-    /// Set or remove a queue's global concurrency limit (across all workers).
+    /// Set or remove a queue's global concurrency limit (across all workers). A queue
+    /// nothing knows is refused unless `create=true`.
     #[oai(
         path = "/queues/:name/concurrency",
         method = "put",
@@ -118,10 +173,14 @@ impl QueuesApi {
         &self,
         auth: Auth,
         name: Path<String>,
+        /// Set up a queue nothing knows yet (no jobs, settings or workers); without it such
+        /// a name is refused (404 `unknown_queue`), as a typo would be.
+        create: Query<Option<bool>>,
         body: Json<ConcurrencyBody>,
     ) -> Result<Json<QueueView>, ApiError> {
         auth.0.require(Scope::Operate)?;
         queue_name(&name.0)?;
+        self.known(&name.0, create.0.unwrap_or(false)).await?;
         self.state
             .store()
             .set_queue_concurrency(&name.0, body.0.concurrency)

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use longshore_jobs::EnqueueRequest;
 use longshore_jobs::admin::{JobFilter, Scope};
 use longshore_jobs::cron::CronSpec;
-use longshore_jobs::schedule::{CatchUp, Overlap, Schedule, ScheduleDef, Source};
+use longshore_jobs::schedule::{
+    CatchUp, Overlap, PRUNE_SCHEDULE_ID, Schedule, ScheduleDef, Source,
+};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
@@ -320,6 +322,18 @@ impl SchedulesApi {
                 ),
             ));
         }
+        if schedule.id == PRUNE_SCHEDULE_ID {
+            return Err(ApiError::conflict(
+                "builtin_schedule",
+                format!(
+                    "schedule {:?} is built in: it runs the pruner, which deletes finished jobs, \
+                     events and old records past their retention; change when it runs with \
+                     `schedule`, and how long things are kept with the other settings, under \
+                     [pool.retention] in the config file (pause and resume work here)",
+                    schedule.id
+                ),
+            ));
+        }
         if schedule.source == Source::Config {
             return Err(ApiError::conflict(
                 "config_schedule",
@@ -361,7 +375,11 @@ impl SchedulesApi {
         if self.state.store().schedule(&b.id).await?.is_some() {
             return Err(ApiError::conflict(
                 "exists",
-                format!("schedule {:?} exists; PATCH it", b.id),
+                format!(
+                    "schedule {:?} exists already; change it with PATCH /api/v1/schedules/{} \
+                     or `longshore schedules update {}`",
+                    b.id, b.id, b.id
+                ),
             ));
         }
         let def = ScheduleDef {

@@ -5,7 +5,11 @@ use serde_json::json;
 
 use crate::TestApi;
 
-crate::per_backend!(crate::TestApi::new => operates_queues_and_reads_counts);
+crate::per_backend!(
+    crate::TestApi::new =>
+    operates_queues_and_reads_counts,
+    refuses_a_queue_nothing_knows_unless_asked_to_create_it
+);
 
 async fn operates_queues_and_reads_counts(api: TestApi) {
     for _ in 0..3 {
@@ -118,4 +122,91 @@ async fn operates_queues_and_reads_counts(api: TestApi) {
     let workers = api.get("/api/v1/workers").await.expect(200).clone();
     assert_eq!(workers[0]["id"], "mail@host:1:abcd");
     assert_eq!(workers[0]["concurrency"], 4);
+}
+
+async fn refuses_a_queue_nothing_knows_unless_asked_to_create_it(api: TestApi) {
+    api.post("/api/v1/jobs", json!({"kind": "noop", "queue": "mail"}))
+        .await
+        .expect(201);
+    let names = |queues: &serde_json::Value| -> Vec<String> {
+        let queues = queues.as_array().unwrap().iter();
+        queues
+            .map(|q| q["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // A typo, on each operation: refused, naming the queues that exist, and nothing stored.
+    let concurrency = Some(json!({"concurrency": 2}));
+    for (method, action, body) in [
+        (Method::POST, "pause", None),
+        (Method::POST, "resume", None),
+        (Method::PUT, "concurrency", concurrency.clone()),
+    ] {
+        let path = format!("/api/v1/queues/mial/{action}");
+        let refused = api.call(method, &path, None, body, &[]).await;
+        let detail = refused.problem(404, "unknown_queue")["detail"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(detail.contains(r#"known queues: "mail""#), "{detail}");
+        assert!(detail.contains("create=true"), "{detail}");
+    }
+    assert_eq!(names(api.get("/api/v1/queues").await.expect(200)), ["mail"]);
+    api.get("/api/v1/queues/mial")
+        .await
+        .problem(404, "not_found");
+
+    // Asked for: a new queue is set up, and known from then on.
+    let created = api
+        .call(
+            Method::POST,
+            "/api/v1/queues/fresh/pause?create=true",
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(created.expect(200)["paused"], true);
+    let limited = api
+        .call(
+            Method::PUT,
+            "/api/v1/queues/other/concurrency?create=true",
+            None,
+            concurrency,
+            &[],
+        )
+        .await;
+    assert_eq!(limited.expect(200)["concurrency"], 2);
+    let resumed = api
+        .call(Method::POST, "/api/v1/queues/fresh/resume", None, None, &[])
+        .await;
+    assert_eq!(resumed.expect(200)["paused"], false);
+    assert_eq!(
+        names(api.get("/api/v1/queues").await.expect(200)),
+        ["fresh", "mail", "other"]
+    );
+
+    // Known by its jobs, or by a worker serving it.
+    let paused = api
+        .call(
+            Method::POST,
+            "/api/v1/queues/mail/pause?create=false",
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(paused.expect(200)["paused"], true);
+    let info = longshore_jobs::store::WorkerInfo {
+        id: longshore_jobs::WorkerId("served@host:1:abcd".to_owned()),
+        queue: "served".to_owned(),
+        host: "host".to_owned(),
+        pid: 1,
+        concurrency: 1,
+        kinds: vec!["noop".to_owned()],
+    };
+    api.store.register_worker(&info).await.unwrap();
+    let served = api
+        .call(Method::POST, "/api/v1/queues/served/pause", None, None, &[])
+        .await;
+    assert_eq!(served.expect(200)["paused"], true);
 }

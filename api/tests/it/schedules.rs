@@ -136,6 +136,11 @@ async fn rejects_bad_schedules(api: TestApi) {
         cron.problem(422, "invalid_field")["errors"][0]["field"],
         "cron"
     );
+    let hours = api
+        .post("/api/v1/schedules", with("cron", json!("0 0 24 * * *")))
+        .await;
+    let said = &hours.problem(422, "invalid_field")["errors"][0]["message"];
+    assert_eq!(said, r#""0 0 24 * * *": hours must be 0–23, got 24"#);
     let tz = api
         .post("/api/v1/schedules", with("timezone", json!("Mars/Olympus")))
         .await;
@@ -180,9 +185,19 @@ async fn rejects_bad_schedules(api: TestApi) {
     api.post("/api/v1/schedules", base.clone())
         .await
         .expect(201);
-    api.post("/api/v1/schedules", base.clone())
-        .await
-        .problem(409, "exists");
+    let duplicate = api.post("/api/v1/schedules", base.clone()).await;
+    let detail = duplicate.problem(409, "exists")["detail"].as_str().unwrap();
+    assert!(detail.contains(r#"schedule "x" exists"#), "{detail}");
+    assert!(detail.contains("PATCH /api/v1/schedules/x"), "{detail}");
+    assert!(detail.contains("longshore schedules update x"), "{detail}");
+    // A macro is a cron expression too.
+    let mut daily = with("cron", json!("@daily"));
+    daily["id"] = json!("daily");
+    let made = api.post("/api/v1/schedules", daily).await;
+    assert_eq!(made.expect(201)["cron"], "@daily");
+    let upcoming = api.get("/api/v1/schedules/daily/upcoming?count=1").await;
+    let next = upcoming.expect(200)[0].as_str().unwrap().to_owned();
+    assert!(next.ends_with("T00:00:00+00:00"), "{next}");
     api.call(
         Method::PATCH,
         "/api/v1/schedules/x",
@@ -242,15 +257,43 @@ async fn rejects_bad_schedules(api: TestApi) {
     )
     .await
     .problem(409, "config_schedule");
-    api.call(
-        Method::DELETE,
-        "/api/v1/schedules/from-config",
-        None,
-        None,
-        &[],
-    )
-    .await
-    .problem(409, "config_schedule");
+    let refused = api
+        .call(
+            Method::DELETE,
+            "/api/v1/schedules/from-config",
+            None,
+            None,
+            &[],
+        )
+        .await;
+    let detail = refused.problem(409, "config_schedule")["detail"]
+        .as_str()
+        .unwrap();
+    assert!(detail.contains("declared in the config file"), "{detail}");
+    // The pruner's schedule is built in, not declared: its text says where it is set.
+    let retention = longshore_workers::config::RetentionConfig::default();
+    let prune = longshore_workers::pruner::schedule(&retention)
+        .into_schedule(
+            longshore_jobs::schedule::Source::Config,
+            chrono::Utc::now(),
+            None,
+        )
+        .unwrap();
+    api.store.put_schedule(&prune).await.unwrap();
+    for (method, body) in [
+        (Method::DELETE, None),
+        (Method::PATCH, Some(json!({"cron": "0 0 * * * *"}))),
+    ] {
+        let refused = api
+            .call(method, "/api/v1/schedules/longshore:prune", None, body, &[])
+            .await;
+        let detail = refused.problem(409, "builtin_schedule")["detail"]
+            .as_str()
+            .unwrap();
+        assert!(detail.contains("is built in"), "{detail}");
+        assert!(detail.contains("[pool.retention]"), "{detail}");
+        assert!(!detail.contains("declared in the config file"), "{detail}");
+    }
     api.call(
         Method::POST,
         "/api/v1/schedules/from-config/pause",

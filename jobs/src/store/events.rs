@@ -1,6 +1,8 @@
 //! The event outbox: every state change writes an event in its own transaction; readers
 //! follow it by id, never past the horizon below which every event is final.
 
+use chrono::{DateTime, Utc};
+
 use super::{Store, dispatch, on_backend};
 use crate::error::StoreError;
 use crate::event::Event;
@@ -36,6 +38,9 @@ dispatch! {
     ) -> ();
     /// The transaction holding the event stream back, if one is.
     fn event_holdback(&self) -> Option<Holdback>;
+    /// The newest stored event written before `at`, or `EventId(0)` when none is: a reader
+    /// resuming after it starts with the first event written at or after `at`.
+    fn last_event_before(&self, at: DateTime<Utc>) -> EventId;
 }
 
 impl Store {

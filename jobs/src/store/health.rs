@@ -91,7 +91,7 @@ mod tests {
     fn unreachable() -> Result<(), StoreError> {
         Err(StoreError::Query {
             op: "test",
-            source: sqlx::Error::PoolTimedOut,
+            error: sqlx::Error::PoolTimedOut,
         })
     }
 

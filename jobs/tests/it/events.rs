@@ -1,4 +1,5 @@
-//! The outbox is read gap-free and in order while eight writers commit.
+//! The outbox is read gap-free and in order while eight writers commit, and a reader can
+//! start from a time.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use crate::support::{TestDb, client};
 crate::per_backend!(
     crate::support::db =>
     reads_events_gap_free_and_ordered_with_eight_writers,
+    finds_the_last_event_before_a_time_even_when_ids_and_times_disagree,
 );
 
 async fn reads_events_gap_free_and_ordered_with_eight_writers(db: TestDb) {
@@ -103,4 +105,65 @@ async fn all_event_ids(db: &TestDb) -> Vec<EventId> {
     .into_iter()
     .collect();
     ids.into_iter().map(EventId).collect()
+}
+
+/// Sets the time event `id` was written, to `at` (RFC 3339).
+async fn set_event_time(db: &TestDb, id: EventId, at: &str) {
+    let micros = chrono::DateTime::parse_from_rfc3339(at)
+        .unwrap()
+        .timestamp_micros()
+        .to_string();
+    let id = id.0.to_string();
+    let (sql, time) = if db.is_postgres() {
+        (
+            "UPDATE events SET at = $1::timestamptz WHERE id = $2::bigint",
+            at,
+        )
+    } else {
+        (
+            "UPDATE events SET at = CAST($1 AS INTEGER) WHERE id = CAST($2 AS INTEGER)",
+            micros.as_str(),
+        )
+    };
+    assert_eq!(
+        longshore_testkit::execute(&db.url, sql, &[time, &id]).await,
+        1
+    );
+}
+
+async fn finds_the_last_event_before_a_time_even_when_ids_and_times_disagree(db: TestDb) {
+    let client = client(&db);
+    let before = |at: &str| {
+        let at = chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc();
+        db.store.last_event_before(at)
+    };
+    assert_eq!(before("2026-01-01T00:00:00Z").await.unwrap(), EventId(0));
+    // Each job's `job.enqueued`, read by job (no horizon to wait for).
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let id = crate::support::enqueue(&client, "noop", json!({})).await;
+        ids.push(db.store.job_events(id).await.unwrap()[0].id);
+    }
+    // The third event carries a time before the second's, as a process whose clock is a
+    // little behind would write it.
+    let times = [
+        "2026-01-01T10:00:00Z",
+        "2026-01-01T10:00:02Z",
+        "2026-01-01T10:00:01Z",
+        "2026-01-01T10:00:03Z",
+    ];
+    for (id, at) in ids.iter().zip(times) {
+        set_event_time(&db, *id, at).await;
+    }
+    assert_eq!(before("2026-01-01T09:00:00Z").await.unwrap(), EventId(0));
+    assert_eq!(
+        before("2026-01-01T10:00:00Z").await.unwrap(),
+        EventId(0),
+        "at is not before"
+    );
+    assert_eq!(before("2026-01-01T10:00:00.5Z").await.unwrap(), ids[0]);
+    // The latest time before 10:00:02.5 is the second event's, but the third was written
+    // before it too, and comes after it in id order.
+    assert_eq!(before("2026-01-01T10:00:02.5Z").await.unwrap(), ids[2]);
+    assert_eq!(before("2026-01-02T00:00:00Z").await.unwrap(), ids[3]);
 }

@@ -8,6 +8,7 @@ mod cancel;
 mod claim;
 mod completion;
 mod enqueue;
+mod errors;
 mod events;
 mod leases;
 mod properties;

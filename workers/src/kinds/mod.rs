@@ -7,6 +7,7 @@ mod runtime;
 mod sweep;
 #[cfg(debug_assertions)]
 mod testing;
+mod trace_context;
 
 pub use runtime::{GameId, RemoveArgs, RemoveContainer, RuntimeConfig};
 pub use sweep::{Sweep, SweepArgs};

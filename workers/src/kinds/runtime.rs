@@ -9,10 +9,16 @@
 //! - anything else, or no answer: `failed`, and the attempt is retried with backoff until the
 //!   job is discarded.
 //!
+//! Each request says who sends it (`User-Agent: longshore/<version>`), carries an
+//! `Idempotency-Key` that is the same on every attempt of the job for its game (a retry after
+//! a lost answer is the same removal), and a W3C `traceparent`: in the trace the job carries
+//! (the `traceparent` of its metadata, as its enqueuer stored it), else in a new trace.
+//!
 //! Before the request, the optional `check` statement (`$1` the game id) must return a row:
 //! a child may run long after its pass chose it (retries, backoff), and a record that is no
 //! longer eligible is left alone (`skipped`). Every outcome, failures included, runs the
-//! configured `log` statement with `$1` the game id, `$2` the outcome and `$3` a detail.
+//! configured `log` statement with `$1` the game id, `$2` the outcome, `$3` a detail, `$4` the
+//! attempt and `$5` whether the removal is given up (see [`RuntimeConfig::log`]).
 //!
 //! The URL comes from the config file and redirects are not followed; a game id is 1 to 200
 //! of `A-Z a-z 0-9 _ -`, so args cannot move the request to another path or host.
@@ -23,6 +29,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use longshore_jobs::Backoff;
+
+use super::trace_context::traceparent;
 use longshore_jobs::target::{TargetError, Targets};
 use longshore_jobs::{JobContext, JobError, JobResult, Kind, KindOptions};
 
@@ -35,7 +43,15 @@ pub struct RuntimeConfig {
     pub url: String,
     /// The target database holding the operation log.
     pub target: String,
-    /// The statement that writes an outcome: `$1` game id, `$2` outcome, `$3` detail (text).
+    /// The statement that writes an outcome, with text parameters (cast them as needed,
+    /// e.g. `$4::int`), of which it uses those it needs:
+    /// - `$1` `game_id`: the game id;
+    /// - `$2` `outcome`: `removed`, `already_removed`, `conflict`, `skipped` or `failed`;
+    /// - `$3` `detail`: the runtime manager's status and the start of its answer, or why
+    ///   there was none;
+    /// - `$4` `attempt`: this attempt's number, from 1;
+    /// - `$5` `given_up`: `true` when this was the last attempt and it failed (the job is
+    ///   discarded: no attempt follows), else `false`.
     pub log: String,
     /// A query that returns a row while the game's record is still eligible (`$1` the game
     /// id), checked before each request. Defaults to none (always eligible).
@@ -86,10 +102,11 @@ impl RuntimeConfig {
         if !targets.contains_key(&self.target) {
             return bad("target", "names no target in [targets]");
         }
-        if !(self.log.contains("$1") && self.log.contains("$2")) {
+        if !(self.log.contains("$1") && self.log.contains("$2")) || params_used(&self.log) > 5 {
             return bad(
                 "log",
-                "use $1 (the game id) and $2 (the outcome); $3 (a detail) is optional",
+                "use $1 (the game id) and $2 (the outcome); $3 (a detail), $4 (the attempt) \
+                 and $5 (given up: true or false) are optional, and there is no $6",
             );
         }
         if self.max_attempts == 0 || self.timeout.is_zero() {
@@ -136,10 +153,14 @@ pub struct RemoveContainer {
     http: reqwest::Client,
 }
 
+/// Who the requests say they come from.
+const USER_AGENT: &str = concat!("longshore/", env!("CARGO_PKG_VERSION"));
+
 impl RemoveContainer {
     /// The kind for `config`, logging to its target among `targets`.
     pub fn new(config: RuntimeConfig, targets: Arc<Targets>) -> RemoveContainer {
         let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -152,11 +173,20 @@ impl RemoveContainer {
     }
 
     /// The request's outcome: `Ok((outcome, detail))` for a success, `Err(detail)` else.
-    async fn delete(&self, game_id: &str) -> Result<(&'static str, String), String> {
+    async fn delete(
+        &self,
+        job: &JobContext,
+        game_id: &str,
+    ) -> Result<(&'static str, String), String> {
         let url = self.config.url.replace("{game_id}", game_id);
         let response = self
             .http
             .delete(&url)
+            .header(
+                "idempotency-key",
+                format!("{}:{}:{game_id}", Self::NAME, job.id),
+            )
+            .header("traceparent", traceparent(&job.metadata))
             .send()
             .await
             // Without the URL: it may carry credentials, and errors are shown to readers.
@@ -182,6 +212,19 @@ impl RemoveContainer {
             _ => Err(detail),
         }
     }
+}
+
+/// The highest `$n` that `sql` names: the statement is bound exactly that many parameters,
+/// as Postgres refuses a statement given more than it uses.
+fn params_used(sql: &str) -> usize {
+    sql.split('$')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            rest[..digits].parse::<usize>().ok()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Whether `id` is a game id this kind sends: 1 to 200 of `A-Z a-z 0-9 _ -`, which stay
@@ -210,7 +253,7 @@ impl Kind for RemoveContainer {
         }
     }
 
-    async fn run(&self, _job: JobContext, args: RemoveArgs) -> JobResult {
+    async fn run(&self, job: JobContext, args: RemoveArgs) -> JobResult {
         let game_id = args.game_id.text();
         if !plain_id(&game_id) {
             return Err(JobError::fatal(
@@ -226,14 +269,14 @@ impl Kind for RemoveContainer {
                 TargetError::Unreachable { .. } => JobError::retry(e),
             })?;
         let eligible = match &self.config.check {
-            Some(check) => target
-                .exists(check, &[&game_id])
-                .await
-                .map_err(|e| JobError::retry(format!("cannot check the record: {e}")))?,
+            Some(check) => target.exists(check, &[&game_id]).await.map_err(|e| {
+                let e = longshore_jobs::error::describe(&e);
+                JobError::retry(format!("cannot check the record: {e}"))
+            })?,
             None => true,
         };
         let answer = if eligible {
-            self.delete(&game_id).await
+            self.delete(&job, &game_id).await
         } else {
             Ok(("skipped", "the record is no longer eligible".to_owned()))
         };
@@ -241,10 +284,17 @@ impl Kind for RemoveContainer {
             Ok((outcome, detail)) => (*outcome, detail.as_str()),
             Err(detail) => ("failed", detail.as_str()),
         };
+        let attempt = job.attempt.to_string();
+        let given_up = answer.is_err() && job.attempt >= job.max_attempts;
+        let params = [&game_id, outcome, detail, &attempt, &given_up.to_string()];
+        let used = params_used(&self.config.log).min(params.len());
         target
-            .execute(&self.config.log, &[&game_id, outcome, detail])
+            .execute(&self.config.log, &params[..used])
             .await
-            .map_err(|e| JobError::retry(format!("cannot write the operation log: {e}")))?;
+            .map_err(|e| {
+                let e = longshore_jobs::error::describe(&e);
+                JobError::retry(format!("cannot write the operation log: {e}"))
+            })?;
         match answer {
             Ok((outcome, detail)) => Ok(serde_json::json!({
                 "game_id": game_id,
@@ -298,6 +348,9 @@ mod tests {
                 .validate(&targets)
                 .is_ok()
         );
+        let mut sixth = config("http://rt:8700/games/{game_id}");
+        sixth.log = "SELECT $1, $2, $6".to_owned();
+        assert_eq!(sixth.validate(&targets).unwrap_err().0, "log");
         for url in [
             "http://{game_id}.evil/x",
             "http://rt:8700",
@@ -309,5 +362,16 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    #[test]
+    fn the_log_statement_gets_the_parameters_it_names() {
+        assert_eq!(params_used("SELECT $1, $2"), 2);
+        assert_eq!(
+            params_used("INSERT INTO log VALUES ($1::bigint, $2, $5::boolean)"),
+            5
+        );
+        assert_eq!(params_used("SELECT $$ $$, $12"), 12);
+        assert_eq!(params_used("SELECT 1"), 0);
     }
 }

@@ -92,7 +92,7 @@ impl Pruner {
 pub const MAINTENANCE_QUEUE: &str = "longshore";
 
 /// The id of the built-in schedule that fires the pruner.
-pub const SCHEDULE_ID: &str = "longshore:prune";
+pub const SCHEDULE_ID: &str = longshore_jobs::schedule::PRUNE_SCHEDULE_ID;
 
 /// The built-in schedule: at `retention.schedule`, in UTC; a missed tick fires once, and a
 /// tick while a prune runs is skipped.

@@ -10,6 +10,7 @@ mod completion;
 mod events;
 mod leases;
 mod rescue;
+mod runtime;
 mod schedules;
 mod shutdown;
 

@@ -75,6 +75,27 @@ pub struct PgStore {
     _relay: Arc<DropGuard>,
 }
 
+/// A connection error, saying how to create the database when it does not exist (SQLSTATE
+/// 3D000), with the URL's host, port and user.
+fn missing_database(options: &PgConnectOptions, error: sqlx::Error) -> StoreError {
+    let missing =
+        matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"));
+    let Some(name) = options.get_database().filter(|_| missing) else {
+        return StoreError::Connect(error);
+    };
+    let (host, port, user) = (
+        options.get_host(),
+        options.get_port(),
+        options.get_username(),
+    );
+    StoreError::Missing {
+        what: format!("database {name:?} does not exist on {host}:{port}"),
+        fix: format!(
+            "create it with `createdb -h {host} -p {port} -U {user} {name}`, or fix the URL"
+        ),
+    }
+}
+
 impl PgStore {
     pub(crate) async fn connect(
         config: &StoreConfig,
@@ -86,7 +107,7 @@ impl PgStore {
             .acquire_timeout(config.timeout)
             .connect_with(options.clone())
             .await
-            .map_err(StoreError::Connect)?;
+            .map_err(|error| missing_database(&options, error))?;
         let lease_connections = (config.max_connections / 2).max(2);
         let lease_pool = PgPoolOptions::new()
             .max_connections(lease_connections)

@@ -1,12 +1,13 @@
 //! The `events` outbox: writing an event, and the reads that need no horizon.
 
+use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use super::dialect::{Backend, Db};
 use super::rows;
 use crate::error::{StoreError, query};
 use crate::event::Event;
-use crate::id::JobId;
+use crate::id::{EventId, JobId};
 use crate::store::codec::Time;
 
 /// An event about to be written.
@@ -76,5 +77,25 @@ impl Backend {
             .await
             .map_err(query("read job events"))?;
         rows.iter().map(rows::event).collect()
+    }
+
+    /// Two index lookups, never a scan of the table: the event written last before `at` (by
+    /// `events_at_idx`), then the highest id written before `at` among the 1,000 ids from it
+    /// on (by the key). Ids follow time only closely (on Postgres they follow the writing
+    /// transactions, and the clocks of processes differ a little), so a higher id may carry
+    /// an earlier time.
+    pub(crate) async fn last_event_before(&self, at: DateTime<Utc>) -> Result<EventId, StoreError> {
+        sqlx::query_scalar::<Db, Option<i64>>(
+            "SELECT max(id) FROM ( \
+               SELECT id, at FROM events \
+               WHERE id >= (SELECT id FROM events WHERE at < $1 ORDER BY at DESC LIMIT 1) \
+               ORDER BY id LIMIT 1000 \
+             ) near WHERE at < $1",
+        )
+        .bind(Time(at))
+        .fetch_one(self.reader())
+        .await
+        .map(|id| EventId(id.unwrap_or(0)))
+        .map_err(query("find the last event before a time"))
     }
 }

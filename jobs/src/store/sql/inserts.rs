@@ -30,7 +30,7 @@ impl Backend {
             // The database answered: it did not commit.
             Ok(Err(error @ sqlx::Error::Database(_))) => Err(StoreError::Query {
                 op: "insert jobs",
-                source: error,
+                error,
             }),
             Ok(Err(_)) | Err(_) => Err(StoreError::Unconfirmed {
                 jobs: batch.jobs.iter().map(|j| j.id).collect(),

@@ -72,7 +72,7 @@ fn unique_conflict(error: sqlx::Error, id: JobId, state: JobState, op: &'static 
             state: state.to_string(),
             reason: "another active job holds its unique key",
         },
-        _ => StoreError::Query { op, source: error },
+        _ => StoreError::Query { op, error },
     }
 }
 

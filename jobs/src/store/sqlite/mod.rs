@@ -71,6 +71,27 @@ pub struct SqliteStore {
     reader: SqlitePool,
 }
 
+/// A connection error, saying to create the directory when the file's is missing (SQLite
+/// creates the file, not its directory).
+fn missing_directory(options: &SqliteConnectOptions, error: sqlx::Error) -> StoreError {
+    let file = options.get_filename();
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+    match dir.filter(|d| !d.exists()) {
+        Some(dir) => StoreError::Missing {
+            what: format!(
+                "the directory {} of the SQLite file {} does not exist",
+                dir.display(),
+                file.display()
+            ),
+            fix: format!(
+                "create it (`mkdir -p {}`) or give a file in a directory that exists",
+                dir.display()
+            ),
+        },
+        None => StoreError::Connect(error),
+    }
+}
+
 impl SqliteStore {
     pub(crate) async fn connect(config: &StoreConfig) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(&config.url)
@@ -85,7 +106,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await
-            .map_err(StoreError::Connect)?;
+            .map_err(|error| missing_directory(&options, error))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))

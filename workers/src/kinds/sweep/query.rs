@@ -173,7 +173,11 @@ pub(super) async fn bounded<T>(
 /// error; deadlocks, serialization failures, lock timeouts, lost connections and the like
 /// may, so the attempt is retried.
 fn query_error(def: &SweepDef, what: &str, error: sqlx::Error) -> JobError {
-    let message = format!("sweep {}: {what} failed: {error}", def.name);
+    let message = format!(
+        "sweep {}: {what} failed: {}",
+        def.name,
+        longshore_jobs::error::describe(&error)
+    );
     let permanent = match &error {
         sqlx::Error::Database(e) => e.code().is_none_or(|code| {
             // Postgres SQLSTATE classes 42, 22 and 0A; SQLite's generic error (1).

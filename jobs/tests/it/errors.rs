@@ -1,0 +1,81 @@
+//! Store errors as people read them: what the database said, once, and what to do when the
+//! database itself is missing.
+
+use std::error::Error as _;
+
+use longshore_jobs::{Store, StoreConfig, StoreError};
+
+use crate::support::TestDb;
+
+crate::per_backend!(
+    crate::support::db =>
+    says_what_the_database_said_once,
+    says_how_to_create_a_missing_database,
+);
+
+async fn says_what_the_database_said_once(db: TestDb) {
+    // The database refuses every new queue setting, with its own words.
+    if db.is_postgres() {
+        for sql in [
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             RAISE EXCEPTION 'refused by the test' \
+             USING DETAIL = 'Nothing may change.', HINT = 'Drop the trigger.'; END $$",
+            "CREATE TRIGGER refuse BEFORE INSERT ON queues FOR EACH ROW EXECUTE FUNCTION refuse()",
+        ] {
+            longshore_testkit::execute(&db.url, sql, &[]).await;
+        }
+    } else {
+        let sql = "CREATE TRIGGER refuse BEFORE INSERT ON queues \
+                   BEGIN SELECT RAISE(ABORT, 'refused by the test'); END";
+        longshore_testkit::execute(&db.url, sql, &[]).await;
+    }
+    let error = db.store.pause_queue("mail").await.unwrap_err();
+    let said = if db.is_postgres() {
+        // sqlx's own text names the line of Postgres's C source that raised it.
+        let driver = error.driver().unwrap().to_string();
+        assert!(driver.contains(" at line "), "{driver}");
+        "database operation set queue failed: refused by the test \
+         (detail: Nothing may change; hint: Drop the trigger)"
+    } else {
+        "database operation set queue failed: refused by the test"
+    };
+    assert_eq!(error.to_string(), said);
+    // A chain printer (logs, the CLI's error line) says it once too.
+    assert!(error.source().is_none());
+    assert_eq!(format!("{:#}", anyhow::Error::from(error)), said);
+}
+
+async fn says_how_to_create_a_missing_database(db: TestDb) {
+    let dir = longshore_testkit::TempDir::new().unwrap();
+    let (url, said) = if db.is_postgres() {
+        let base = longshore_testkit::pg_base_url();
+        let (server, _) = base.rsplit_once('/').unwrap();
+        let name = format!("longshore_missing_{}", uuid::Uuid::new_v4().simple());
+        let url = format!("{server}/{name}");
+        (url, format!(" {name}`, or fix the URL"))
+    } else {
+        let missing = dir.path().join("no").join("such");
+        let url = format!("sqlite:{}", missing.join("longshore.db").display());
+        (url, format!("`mkdir -p {}`", missing.display()))
+    };
+    let config = StoreConfig {
+        url,
+        ..StoreConfig::default()
+    };
+    let error = match Store::connect(&config).await {
+        Err(error) => error,
+        Ok(_) => panic!("{} connects", config.url),
+    };
+    assert!(matches!(error, StoreError::Missing { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.starts_with("cannot open the database: "), "{text}");
+    assert!(text.contains(&said), "{text}");
+    if db.is_postgres() {
+        assert!(text.contains("does not exist on "), "{text}");
+        assert!(text.contains("create it with `createdb -h "), "{text}");
+    }
+    // Nothing was created on the way.
+    if !db.is_postgres() {
+        assert!(!dir.path().join("no").exists());
+    }
+}
