@@ -196,6 +196,20 @@ pub async fn reconcile_sweeps(
             ));
         }
     }
+    if let Some(runtime) = &config.runtime {
+        match runtime.check_statements(targets).await {
+            Ok(()) => {}
+            Err((field, message)) if field == "target" => {
+                tracing::warn!(error = %message, "cannot check [runtime] on its target");
+            }
+            Err((field, message)) => {
+                return Err(fail(
+                    Exit::Usage,
+                    format!("invalid configuration: runtime.{field}: {message}"),
+                ));
+            }
+        }
+    }
     for def in &config.sweeps {
         store.put_sweep(def, Source::Config).await?;
     }

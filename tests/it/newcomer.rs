@@ -438,7 +438,7 @@ async fn serve_says_where_it_is_in_one_line_and_binds_before_it_starts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_config_sweep_the_target_refuses_stops_the_start_naming_its_field() {
+async fn a_config_statement_the_target_refuses_stops_the_start_naming_its_field() {
     let db = TestDb::sqlite().await;
     let target = db.path("target.db");
     let config = db.path("longshore.toml");
@@ -466,6 +466,29 @@ action = {{ type = "statement", sql = "DELETE FROM no_such_table WHERE key IN (S
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(log.contains("sweeps.typo.query"), "{log}");
     assert!(log.contains("no_such_table"), "{log}");
+    // So does a [runtime] whose log statement the target refuses.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[targets.local]
+url = "sqlite:{}?mode=rwc"
+
+[runtime]
+url = "http://127.0.0.1:9/games/{{game_id}}/container"
+target = "local"
+log = "INSERT INTO no_such_log (game, outcome) VALUES ($1, $2)"
+"#,
+            target.display()
+        ),
+    )
+    .unwrap();
+    let mut worker = db.spawn("worker2", &["worker", "--config", config.to_str().unwrap()]);
+    let status = worker.wait_for_exit(Duration::from_secs(20));
+    let log = worker.log_text();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("runtime.log"), "{log}");
+    assert!(log.contains("no_such_log"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

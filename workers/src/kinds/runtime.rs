@@ -119,6 +119,32 @@ impl RuntimeConfig {
     }
 }
 
+impl RuntimeConfig {
+    /// Prepares (without running) the `log` and `check` statements on the target, with the
+    /// text parameters a removal binds, so a typo or a missing table is found at start. An
+    /// unreachable target is an error of the field `target`.
+    pub async fn check_statements(&self, targets: &Targets) -> Result<(), (String, String)> {
+        let target = targets
+            .get(&self.target)
+            .await
+            .map_err(|e| ("target".to_owned(), e.to_string()))?;
+        let text = ["text"; 5];
+        let refused =
+            |field: &str, e: sqlx::Error| (field.to_owned(), format!("the target refuses it: {e}"));
+        target
+            .prepare(&self.log, &text[..params_used(&self.log).min(5)])
+            .await
+            .map_err(|e| refused("log", e))?;
+        if let Some(check) = &self.check {
+            target
+                .prepare(check, &text[..1])
+                .await
+                .map_err(|e| refused("check", e))?;
+        }
+        Ok(())
+    }
+}
+
 /// `{"game_id": 42}` (a number or a string).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
