@@ -707,3 +707,65 @@ async fn the_operator_commands_show_and_change_what_the_api_knows() {
     ]));
     assert_eq!(deleted["deleted"], true);
 }
+
+/// A request the API cannot parse, from the real binary's server on `db`: each bad field
+/// named, with what it accepts; the CLI prints each.
+async fn parse_errors_name_each_field(db: TestDb) {
+    let (_serve, base) = db.serve_ready(&[]).await;
+    let answer = reqwest::get(format!(
+        "{base}/api/v1/jobs?state=failed&limit=1000&created_after=yesterday"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 422);
+    let problem: Value = answer.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_field", "{problem}");
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for field in ["state", "limit", "created_after"] {
+        assert!(fields.contains(&field), "{problem}");
+    }
+    let text = problem.to_string();
+    assert!(text.contains("discarded") && text.contains("500"), "{text}");
+    assert!(
+        !text.contains("occurred while parsing"),
+        "no framework text: {text}"
+    );
+    let body = reqwest::Client::new()
+        .post(format!("{base}/api/v1/jobs"))
+        .json(&json!({ "args": {}, "priority": "high" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body.status(), 422);
+    let problem: Value = body.json().await.unwrap();
+    let text = problem["errors"].to_string();
+    assert!(
+        text.contains("\"kind\"") && text.contains("\"priority\""),
+        "{problem}"
+    );
+    // Through the CLI: one error, a line per field.
+    let out = cli(
+        &base,
+        None,
+        &["queues", "concurrency", "default", "999999999"],
+    );
+    assert_eq!(code(&out), Some(2), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parse_errors_name_each_field_on_sqlite() {
+    parse_errors_name_each_field(TestDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parse_errors_name_each_field_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    parse_errors_name_each_field(db).await;
+}

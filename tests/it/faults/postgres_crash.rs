@@ -74,7 +74,17 @@ async fn a_postgres_crash_under_load_loses_no_acknowledged_job() {
     assert_eq!(report.stuck_running, 0, "{report:?}");
     assert_eq!(report.unanswered, 0, "{report:?}");
     assert!(report.other.is_empty(), "{report:?}");
-    assert!(report.refused > 0, "the crash was noticed: {report:?}");
+    // The crash hit the load: enqueues were refused, or waited for the database to come
+    // back (a crash shorter than the database timeout may refuse none, which is the best
+    // outcome, not a sign the test missed it).
+    let waited = answers
+        .iter()
+        .filter(|a| a.took > Duration::from_secs(1))
+        .count();
+    assert!(
+        report.refused + report.unconfirmed > 0 || waited > 0,
+        "the crash was noticed: {waited} answers waited; {report:?}"
+    );
     assert!(
         slowest_read < Duration::from_millis(6500),
         "a read took {slowest_read:?}, longer than the 5 s database timeout allows"
