@@ -89,6 +89,8 @@ pub struct Report {
     pub unanswered: usize,
     pub other: HashMap<u16, usize>,
     pub ran_twice: usize,
+    /// Jobs that ran twice with no attempt of theirs recorded lost (a figure to watch).
+    pub reran_without_loss: usize,
     pub longest_answer: Duration,
     pub stuck_running: i64,
 }
@@ -97,8 +99,8 @@ impl Report {
     pub fn print(&self, test: &str) {
         println!(
             "{test}: {} acknowledged, {} lost, {} refused (503; {} of them stored), {} unconfirmed \
-             (504; {} of them stored), {} unanswered, other {:?}, {} ran more than once, \
-             longest answer {:.2} s, {} left running",
+             (504; {} of them stored), {} unanswered, other {:?}, {} ran more than once \
+             ({} with no lost attempt), longest answer {:.2} s, {} left running",
             self.acknowledged,
             self.lost,
             self.refused,
@@ -108,6 +110,7 @@ impl Report {
             self.unanswered,
             self.other,
             self.ran_twice,
+            self.reran_without_loss,
             self.longest_answer.as_secs_f64(),
             self.stuck_running,
         );
@@ -195,6 +198,22 @@ pub async fn verify(url: &str, answers: &[Answer], marker: &Path, settle: Durati
         }
     }
     report.ran_twice = twice.len();
+    // A job may run again only because an attempt of it was lost: held when the database
+    // went away (running, or finished with its outcome not yet stored) and rescued after.
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    for id in &twice {
+        let lost: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM job_attempts WHERE job_id = $1::uuid AND outcome = 'lost'",
+        )
+        .bind(*id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if lost == 0 {
+            report.reran_without_loss += 1;
+        }
+    }
+    pool.close().await;
     report
 }
 

@@ -9,8 +9,13 @@ use super::cluster::Cluster;
 use super::load::{probe, steady, verify};
 use crate::support::{FAST, TestDb, eventually};
 
-/// The most jobs the two processes hold at once (concurrency 20 each, no prefetch).
+/// The most jobs the two processes run at once (concurrency 20 each, no prefetch).
 const IN_FLIGHT: usize = 40;
+/// The most attempts the processes can hold when the database goes away: those running,
+/// and those finished whose outcomes wait to be stored (outcomes are stored in batches,
+/// apart from the worker slots: on a loaded machine a batch's commit takes a while, and the
+/// load goes on meanwhile). Bounded by the running ones and a second of the 300/s load.
+const HELD: usize = IN_FLIGHT + 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgres_crash_under_load_loses_no_acknowledged_job() {
@@ -98,8 +103,8 @@ async fn a_postgres_crash_under_load_loses_no_acknowledged_job() {
         "an answer took longer than the 5 s database timeout allows: {report:?}"
     );
     assert!(
-        report.ran_twice <= IN_FLIGHT,
-        "{} jobs ran twice, more than the {IN_FLIGHT} in flight",
+        report.ran_twice <= HELD,
+        "{} jobs ran twice, more than the {HELD} the processes can hold",
         report.ran_twice
     );
 }
