@@ -112,38 +112,20 @@ pub enum Output {
     Jsonl,
 }
 
-/// A job's state, as the API names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum JobState {
-    Scheduled,
-    Available,
-    Running,
-    Retryable,
-    Completed,
-    Cancelled,
-    Discarded,
-}
-
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Scheduled => "scheduled",
-            JobState::Available => "available",
-            JobState::Running => "running",
-            JobState::Retryable => "retryable",
-            JobState::Completed => "completed",
-            JobState::Cancelled => "cancelled",
-            JobState::Discarded => "discarded",
-        }
-    }
+/// A job's state by its name; clap lists the names when one is wrong.
+fn job_state() -> impl clap::builder::TypedValueParser<Value = longshore_jobs::JobState> {
+    use clap::builder::TypedValueParser;
+    use longshore_jobs::JobState;
+    clap::builder::PossibleValuesParser::new(JobState::ALL.map(JobState::as_str))
+        .try_map(|name| name.parse::<JobState>())
 }
 
 /// Which jobs a list or a bulk action concerns.
 #[derive(Clone, Debug, Default, Args)]
 pub struct JobSelector {
     /// Only jobs in this state (repeatable).
-    #[arg(long = "state", value_enum)]
-    pub states: Vec<JobState>,
+    #[arg(long = "state", value_parser = job_state())]
+    pub states: Vec<longshore_jobs::JobState>,
     /// Only this queue.
     #[arg(long)]
     pub queue: Option<String>,
