@@ -249,7 +249,6 @@ SELECT $3, id, queue, kind, 'discarded', attempt, jsonb_build_object('error', er
 FROM q
 "#;
 
-/// Renews the held attempts that still hold their job; the main query reads the snapshot from
 impl PgStore {
     pub(crate) async fn claim(
         &self,

@@ -15,7 +15,8 @@ use crate::id::{JobId, WorkerId};
 use crate::job::Lease;
 use crate::store::{Renewal, Rescued, millis};
 
-/// before the update, which is the same for this purpose: renewing does not change who holds.
+/// Renews the held attempts that still hold their job; `lost` reads the snapshot from before
+/// the update, which is the same for this purpose: renewing does not change who holds.
 const EXTEND_LEASES: &str = r#"
 WITH held AS (
     SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[]) AS h(id, attempt, worker)
