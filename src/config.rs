@@ -183,6 +183,9 @@ impl Config {
         self.pool
             .validate()
             .map_err(|(field, message)| ConfigError::new(format!("pool.{field}"), message))?;
+        self.api
+            .validate()
+            .map_err(|(field, message)| ConfigError::new(format!("api.{field}"), message))?;
         let mut ids = std::collections::BTreeSet::new();
         for (i, def) in self.schedules.iter().enumerate() {
             let name = if def.id.is_empty() {

@@ -1,13 +1,19 @@
-//! The event stream. One tail per API process reads the outbox in id order (on Postgres it
-//! only reads below the commit horizon, so it never skips an event that commits late) and
-//! broadcasts to every connected client. A client first subscribes, then replays from the
-//! database up to the present, then takes live events with a higher id than the last one
-//! sent: no gap between replay and live, and no duplicate.
+//! The streams: the event outbox and the push log, each followed the same way. One tail per
+//! API process reads a log in position order (on Postgres only below the commit horizon, so
+//! it never skips an item that commits late) and broadcasts to every connected client. A
+//! client first subscribes, then replays from the database up to the present, then takes
+//! live items with a higher position than the last one sent: no gap between replay and
+//! live, and no duplicate. A client that stops reading is cut off after a stall, holding at
+//! most [`CLIENT_BUFFER`] items of the server's memory meanwhile.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use longshore_jobs::{Event, EventId, JobId, Store};
+use std::future::Future;
+use std::sync::OnceLock;
+
+use longshore_jobs::push::Push;
+use longshore_jobs::{Event, EventId, JobId, Store, StoreError};
 use tokio::sync::{OnceCell, broadcast, mpsc};
 
 /// How often the tail looks for new events.
@@ -56,71 +62,200 @@ impl EventFilter {
     }
 }
 
+/// A log read by position, followed by every client of a stream: the event outbox, the
+/// push log. Positions only grow, and a read never returns an item that another item below
+/// it could still join (each backend reads below its commit horizon).
+pub trait Log: Send + Sync + 'static {
+    /// What it holds.
+    type Item: Send + Sync + 'static;
+    /// Whether a quiet tail asks what holds the events back (the outbox only: the same
+    /// transaction holds every log back, and one warning is enough).
+    const WATCH_HOLDBACK: bool;
+    /// How many of the newest items the process keeps for its clients: a client further
+    /// behind reads from the database. The memory it costs is this times an item's size.
+    const RING: usize;
+    /// An item's position.
+    fn position(item: &Self::Item) -> i64;
+    /// Items after `after`, in position order.
+    fn after(
+        store: &Store,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Self::Item>, StoreError>> + Send;
+    /// Every item below this position is final.
+    fn horizon(store: &Store) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// The highest position deleted by retention.
+    fn pruned_through(store: &Store) -> impl Future<Output = Result<i64, StoreError>> + Send;
+}
+
+/// The event outbox.
+pub struct Events;
+
+impl Log for Events {
+    type Item = Event;
+    const WATCH_HOLDBACK: bool = true;
+    const RING: usize = 4096;
+    fn position(event: &Event) -> i64 {
+        event.id.0
+    }
+    async fn after(store: &Store, after: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        store.events_after(EventId(after), limit).await
+    }
+    async fn horizon(store: &Store) -> Result<i64, StoreError> {
+        Ok(store.event_horizon().await?.0)
+    }
+    async fn pruned_through(store: &Store) -> Result<i64, StoreError> {
+        Ok(store.events_pruned_through().await?.0)
+    }
+}
+
+/// The push log.
+pub struct Pushes;
+
+impl Log for Pushes {
+    type Item = Push;
+    const WATCH_HOLDBACK: bool = false;
+    // Payloads run to 64 KiB.
+    const RING: usize = 1024;
+    fn position(push: &Push) -> i64 {
+        push.position
+    }
+    async fn after(store: &Store, after: i64, limit: u32) -> Result<Vec<Push>, StoreError> {
+        store.pushes_after(after, limit).await
+    }
+    async fn horizon(store: &Store) -> Result<i64, StoreError> {
+        store.push_horizon().await
+    }
+    async fn pruned_through(store: &Store) -> Result<i64, StoreError> {
+        store.pushes_pruned_through().await
+    }
+}
+
 /// One item of a client's stream.
 #[derive(Clone, Debug)]
-pub enum StreamItem {
-    /// An event.
-    Event(Arc<Event>),
-    /// Events after the client's id were deleted by retention; the stream goes on from the
-    /// oldest stored event.
+pub enum StreamItem<T> {
+    /// An item of the log.
+    Item(Arc<T>),
+    /// Items after the client's position were deleted by retention; the stream goes on
+    /// after `pruned_through`.
     Reset {
-        /// The client's id.
-        requested: EventId,
-        /// The highest deleted id.
-        pruned_through: EventId,
+        /// The client's position.
+        requested: i64,
+        /// The highest deleted position.
+        pruned_through: i64,
+        /// The oldest position kept, if any is.
+        oldest_kept: Option<i64>,
     },
 }
 
-/// The process's tail of the outbox, started by the first client.
-pub struct EventHub {
-    store: Store,
-    sender: OnceCell<broadcast::Sender<Arc<Event>>>,
+/// A client's stream: its items, then, when the server cut it off, why.
+pub struct Subscription<T> {
+    /// Replayed, then live.
+    pub items: mpsc::Receiver<StreamItem<T>>,
+    /// Set when the server ended the stream: the client read too slowly.
+    pub cut: Arc<OnceLock<String>>,
 }
 
-impl EventHub {
-    pub(crate) fn new(store: Store) -> EventHub {
-        EventHub {
+/// The process's tail of one log, started by the first client.
+pub struct Hub<L: Log> {
+    store: Store,
+    sender: OnceCell<broadcast::Sender<Arc<L::Item>>>,
+    stall: Duration,
+}
+
+/// The hub of the event outbox.
+pub type EventHub = Hub<Events>;
+/// The hub of the push log.
+pub type PushHub = Hub<Pushes>;
+
+impl<L: Log> Hub<L> {
+    /// A hub that cuts off a client whose stream has not moved for `stall`: it holds at most
+    /// [`CLIENT_BUFFER`] items for it, and resumes from its position when it reconnects.
+    pub(crate) fn new(store: Store, stall: Duration) -> Hub<L> {
+        Hub {
             store,
             sender: OnceCell::new(),
+            stall,
         }
     }
 
-    async fn subscribe(
-        &self,
-    ) -> Result<broadcast::Receiver<Arc<Event>>, longshore_jobs::StoreError> {
+    async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<L::Item>>, StoreError> {
         let sender = self
             .sender
             .get_or_try_init(|| async {
-                let start = EventId(self.store.event_horizon().await?.0 - 1);
-                let (sender, _) = broadcast::channel(4096);
-                tokio::spawn(tail(self.store.clone(), sender.clone(), start));
-                Ok::<_, longshore_jobs::StoreError>(sender)
+                let start = L::horizon(&self.store).await? - 1;
+                let (sender, _) = broadcast::channel(L::RING);
+                tokio::spawn(tail::<L>(self.store.clone(), sender.clone(), start));
+                Ok::<_, StoreError>(sender)
             })
             .await?;
         Ok(sender.subscribe())
     }
 
-    /// A stream of the events after `after` that pass `filter`, replayed then live. The
-    /// stream ends when the receiver is dropped.
+    /// Where a client that asks for nothing of the past starts: below the horizon, so an
+    /// item that commits late is still ahead of it.
+    pub async fn latest(&self) -> Result<i64, StoreError> {
+        Ok(L::horizon(&self.store).await? - 1)
+    }
+
+    /// A stream of the items after `after` that pass `filter`, replayed then live. The
+    /// stream ends when the receiver is dropped, or when the client stalls.
     pub async fn stream(
         &self,
-        after: EventId,
-        filter: EventFilter,
-    ) -> Result<mpsc::Receiver<StreamItem>, longshore_jobs::StoreError> {
+        after: i64,
+        filter: impl Fn(&L::Item) -> bool + Send + 'static,
+    ) -> Result<Subscription<L::Item>, StoreError> {
         let live = self.subscribe().await?;
-        let (tx, rx) = mpsc::channel(256);
+        let (tx, items) = mpsc::channel(CLIENT_BUFFER);
+        let cut = Arc::new(OnceLock::new());
+        let client = Client {
+            tx,
+            stall: self.stall,
+            cut: Arc::clone(&cut),
+        };
         let store = self.store.clone();
         tokio::spawn(async move {
-            if let Err(error) = follow(store, live, after, filter, tx).await {
-                tracing::warn!(%error, "event stream ended");
+            if let Err(error) = follow::<L>(store, live, after, filter, client).await {
+                tracing::warn!(%error, "stream ended");
             }
         });
-        Ok(rx)
+        Ok(Subscription { items, cut })
     }
 }
 
-/// Reads new events and broadcasts them, for as long as the process runs.
-async fn tail(store: Store, sender: broadcast::Sender<Arc<Event>>, mut last: EventId) {
+/// Items held for one client that has not read them yet.
+pub const CLIENT_BUFFER: usize = 256;
+
+/// The sending side of one client's stream.
+struct Client<T> {
+    tx: mpsc::Sender<StreamItem<T>>,
+    stall: Duration,
+    cut: Arc<OnceLock<String>>,
+}
+
+impl<T> Client<T> {
+    /// Sends an item; false when the stream is over (the client left, or was cut off for
+    /// taking more than `stall` to make room).
+    async fn send(&self, item: StreamItem<T>) -> bool {
+        match self.tx.send_timeout(item, self.stall).await {
+            Ok(()) => true,
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                let reason = format!(
+                    "slow_consumer: {CLIENT_BUFFER} items waited {:?} for the client to read \
+                     them; reconnect with Last-Event-ID to resume",
+                    self.stall
+                );
+                tracing::info!(%reason, "cutting off a stream client");
+                let _ = self.cut.set(reason);
+                false
+            }
+        }
+    }
+}
+
+/// Reads new items and broadcasts them, for as long as the process runs.
+async fn tail<L: Log>(store: Store, sender: broadcast::Sender<Arc<L::Item>>, mut last: i64) {
     let mut ticker = tokio::time::interval(TAIL_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watch = HoldbackWatch::default();
@@ -128,25 +263,27 @@ async fn tail(store: Store, sender: broadcast::Sender<Arc<Event>>, mut last: Eve
         ticker.tick().await;
         let mut read = 0;
         loop {
-            match store.events_after(last, PAGE).await {
-                Ok(events) => {
-                    let full = events.len() as u32 == PAGE;
-                    read += events.len();
-                    for event in events {
-                        last = event.id;
-                        let _ = sender.send(Arc::new(event));
+            match L::after(&store, last, PAGE).await {
+                Ok(items) => {
+                    let full = items.len() as u32 == PAGE;
+                    read += items.len();
+                    for item in items {
+                        last = L::position(&item);
+                        let _ = sender.send(Arc::new(item));
                     }
                     if !full {
                         break;
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "cannot read events; retrying");
+                    tracing::warn!(%error, "cannot read the log; retrying");
                     break;
                 }
             }
         }
-        watch.after_read(&store, read).await;
+        if L::WATCH_HOLDBACK {
+            watch.after_read(&store, read).await;
+        }
     }
 }
 
@@ -199,22 +336,27 @@ impl HoldbackWatch {
     }
 }
 
-/// Replays from the database, then forwards live events, for one client.
-async fn follow(
+/// Replays from the database, then forwards live items, for one client.
+async fn follow<L: Log>(
     store: Store,
-    mut live: broadcast::Receiver<Arc<Event>>,
-    after: EventId,
-    filter: EventFilter,
-    tx: mpsc::Sender<StreamItem>,
-) -> Result<(), longshore_jobs::StoreError> {
+    mut live: broadcast::Receiver<Arc<L::Item>>,
+    after: i64,
+    filter: impl Fn(&L::Item) -> bool,
+    client: Client<L::Item>,
+) -> Result<(), StoreError> {
     let mut last = after;
-    let pruned_through = store.events_pruned_through().await?;
-    if after.0 > 0 && after < pruned_through {
+    let pruned_through = L::pruned_through(&store).await?;
+    if after > 0 && after < pruned_through {
+        let oldest_kept = L::after(&store, pruned_through, 1)
+            .await?
+            .first()
+            .map(L::position);
         let reset = StreamItem::Reset {
             requested: after,
             pruned_through,
+            oldest_kept,
         };
-        if tx.send(reset).await.is_err() {
+        if !client.send(reset).await {
             return Ok(());
         }
         last = pruned_through;
@@ -222,13 +364,11 @@ async fn follow(
     loop {
         // Replay: everything committed after `last`.
         loop {
-            let events = store.events_after(last, PAGE).await?;
-            let full = events.len() as u32 == PAGE;
-            for event in events {
-                last = event.id;
-                if filter.matches(&event)
-                    && tx.send(StreamItem::Event(Arc::new(event))).await.is_err()
-                {
+            let items = L::after(&store, last, PAGE).await?;
+            let full = items.len() as u32 == PAGE;
+            for item in items {
+                last = L::position(&item);
+                if filter(&item) && !client.send(StreamItem::Item(Arc::new(item))).await {
                     return Ok(());
                 }
             }
@@ -238,14 +378,14 @@ async fn follow(
         }
         // Live: what the tail broadcasts, past what was replayed.
         loop {
-            let event = tokio::select! {
+            let item = tokio::select! {
                 received = live.recv() => received,
-                () = tx.closed() => return Ok(()),
+                () = client.tx.closed() => return Ok(()),
             };
-            match event {
-                Ok(event) if event.id > last => {
-                    last = event.id;
-                    if filter.matches(&event) && tx.send(StreamItem::Event(event)).await.is_err() {
+            match item {
+                Ok(item) if L::position(&item) > last => {
+                    last = L::position(&item);
+                    if filter(&item) && !client.send(StreamItem::Item(item)).await {
                         return Ok(());
                     }
                 }

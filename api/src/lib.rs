@@ -53,6 +53,12 @@ pub struct ApiConfig {
     /// How often an idle event stream sends a heartbeat comment. Defaults to 15 s.
     #[serde(with = "humantime_serde")]
     pub sse_heartbeat: Duration,
+    /// A stream client (SSE) whose stream has not moved for this long, and any connection
+    /// whose write has waited this long for the client to read, is cut off: the server holds
+    /// a bounded backlog per client, and the client resumes with `Last-Event-ID`. Defaults
+    /// to 30 s.
+    #[serde(with = "humantime_serde")]
+    pub slow_client: Duration,
     /// The longest a client may take to send a request's headers, and the longest an idle
     /// connection stays open. Defaults to 10 s.
     #[serde(with = "humantime_serde")]
@@ -67,12 +73,27 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
 }
 
+impl ApiConfig {
+    /// Checks the config, naming the bad field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let second = Duration::from_secs(1);
+        if !(second..=Duration::from_secs(3600)).contains(&self.slow_client) {
+            return Err(("slow_client", "must be 1s to 1h".to_owned()));
+        }
+        if !(second..=Duration::from_secs(600)).contains(&self.sse_heartbeat) {
+            return Err(("sse_heartbeat", "must be 1s to 10min".to_owned()));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 4 << 20,
             sse_heartbeat: Duration::from_secs(15),
+            slow_client: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(15),
@@ -97,6 +118,7 @@ pub(crate) struct Shared {
     pub stats: Mutex<Option<(std::time::Instant, model::StatsView)>>,
     pub cursor_key: tokio::sync::OnceCell<Vec<u8>>,
     pub events: events::EventHub,
+    pub pushes: events::PushHub,
     pub bulk: bulk::BulkRunner,
 }
 
@@ -105,7 +127,8 @@ impl ApiState {
     /// a loopback address.
     pub fn new(client: Client, config: ApiConfig) -> ApiState {
         let require_auth = !config.listen.ip().is_loopback();
-        let events = events::EventHub::new(client.store().clone());
+        let events = events::EventHub::new(client.store().clone(), config.slow_client);
+        let pushes = events::PushHub::new(client.store().clone(), config.slow_client);
         let bulk = bulk::BulkRunner::new(client.store().clone());
         ApiState {
             client,
@@ -117,6 +140,7 @@ impl ApiState {
                 stats: Mutex::new(None),
                 cursor_key: tokio::sync::OnceCell::new(),
                 events,
+                pushes,
                 bulk,
             }),
         }
@@ -222,5 +246,12 @@ pub async fn serve_on(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     tokio::spawn(state.bulk().clone().run(shutdown.clone()));
-    server::run(listener, app(state), config.header_timeout, shutdown).await
+    server::run(
+        listener,
+        app(state),
+        config.header_timeout,
+        config.slow_client,
+        shutdown,
+    )
+    .await
 }

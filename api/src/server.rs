@@ -5,11 +5,17 @@
 //! connection and sends nothing, holds it for as long as it likes; hundreds of them exhaust
 //! the process's file descriptors. Here every connection must send each request's headers
 //! within `header_timeout`, and an idle keep-alive connection is closed after it. Request
-//! bodies are read under their own deadline by the middleware.
+//! bodies are read under their own deadline by the middleware. A write that waits longer
+//! than `write_timeout` for the client to read closes the connection: a client that stops
+//! reading a stream holds neither its connection nor the stream's backlog for ever.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,6 +23,7 @@ use hyper_util::server::conn::auto;
 use poem::endpoint::{DynEndpoint, ToDynEndpoint};
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Endpoint, EndpointExt, Response};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +40,7 @@ pub(crate) async fn run(
     listener: TcpListener,
     endpoint: impl Endpoint + 'static,
     header_timeout: Duration,
+    write_timeout: Duration,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let endpoint: Arc<dyn DynEndpoint<Output = Response>> =
@@ -77,7 +85,7 @@ pub(crate) async fn run(
             stream,
             local,
             remote,
-            header_timeout,
+            (header_timeout, write_timeout),
             shutdown,
         ));
         while connections.try_join_next().is_some() {}
@@ -103,7 +111,7 @@ async fn serve_connection(
     stream: tokio::net::TcpStream,
     local: SocketAddr,
     remote: SocketAddr,
-    header_timeout: Duration,
+    (header_timeout, write_timeout): (Duration, Duration),
     shutdown: CancellationToken,
 ) {
     // hyper's header timeout starts with the first byte (the protocol is told by the first
@@ -127,12 +135,17 @@ async fn serve_connection(
             Ok::<hyper::Response<_>, Infallible>(response.into())
         }
     });
+    let stream = WriteDeadline::new(stream, write_timeout);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(error) = result {
-                tracing::debug!(%error, "connection ended with an error");
+                if error_chain_has(&*error, io::ErrorKind::TimedOut) {
+                    tracing::info!(%remote, "cut off a client that read nothing for {write_timeout:?}");
+                } else {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
             }
         }
         () = shutdown.cancelled() => {
@@ -140,4 +153,103 @@ async fn serve_connection(
             let _ = connection.await;
         }
     }
+}
+
+/// A connection whose writes fail once one has waited `limit` for the client to make room.
+struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        WriteDeadline {
+            inner,
+            limit,
+            waiting: None,
+        }
+    }
+
+    /// What a write that returned `polled` gives: its result, or after `limit` of
+    /// waiting, an error that ends the connection.
+    fn deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.waiting = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let waiting = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match waiting.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read nothing for {limit:?}"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.deadline(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.deadline(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.deadline(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Whether an I/O error of `kind` is in the chain of `error`.
+fn error_chain_has(error: &(dyn std::error::Error + 'static), kind: io::ErrorKind) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == kind)
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }

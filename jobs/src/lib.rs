@@ -51,6 +51,7 @@ pub mod kind;
 pub mod kinds;
 pub mod limits;
 pub mod outcome;
+pub mod push;
 pub mod registry;
 pub mod schedule;
 pub mod state;

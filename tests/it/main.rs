@@ -10,6 +10,7 @@ mod hostile_http;
 mod maintenance;
 mod newcomer;
 mod poison;
+mod push;
 mod schedules;
 mod sigterm;
 mod sweeps;

@@ -57,12 +57,18 @@ impl TestDb {
 
     /// Starts `longshore <args>` on this database, its logs in the temp dir.
     pub fn spawn(&self, name: &str, args: &[&str]) -> Proc {
+        self.spawn_env(name, args, &[])
+    }
+
+    /// [`TestDb::spawn`] with more environment variables.
+    pub fn spawn_env(&self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let log = self.dir.path().join(format!("{name}.log"));
         let child = Command::new(BIN)
             .args(args)
             .env("DATABASE_URL", &self.url)
             .env("LONGSHORE_LOG", "warn,longshore_workers=info")
             .env("LONGSHORE_ENABLE_TEST_KINDS", "true")
+            .envs(env.iter().copied())
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -108,6 +108,10 @@ pub struct RetentionConfig {
     /// Events are deleted this long after they are written. Defaults to 3 days.
     #[serde(with = "humantime_serde")]
     pub events: Duration,
+    /// Pushes are deleted this long after they are stored: a gateway may resume from any
+    /// position younger than this. Defaults to 24 h.
+    #[serde(with = "humantime_serde")]
+    pub pushes: Duration,
     /// Workers not seen for this long are deleted. Defaults to 1 h.
     #[serde(with = "humantime_serde")]
     pub workers: Duration,
@@ -128,6 +132,7 @@ impl Default for RetentionConfig {
             completed: Duration::from_secs(24 * 3600),
             discarded: Duration::from_secs(7 * 24 * 3600),
             events: Duration::from_secs(3 * 24 * 3600),
+            pushes: Duration::from_secs(24 * 3600),
             workers: Duration::from_secs(3600),
             idempotency_keys: Duration::from_secs(24 * 3600),
             audit: Duration::from_secs(90 * 24 * 3600),

@@ -1,6 +1,5 @@
 //! `/events` (JSON pages) and `/events/stream` (SSE): the outbox, resumable by event id.
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use longshore_jobs::admin::Scope;
 use longshore_jobs::{EventId, JobId};
@@ -17,8 +16,9 @@ use crate::model::{EventPage, EventView};
 use crate::problem::ApiError;
 
 /// An item of the SSE stream: an event, or (with SSE event name `reset`) notice that
-/// events after the requested id were deleted by retention.
-#[derive(Clone, Debug, Object, serde::Serialize)]
+/// events after the requested id were deleted by retention, or (named `cutoff`, the last
+/// item) why the server ended the stream.
+#[derive(Clone, Debug, Default, Object, serde::Serialize)]
 pub struct StreamMessage {
     /// The event; absent on a reset.
     #[oai(skip_serializing_if_is_none)]
@@ -29,6 +29,13 @@ pub struct StreamMessage {
     /// On a reset: the highest deleted id; the stream goes on after it.
     #[oai(skip_serializing_if_is_none)]
     pub pruned_through: Option<i64>,
+    /// On a reset: the oldest position kept, where the stream goes on (absent when none is).
+    #[oai(skip_serializing_if_is_none)]
+    pub oldest_kept: Option<i64>,
+    /// On a cutoff: why the server ended the stream (the client read too slowly); reconnect
+    /// with `Last-Event-ID` to resume.
+    #[oai(skip_serializing_if_is_none)]
+    pub cutoff: Option<String>,
 }
 
 pub struct EventsApi {
@@ -203,28 +210,35 @@ impl EventsApi {
             }
             _ => self.start(after.0.as_deref(), since.0.as_deref()).await?,
         };
-        let receiver = self.state.shared.events.stream(after, filter).await?;
-        let messages = futures::stream::unfold(receiver, |mut rx| async move {
-            rx.recv().await.map(|item| {
-                let message = match item {
-                    StreamItem::Event(event) => StreamMessage {
-                        event: Some(EventView::from(event.as_ref())),
-                        requested: None,
-                        pruned_through: None,
-                    },
-                    StreamItem::Reset {
-                        requested,
-                        pruned_through,
-                    } => StreamMessage {
-                        event: None,
-                        requested: Some(requested.0),
-                        pruned_through: Some(pruned_through.0),
-                    },
-                };
-                (message, rx)
-            })
-        })
-        .boxed();
+        let subscription = self
+            .state
+            .shared
+            .events
+            .stream(after.0, move |event| filter.matches(event))
+            .await?;
+        let messages = super::stream_messages(
+            subscription,
+            |item| match item {
+                StreamItem::Item(event) => StreamMessage {
+                    event: Some(EventView::from(event.as_ref())),
+                    ..StreamMessage::default()
+                },
+                StreamItem::Reset {
+                    requested,
+                    pruned_through,
+                    oldest_kept,
+                } => StreamMessage {
+                    requested: Some(requested),
+                    pruned_through: Some(pruned_through),
+                    oldest_kept,
+                    ..StreamMessage::default()
+                },
+            },
+            |reason| StreamMessage {
+                cutoff: Some(reason),
+                ..StreamMessage::default()
+            },
+        );
         Ok(EventStream::new(messages)
             .keep_alive(self.state.shared.config.sse_heartbeat)
             .to_event(|message| {
@@ -235,6 +249,10 @@ impl EventsApi {
                     Some(event) => SseEvent::message(event.to_json_string())
                         .id(event.id.to_string())
                         .event_type(event.event_type.clone()),
+                    // No id: the client resumes from the last item it received.
+                    None if message.cutoff.is_some() => {
+                        SseEvent::message(message.to_json_string()).event_type("cutoff")
+                    }
                     None => SseEvent::message(message.to_json_string())
                         .id(message.pruned_through.unwrap_or(0).to_string())
                         .event_type("reset"),

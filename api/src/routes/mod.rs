@@ -9,8 +9,12 @@ use poem_openapi::Tags;
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use sha2::{Digest, Sha256};
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
 use crate::ApiState;
 use crate::auth::Principal;
+use crate::events::{StreamItem, Subscription};
 use crate::problem::ApiError;
 
 pub mod admin;
@@ -18,6 +22,7 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod operations;
+pub mod push;
 pub mod queues;
 pub mod schedules;
 pub mod sweeps;
@@ -36,6 +41,8 @@ pub(crate) enum Tag {
     Sweeps,
     /// The event outbox: JSON pages and the SSE stream.
     Events,
+    /// Pushes to users: store them, and the gateway stream that delivers them.
+    Push,
     /// Tokens and the audit log.
     Admin,
 }
@@ -50,6 +57,7 @@ pub(crate) fn apis(
     events::EventsApi,
     schedules::SchedulesApi,
     sweeps::SweepsApi,
+    push::PushApi,
     admin::AdminApi,
 ) {
     (
@@ -71,8 +79,28 @@ pub(crate) fn apis(
         sweeps::SweepsApi {
             state: state.clone(),
         },
+        push::PushApi {
+            state: state.clone(),
+        },
         admin::AdminApi { state },
     )
+}
+
+/// A stream subscription as the messages of an SSE response: its items, then, when the
+/// server cut the client off, one last message saying why.
+pub(crate) fn stream_messages<T: Send + Sync + 'static, M: Send + 'static>(
+    subscription: Subscription<T>,
+    item: impl Fn(StreamItem<T>) -> M + Send + 'static,
+    cutoff: impl Fn(String) -> M + Send + 'static,
+) -> BoxStream<'static, M> {
+    let Subscription { items, cut } = subscription;
+    let items = futures::stream::unfold(items, |mut rx| async move {
+        rx.recv().await.map(|received| (received, rx))
+    })
+    .map(item);
+    let last = futures::stream::once(async move { cut.get().cloned() })
+        .filter_map(move |reason| std::future::ready(reason.map(&cutoff)));
+    items.chain(last).boxed()
 }
 
 /// Writes an audit record of a mutation.

@@ -28,6 +28,7 @@ mod job_moves;
 mod jobs;
 mod operations;
 mod pg;
+mod pushes;
 mod queues;
 mod schedules;
 mod settings;

@@ -1,4 +1,4 @@
-//! The pruner: deletes finished jobs, old events, stale workers, expired idempotency keys
+//! The pruner: deletes finished jobs, old events and pushes, stale workers, expired idempotency keys
 //! and old audit records past their retention. It runs as jobs of kind `longshore.prune`,
 //! fired by the built-in schedule `longshore:prune`, so maintenance shows in the API like
 //! any other work (its results are the counts deleted) and runs once per tick however many
@@ -24,6 +24,9 @@ pub struct PruneReport {
     pub jobs: u64,
     /// Events deleted.
     pub events: u64,
+    /// Pushes deleted.
+    #[serde(default)]
+    pub pushes: u64,
     /// Worker rows deleted.
     pub workers: u64,
     /// Expired idempotency keys and audit records deleted.
@@ -66,6 +69,16 @@ impl Pruner {
                 break;
             }
         }
+        loop {
+            let pushes = self
+                .store
+                .prune_pushes(ago(self.retention.pushes), BATCH)
+                .await?;
+            report.pushes += pushes;
+            if pushes < BATCH as u64 {
+                break;
+            }
+        }
         report.workers = self.store.reap_workers(ago(self.retention.workers)).await?;
         report.control = self
             .store
@@ -78,6 +91,7 @@ impl Pruner {
             tracing::info!(
                 jobs = report.jobs,
                 events = report.events,
+                pushes = report.pushes,
                 workers = report.workers,
                 control = report.control,
                 "pruned"

@@ -40,6 +40,12 @@ pub(crate) mod dialect {
     pub(crate) const NOW: &str = "now()";
     pub(crate) const GREATEST: &str = "GREATEST";
     pub(crate) const LEAST: &str = "LEAST";
+    /// A push read stops below the oldest transaction still running (see `sql/pushes.rs`).
+    pub(crate) const BELOW_PUSH_HORIZON: &str =
+        " AND position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)";
+    /// Every push below it is final.
+    pub(crate) const PUSH_HORIZON: &str =
+        "pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20";
 
     /// `AND` the job carries `tag`.
     pub(crate) fn push_has_tag(qb: &mut QueryBuilder<Db>, tag: &str) {

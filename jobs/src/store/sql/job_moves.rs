@@ -6,7 +6,7 @@ use sqlx::types::Json;
 
 use super::dialect::{Backend, Conn, Db, FOR_UPDATE, GREATEST, LEAST, NOW};
 use super::events::{self, NewEvent};
-use super::rows;
+use super::{rows, settings};
 use crate::admin::{JobEdit, check_editable};
 use crate::error::{StoreError, query};
 use crate::event;
@@ -250,18 +250,7 @@ impl Backend {
                 .await
                 .map_err(query("prune events"))?
                 .rows_affected();
-            // Kept so that a stream resuming below it is told it lost events (an in-band
-            // reset) instead of silently skipping them.
-            let sql = format!(
-                "INSERT INTO settings (key, value) VALUES ('events_pruned_through', $1) \
-                 ON CONFLICT (key) DO UPDATE SET value = \
-                 CAST({GREATEST}(CAST(settings.value AS BIGINT), CAST($1 AS BIGINT)) AS TEXT)"
-            );
-            sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
-                .bind(last.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(query("prune events"))?;
+            settings::raise_mark(&mut *tx, "events_pruned_through", last).await?;
         }
         tx.commit().await.map_err(query("prune events"))?;
         Ok(Pruned { jobs, events })

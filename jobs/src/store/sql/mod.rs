@@ -16,6 +16,7 @@ pub(crate) mod inserts;
 pub(crate) mod job_moves;
 pub(crate) mod jobs;
 pub(crate) mod operations;
+pub(crate) mod pushes;
 pub(crate) mod queues;
 pub(crate) mod rows;
 pub(crate) mod schedules;

@@ -1,7 +1,7 @@
 //! The `settings` table: small values every process shares (the cursor key, the event
 //! retention mark).
 
-use super::dialect::{Backend, Db};
+use super::dialect::{Backend, Db, GREATEST};
 use crate::error::{StoreError, query};
 
 impl Backend {
@@ -33,4 +33,23 @@ impl Backend {
             .await
             .map_err(query("read setting"))
     }
+}
+
+/// Raises the mark `key` to `value` on `executor` (a retention mark only grows: a stream
+/// resuming below it is told it lost what was deleted, instead of silently skipping it).
+pub(crate) async fn raise_mark<'c, E>(executor: E, key: &str, value: i64) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Db>,
+{
+    let sql = format!(
+        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET \
+         value = CAST({GREATEST}(CAST(settings.value AS BIGINT), CAST($2 AS BIGINT)) AS TEXT)"
+    );
+    sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .bind(value.to_string())
+        .execute(executor)
+        .await
+        .map_err(query("raise a retention mark"))?;
+    Ok(())
 }

@@ -40,6 +40,11 @@ pub(crate) mod dialect {
     pub(crate) const NOW: &str = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)";
     pub(crate) const GREATEST: &str = "max";
     pub(crate) const LEAST: &str = "min";
+    /// Every stored push is final: the one writer hands positions out in commit order.
+    pub(crate) const BELOW_PUSH_HORIZON: &str = "";
+    /// Above every position handed out, pruned or not.
+    pub(crate) const PUSH_HORIZON: &str =
+        "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'pushes'), 0) + 1";
 
     /// `AND` the job carries `tag`.
     pub(crate) fn push_has_tag(qb: &mut QueryBuilder<Db>, tag: &str) {
