@@ -31,6 +31,9 @@ pub enum Command {
     /// Follow the event stream, live or from a point in the past.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Send pushes to users, and follow the gateway stream that delivers them.
+    #[command(subcommand)]
+    Push(PushCommand),
     /// List, inspect, pause and resume queues, and limit their concurrency.
     #[command(subcommand)]
     Queues(QueuesCommand),
@@ -309,6 +312,53 @@ pub enum EventsCommand {
         #[arg(long = "type")]
         types: Vec<String>,
         /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PushCommand {
+    /// Store a push for a user and deliver it to the gateway stream; prints its position.
+    /// Idempotent by `--event-id`.
+    Send {
+        /// The user it is for.
+        #[arg(long)]
+        user: String,
+        /// What happened, e.g. `friend.request`.
+        #[arg(long)]
+        kind: String,
+        /// The payload, as JSON.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// The event's id (a push with an id stored already is not stored again); a UUID
+        /// when absent.
+        #[arg(long)]
+        event_id: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Follow the gateway stream as a gateway does, from now on; `--after` or
+    /// `--from-start` replay the pushes kept first. Reconnects resume with no gap.
+    Tail {
+        /// Start after this position.
+        #[arg(long, conflicts_with = "from_start")]
+        after: Option<i64>,
+        /// Replay every push still kept, then follow.
+        #[arg(long)]
+        from_start: bool,
+        /// Only this kind (repeatable).
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Only this user (repeatable).
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// Only the users of this share, `index/count` (e.g. `3/8`).
+        #[arg(long)]
+        partition: Option<String>,
+        /// Stop after this many pushes.
         #[arg(long)]
         count: Option<u64>,
         #[command(flatten)]

@@ -14,9 +14,11 @@ use super::output::{self, cut, outln, s, when};
 use super::{Api, encode_query, problem};
 
 /// Where the first connection starts; later ones resume after the last id seen.
-enum Start {
+pub(super) enum Start {
     After(i64),
     Since(String),
+    /// From now on (the stream's first message names the position it starts after).
+    Latest,
 }
 
 pub async fn events(command: EventsCommand) -> anyhow::Result<()> {
@@ -41,7 +43,7 @@ pub async fn events(command: EventsCommand) -> anyhow::Result<()> {
     for t in types {
         filters.push(("type".to_owned(), t));
     }
-    let mut start = match (after, since, from_start) {
+    let start = match (after, since, from_start) {
         (Some(id), _, _) => Start::After(id),
         (_, Some(since), _) => {
             let from = chrono::Utc::now() - chrono::Duration::from_std(since.into())?;
@@ -57,14 +59,48 @@ pub async fn events(command: EventsCommand) -> anyhow::Result<()> {
         }
     };
     let mut seen = 0u64;
+    follow(
+        &api,
+        start,
+        |start| {
+            let mut query = filters.clone();
+            if let Start::Since(time) = start {
+                query.push(("since".to_owned(), time.clone()));
+            }
+            format!("/events/stream?{}", encode_query(&query))
+        },
+        |event, value| {
+            if event == "reset" {
+                eprintln!(
+                    "events up to {} were deleted by retention; continuing after them",
+                    s(&value["pruned_through"])
+                );
+                return true;
+            }
+            match api.output {
+                Output::Table => event_rows(std::slice::from_ref(&value)),
+                // A stream is one JSON document per event, whatever the format asked.
+                Output::Json | Output::Jsonl => outln!("{value}"),
+            }
+            seen += 1;
+            count.is_none_or(|c| seen < c)
+        },
+    )
+    .await
+}
+
+/// Follows the SSE stream at `path(start)`, resuming after the last id seen whenever the
+/// connection drops, with backoff while the server is unreachable. `handle` gets each
+/// message's event name and data, and returns false to stop.
+pub(super) async fn follow(
+    api: &Api,
+    mut start: Start,
+    path: impl Fn(&Start) -> String,
+    mut handle: impl FnMut(&str, Value) -> bool,
+) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(500);
     loop {
-        let mut query = filters.clone();
-        if let Start::Since(time) = &start {
-            query.push(("since".to_owned(), time.clone()));
-        }
-        let path = format!("/events/stream?{}", encode_query(&query));
-        let mut request = api.request(Method::GET, &path);
+        let mut request = api.request(Method::GET, &path(&start));
         if let Start::After(id) = &start {
             request = request.header("Last-Event-ID", id.to_string());
         }
@@ -90,26 +126,21 @@ pub async fn events(command: EventsCommand) -> anyhow::Result<()> {
             }
             let value: Value =
                 serde_json::from_str(&message.data).unwrap_or(Value::String(message.data));
-            if message.event == "reset" {
+            if message.event == "cutoff" {
                 eprintln!(
-                    "events up to {} were deleted by retention; continuing after them",
-                    s(&value["pruned_through"])
+                    "the server cut the stream off ({}); resuming",
+                    s(&value["cutoff"])
                 );
                 continue;
             }
-            match api.output {
-                Output::Table => event_rows(std::slice::from_ref(&value)),
-                // A stream is one JSON document per event, whatever the format asked.
-                Output::Json | Output::Jsonl => outln!("{value}"),
-            }
-            seen += 1;
-            if count.is_some_and(|c| seen >= c) {
+            if !handle(&message.event, value) {
                 return Ok(());
             }
         }
         let after = match &start {
             Start::After(id) => id.to_string(),
             Start::Since(time) => time.clone(),
+            Start::Latest => "the newest".to_owned(),
         };
         eprintln!("stream ended; resuming after {after}");
     }

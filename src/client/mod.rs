@@ -3,8 +3,8 @@
 //! `crate::exit`; `-o json` and `-o jsonl` print the API's JSON for scripts.
 //!
 //! A file per resource, as the API has a file per route (`api/src/routes/`): `jobs`,
-//! `events`, `queues` (with workers and stats), `schedules`, `sweeps`, `operations` (with
-//! the audit log); tokens are in `crate::tokens`. `output` draws what they print.
+//! `events`, `push`, `queues` (with workers and stats), `schedules`, `sweeps`, `operations`
+//! (with the audit log); tokens are in `crate::tokens`. `output` draws what they print.
 
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ mod events;
 mod jobs;
 mod operations;
 pub mod output;
+mod push;
 mod queues;
 mod schedules;
 mod sweeps;
@@ -26,6 +27,7 @@ mod sweeps;
 pub use events::events;
 pub use jobs::jobs;
 pub use operations::{audit, operations};
+pub use push::push;
 pub use queues::{queues, stats, workers};
 pub use schedules::schedules;
 pub use sweeps::sweeps;

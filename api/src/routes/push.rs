@@ -115,9 +115,10 @@ impl From<&Push> for PushView {
     }
 }
 
-/// An item of the gateway stream: a push (SSE event `push`), or notice that pushes after the
-/// requested position were deleted by retention (`reset`), or why the server ended the
-/// stream (`cutoff`, the last item).
+/// An item of the gateway stream: first `ready` (the position the stream starts after),
+/// then pushes (SSE event `push`), notice that pushes after the requested position were
+/// deleted by retention (`reset`), and why the server ended the stream (`cutoff`, the last
+/// item).
 #[derive(Clone, Debug, Default, Object, serde::Serialize)]
 pub struct PushMessage {
     /// The push; absent on a reset or a cutoff.
@@ -135,6 +136,10 @@ pub struct PushMessage {
     /// On a cutoff: why; reconnect with `Last-Event-ID` to resume.
     #[oai(skip_serializing_if_is_none)]
     pub cutoff: Option<String>,
+    /// On `ready`, the stream's first message: the position it starts after (also its SSE
+    /// id, so a gateway that reconnects before any push resumes from there).
+    #[oai(skip_serializing_if_is_none)]
+    pub ready: Option<i64>,
 }
 
 #[derive(ApiResponse)]
@@ -292,6 +297,10 @@ impl PushApi {
                 && partition.is_none_or(|p| p.contains(&push.user_id))
         };
         let subscription = hub.stream(start, filter).await?;
+        let ready = PushMessage {
+            ready: Some(start),
+            ..PushMessage::default()
+        };
         let messages = super::stream_messages(
             subscription,
             |item| match item {
@@ -315,12 +324,21 @@ impl PushApi {
                 ..PushMessage::default()
             },
         );
+        let messages = futures::StreamExt::boxed(futures::StreamExt::chain(
+            futures::stream::once(std::future::ready(ready)),
+            messages,
+        ));
         Ok(EventStream::new(messages)
             .keep_alive(self.state.shared.config.sse_heartbeat)
             .to_event(|message| match (&message.push, &message.cutoff) {
                 (Some(push), _) => SseEvent::message(push.to_json_string())
                     .id(push.position.to_string())
                     .event_type("push"),
+                (None, None) if message.ready.is_some() => {
+                    SseEvent::message(message.to_json_string())
+                        .id(message.ready.unwrap_or(0).to_string())
+                        .event_type("ready")
+                }
                 // No id: the gateway resumes from the last push it received.
                 (None, Some(_)) => SseEvent::message(message.to_json_string()).event_type("cutoff"),
                 (None, None) => SseEvent::message(message.to_json_string())

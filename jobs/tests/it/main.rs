@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod leases;
 mod properties;
+mod pushes;
 mod rescue;
 mod telemetry;
 mod unique;
