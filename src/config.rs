@@ -40,6 +40,12 @@ pub struct Config {
     pub sweeps: Vec<longshore_jobs::sweep::SweepDef>,
     /// The runtime manager (`[runtime]`): registers the `runtime.remove` kind.
     pub runtime: Option<longshore_workers::kinds::RuntimeConfig>,
+    /// Webhook deliveries (`[webhooks]`).
+    pub webhooks: longshore_workers::kinds::WebhooksConfig,
+    /// What deliveries may reach inside the network (`[egress]`).
+    pub egress: longshore_workers::egress::EgressConfig,
+    /// The keys secrets are encrypted with at rest (`[secrets]`).
+    pub secrets: longshore_jobs::secret::SecretsConfig,
 }
 
 /// How logs are written.
@@ -186,6 +192,15 @@ impl Config {
         self.api
             .validate()
             .map_err(|(field, message)| ConfigError::new(format!("api.{field}"), message))?;
+        self.webhooks
+            .validate()
+            .map_err(|(field, message)| ConfigError::new(format!("webhooks.{field}"), message))?;
+        self.egress
+            .guard()
+            .map_err(|(field, message)| ConfigError::new(format!("egress.{field}"), message))?;
+        self.secrets
+            .keyring()
+            .map_err(|error| ConfigError::new("secrets.keys", error.to_string()))?;
         let mut ids = std::collections::BTreeSet::new();
         for (i, def) in self.schedules.iter().enumerate() {
             let name = if def.id.is_empty() {

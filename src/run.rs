@@ -24,6 +24,9 @@ pub enum Role {
     Api,
 }
 
+/// How often the webhook relay looks for new pushes and events.
+const RELAY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The kinds this process knows, wired to the store and the target databases.
 pub fn registry(config: &Config, store: &Store, targets: &Arc<Targets>) -> Arc<Registry> {
     let mut registry = Registry::new();
@@ -31,6 +34,14 @@ pub fn registry(config: &Config, store: &Store, targets: &Arc<Targets>) -> Arc<R
     registry.register(kinds::Sweep::new(Arc::clone(targets)));
     registry.register(longshore_workers::pruner::Prune(
         longshore_workers::pruner::Pruner::new(store.clone(), config.pool.retention.clone()),
+    ));
+    // Checked at start (Config::validate): these cannot fail here.
+    let keyring = config.secrets.keyring().unwrap_or_default();
+    let egress = config.egress.guard().unwrap_or_default();
+    registry.register(kinds::Deliver::new(
+        config.webhooks.clone(),
+        keyring,
+        egress,
     ));
     if let Some(runtime) = &config.runtime {
         registry.register(kinds::RemoveContainer::new(
@@ -97,14 +108,30 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
             concurrency: 1,
             prefetch: 0,
         });
+    pool_config
+        .queues
+        .entry(kinds::webhook::QUEUE.to_owned())
+        .or_insert(longshore_workers::QueueConfig {
+            concurrency: config.webhooks.concurrency,
+            prefetch: 0,
+        });
     announce(&config, role, listener.as_ref(), &pool_config);
     let workers = (role != Role::Api).then(|| {
+        let relay = kinds::webhook::relay::Relay::new(
+            Client::new(store.clone(), Arc::clone(&registry)),
+            RELAY_INTERVAL,
+        );
+        tokio::spawn(relay.run(shutdown.clone()));
         let pool = Pool::new(pool_config, store.clone(), Arc::clone(&registry));
         tokio::spawn(pool.run(shutdown.clone()))
     });
     if let Some(listener) = listener {
-        let state =
-            ApiState::new(Client::new(store, registry), config.api.clone()).with_targets(targets);
+        let state = ApiState::new(Client::new(store, registry), config.api.clone())
+            .with_targets(targets)
+            .with_webhooks(
+                config.secrets.keyring().unwrap_or_default(),
+                config.webhooks.rotation_grace,
+            );
         let served = longshore_api::serve_on(listener, &config.api, state, shutdown.clone()).await;
         if let Err(error) = served {
             shutdown.cancel();

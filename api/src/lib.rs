@@ -108,7 +108,16 @@ pub struct ApiState {
     pub client: Client,
     /// The target databases sweeps may name (declared in the config file only).
     pub(crate) targets: Arc<Targets>,
+    pub(crate) webhooks: Arc<WebhookKeys>,
     pub(crate) shared: Arc<Shared>,
+}
+
+/// What the webhook routes need of the config: the keys secrets are sealed with, and how
+/// long a rotated secret keeps signing.
+#[derive(Debug, Default)]
+pub(crate) struct WebhookKeys {
+    pub keyring: longshore_jobs::secret::Keyring,
+    pub rotation_grace: Duration,
 }
 
 pub(crate) struct Shared {
@@ -133,6 +142,10 @@ impl ApiState {
         ApiState {
             client,
             targets: Arc::default(),
+            webhooks: Arc::new(WebhookKeys {
+                keyring: Default::default(),
+                rotation_grace: Duration::from_secs(24 * 3600),
+            }),
             shared: Arc::new(Shared {
                 config,
                 require_auth,
@@ -149,6 +162,22 @@ impl ApiState {
     /// The same state with `targets` as the databases sweeps may name.
     pub fn with_targets(self, targets: Arc<Targets>) -> ApiState {
         ApiState { targets, ..self }
+    }
+
+    /// The same state sealing webhook secrets with `keyring`, a rotated secret signing on
+    /// for `rotation_grace`.
+    pub fn with_webhooks(
+        self,
+        keyring: longshore_jobs::secret::Keyring,
+        rotation_grace: Duration,
+    ) -> ApiState {
+        ApiState {
+            webhooks: Arc::new(WebhookKeys {
+                keyring,
+                rotation_grace,
+            }),
+            ..self
+        }
     }
 
     /// The store.

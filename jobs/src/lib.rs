@@ -54,11 +54,13 @@ pub mod outcome;
 pub mod push;
 pub mod registry;
 pub mod schedule;
+pub mod secret;
 pub mod state;
 pub mod store;
 pub mod sweep;
 pub mod target;
 pub mod telemetry;
+pub mod webhook;
 
 pub use backoff::Backoff;
 pub use client::{Client, EnqueueRequest};

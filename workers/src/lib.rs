@@ -32,6 +32,7 @@
 //! ```
 
 pub mod config;
+pub mod egress;
 pub mod exec;
 pub mod kinds;
 pub mod maintenance;

@@ -26,6 +26,7 @@ pub mod push;
 pub mod queues;
 pub mod schedules;
 pub mod sweeps;
+pub mod webhooks;
 
 #[derive(Tags)]
 pub(crate) enum Tag {
@@ -43,6 +44,8 @@ pub(crate) enum Tag {
     Events,
     /// Pushes to users: store them, and the gateway stream that delivers them.
     Push,
+    /// Webhook endpoints, their breakers and delivery logs.
+    Webhooks,
     /// Tokens and the audit log.
     Admin,
 }
@@ -58,6 +61,7 @@ pub(crate) fn apis(
     schedules::SchedulesApi,
     sweeps::SweepsApi,
     push::PushApi,
+    webhooks::WebhooksApi,
     admin::AdminApi,
 ) {
     (
@@ -80,6 +84,9 @@ pub(crate) fn apis(
             state: state.clone(),
         },
         push::PushApi {
+            state: state.clone(),
+        },
+        webhooks::WebhooksApi {
             state: state.clone(),
         },
         admin::AdminApi { state },

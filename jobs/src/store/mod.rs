@@ -36,6 +36,7 @@ mod sqlite;
 mod sweeps;
 mod tokens;
 mod wakeup;
+mod webhooks;
 mod workers;
 
 pub use events::Holdback;

@@ -1,6 +1,6 @@
 //! The built-in families of jobs, a folder or file each: `sweep` (a declared clean-up pass
-//! over another database) and `runtime.remove` (a container's removal through the runtime
-//! manager). In debug builds only, the kinds fault tests use (`test.abort`, `test.stubborn`,
+//! over another database), `runtime.remove` (a container's removal through the runtime
+//! manager) and `webhook` (deliveries of pushes and events to webhook endpoints). In debug builds only, the kinds fault tests use (`test.abort`, `test.stubborn`,
 //! `test.mark`): never part of a release binary.
 
 mod runtime;
@@ -8,8 +8,10 @@ mod sweep;
 #[cfg(debug_assertions)]
 mod testing;
 mod trace_context;
+pub mod webhook;
 
 pub use runtime::{GameId, RemoveArgs, RemoveContainer, RuntimeConfig};
 pub use sweep::{Sweep, SweepArgs};
 #[cfg(debug_assertions)]
 pub use testing::{Abort, AbortArgs, Mark, MarkArgs, Stubborn, StubbornArgs};
+pub use webhook::{Deliver, DeliverArgs, WebhooksConfig};

@@ -23,4 +23,5 @@ pub(crate) mod schedules;
 pub(crate) mod settings;
 pub(crate) mod sweeps;
 pub(crate) mod tokens;
+pub(crate) mod webhooks;
 pub(crate) mod workers;

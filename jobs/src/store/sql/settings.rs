@@ -26,6 +26,10 @@ impl Backend {
             .map_err(query("read setting"))
     }
 
+    pub(crate) async fn raise_setting(&self, key: &str, value: i64) -> Result<(), StoreError> {
+        raise_mark(self.writer(), key, value).await
+    }
+
     pub(crate) async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar::<Db, String>("SELECT value FROM settings WHERE key = $1")
             .bind(key)
