@@ -15,3 +15,4 @@ mod schedules;
 mod sigterm;
 mod sweeps;
 mod tour;
+mod webhooks;

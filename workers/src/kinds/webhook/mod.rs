@@ -359,22 +359,25 @@ impl Kind for Deliver {
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let signature = sign::header(&refs, &args.message_id, timestamp, &body);
         let url: reqwest::Url = endpoint.url.parse().map_err(JobError::fatal)?;
-        self.egress.check_url(&url).map_err(JobError::fatal)?;
 
         let started = Instant::now();
-        let sent = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &args.message_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body)
-            .send()
-            .await;
+        let sent = match self.egress.check_url(&url) {
+            Err(refused) => Err(refused.to_string()),
+            Ok(()) => Ok(self
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &args.message_id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .body(body)
+                .send()
+                .await),
+        };
         let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
         let (status, verdict, error, response) = match sent {
-            Ok(answer) => {
+            Err(refused) => (None, Verdict::Fail, Some(refused), None),
+            Ok(Ok(answer)) => {
                 let status = answer.status().as_u16();
                 let retry_after = answer
                     .headers()
@@ -392,10 +395,10 @@ impl Kind for Deliver {
                 let error = (verdict != Verdict::Done).then(|| format!("HTTP {status}"));
                 (Some(i32::from(status)), verdict, error, Some(text))
             }
-            Err(error) if egress::refused(&error) => {
+            Ok(Err(error)) if egress::refused(&error) => {
                 (None, Verdict::Fail, Some(egress::refusal(&error)), None)
             }
-            Err(error) => (
+            Ok(Err(error)) => (
                 None,
                 Verdict::Retry(None),
                 Some(format!("no answer: {}", error.without_url())),
