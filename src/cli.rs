@@ -34,6 +34,10 @@ pub enum Command {
     /// Send pushes to users, and follow the gateway stream that delivers them.
     #[command(subcommand)]
     Push(PushCommand),
+    /// Webhook endpoints: create, list, change, rotate their secret, read their delivery
+    /// log, redeliver and replay.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// List, inspect, pause and resume queues, and limit their concurrency.
     #[command(subcommand)]
     Queues(QueuesCommand),
@@ -361,6 +365,80 @@ pub enum PushCommand {
         /// Stop after this many pushes.
         #[arg(long)]
         count: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// A webhook endpoint by id.
+#[derive(Debug, Args)]
+pub struct EndpointRef {
+    /// The endpoint's id.
+    pub id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Every endpoint with its breaker's state.
+    List(ClientArgs),
+    /// One endpoint.
+    Get(EndpointRef),
+    /// Create an endpoint; prints its signing secret, this once.
+    Create {
+        /// Where deliveries are POSTed.
+        #[arg(long)]
+        url: String,
+        /// What it receives: a push kind or event type, `prefix.*`, or `*` (repeatable).
+        #[arg(long = "kind", required = true)]
+        kinds: Vec<String>,
+        /// The most deliveries per second.
+        #[arg(long)]
+        rate_limit: Option<i32>,
+        /// Deliver one key's messages one after another.
+        #[arg(long)]
+        ordered: bool,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Enable an endpoint (forgetting its failures).
+    Enable(EndpointRef),
+    /// Disable an endpoint.
+    Disable(EndpointRef),
+    /// Delete an endpoint and its delivery log.
+    Delete(EndpointRef),
+    /// A new signing secret; the old one signs beside it for the rotation grace.
+    RotateSecret(EndpointRef),
+    /// The delivery log, newest first.
+    Attempts {
+        /// The endpoint's id.
+        id: String,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make one delivery again.
+    Redeliver {
+        /// The endpoint's id.
+        id: String,
+        /// The delivery job (from the delivery log).
+        #[arg(long)]
+        job: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make again every delivery first attempted in the last `--since` (`1h`, `30m`).
+    Replay {
+        /// The endpoint's id.
+        id: String,
+        /// How far back.
+        #[arg(long)]
+        since: humantime::Duration,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -76,6 +76,7 @@ fn client_main(command: Command) -> ExitCode {
             Command::Jobs(c) => client::jobs(c).await,
             Command::Events(c) => client::events(c).await,
             Command::Push(c) => client::push(c).await,
+            Command::Webhooks(c) => client::webhooks(c).await,
             Command::Queues(c) => client::queues(c).await,
             Command::Workers(c) => client::workers(c).await,
             Command::Stats(c) => client::stats(c).await,

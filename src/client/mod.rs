@@ -3,7 +3,7 @@
 //! `crate::exit`; `-o json` and `-o jsonl` print the API's JSON for scripts.
 //!
 //! A file per resource, as the API has a file per route (`api/src/routes/`): `jobs`,
-//! `events`, `push`, `queues` (with workers and stats), `schedules`, `sweeps`, `operations`
+//! `events`, `push`, `webhooks`, `queues` (with workers and stats), `schedules`, `sweeps`, `operations`
 //! (with the audit log); tokens are in `crate::tokens`. `output` draws what they print.
 
 use std::time::Duration;
@@ -23,6 +23,7 @@ mod push;
 mod queues;
 mod schedules;
 mod sweeps;
+mod webhooks;
 
 pub use events::events;
 pub use jobs::jobs;
@@ -31,6 +32,7 @@ pub use push::push;
 pub use queues::{queues, stats, workers};
 pub use schedules::schedules;
 pub use sweeps::sweeps;
+pub use webhooks::webhooks;
 
 /// The API, as a client sees it.
 pub struct Api {

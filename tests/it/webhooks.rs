@@ -518,3 +518,59 @@ async fn a_destination_inside_the_network_is_refused_with_no_connection_made() {
     let connections = inside.connections.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(connections, 0, "the receiver inside got no connection");
 }
+
+#[tokio::test]
+async fn the_cli_manages_endpoints_and_shows_a_secret_once() {
+    let db = TestDb::sqlite().await;
+    let (_serve, base) = serve(&db, &[]);
+    wait_ready(&base).await;
+    let run = |args: &[&str]| crate::support::cli(&base, None, args);
+    let created = crate::support::ok(&run(&[
+        "webhooks",
+        "create",
+        "--url",
+        "https://hooks.example.com/in",
+        "--kind",
+        "job.*",
+        "--kind",
+        "friend.request",
+        "-o",
+        "json",
+    ]));
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+
+    let list = crate::support::ok(&run(&["webhooks", "list"]));
+    assert!(
+        list.contains(&id) && list.contains("job.*,friend.request"),
+        "{list}"
+    );
+    assert!(!list.contains(&secret), "the list never shows a secret");
+    let shown = crate::support::ok(&run(&["webhooks", "get", &id, "-o", "json"]));
+    assert!(!shown.contains("whsec_"), "{shown}");
+
+    let disabled = crate::support::ok(&run(&["webhooks", "disable", &id]));
+    assert!(disabled.contains("disabled"), "{disabled}");
+    let enabled = crate::support::ok(&run(&["webhooks", "enable", &id, "-o", "json"]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&enabled).unwrap()["enabled"],
+        true
+    );
+    let rotated = crate::support::ok(&run(&["webhooks", "rotate-secret", &id]));
+    assert!(
+        rotated.contains("whsec_") && !rotated.contains(&secret),
+        "{rotated}"
+    );
+    let attempts = crate::support::ok(&run(&["webhooks", "attempts", &id]));
+    assert!(attempts.contains("MESSAGE"), "{attempts}");
+
+    let bad = run(&["webhooks", "create", "--url", "ftp://x", "--kind", "x"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("url"));
+    let missing = run(&["webhooks", "get", "01a234d6-e249-74b4-815f-5492ea73e2cf"]);
+    assert_eq!(missing.status.code(), Some(3));
+    crate::support::ok(&run(&["webhooks", "delete", &id]));
+    assert_eq!(run(&["webhooks", "get", &id]).status.code(), Some(3));
+}
