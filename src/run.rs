@@ -38,6 +38,11 @@ pub fn registry(config: &Config, store: &Store, targets: &Arc<Targets>) -> Arc<R
     // Checked at start (Config::validate): these cannot fail here.
     let keyring = config.secrets.keyring().unwrap_or_default();
     let egress = config.egress.guard().unwrap_or_default();
+    registry.register(kinds::Http::new(
+        keyring.clone(),
+        egress.clone(),
+        config.webhooks.timeout,
+    ));
     registry.register(kinds::Deliver::new(
         config.webhooks.clone(),
         keyring,

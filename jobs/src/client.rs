@@ -186,7 +186,8 @@ fn args(kind: &RegisteredKind, args: Option<Value>) -> Result<Value, EnqueueErro
     kind.check_args(&args).map_err(|e| {
         EnqueueError::invalid("args", format!("do not fit kind {}: {e}", kind.name()))
     })?;
-    Ok(args)
+    kind.seal_args(args)
+        .map_err(|e| EnqueueError::invalid("args", e))
 }
 
 fn priority(priority: Option<i64>, defaults: &KindOptions) -> Result<i16, EnqueueError> {

@@ -48,6 +48,14 @@ pub trait Kind: Send + Sync + 'static {
         KindOptions::default()
     }
 
+    /// Rewrites checked args before they are stored: a kind whose args carry secrets (an
+    /// `http` job's `Authorization` header) seals them here, so that the database, the
+    /// events and the API never hold them in the clear. An error refuses the enqueue, naming
+    /// `args`. Defaults to storing the args as given.
+    fn seal_args(&self, args: serde_json::Value) -> Result<serde_json::Value, String> {
+        Ok(args)
+    }
+
     /// Runs one attempt. `Ok` completes the job and stores the value as its result (`null`
     /// stores none); `Err` says what happens next (see [`JobError`]).
     fn run(&self, job: JobContext, args: Self::Args) -> impl Future<Output = JobResult> + Send;

@@ -11,6 +11,7 @@ use crate::kind::{JobContext, JobError, JobResult, Kind, KindOptions};
 type Handler =
     Arc<dyn Fn(JobContext, serde_json::Value) -> BoxFuture<'static, JobResult> + Send + Sync>;
 type Check = fn(&serde_json::Value) -> Result<(), serde_json::Error>;
+type Seal = Arc<dyn Fn(serde_json::Value) -> Result<serde_json::Value, String> + Send + Sync>;
 
 /// A kind as stored in the registry: its name, defaults, args check and handler.
 #[derive(Clone)]
@@ -18,6 +19,7 @@ pub struct RegisteredKind {
     name: &'static str,
     options: KindOptions,
     check: Check,
+    seal: Seal,
     handler: Handler,
 }
 
@@ -35,6 +37,11 @@ impl RegisteredKind {
     /// Checks that `args` deserialize into the kind's args type.
     pub fn check_args(&self, args: &serde_json::Value) -> Result<(), serde_json::Error> {
         (self.check)(args)
+    }
+
+    /// The args as they are stored: with the kind's secrets sealed (see [`Kind::seal_args`]).
+    pub fn seal_args(&self, args: serde_json::Value) -> Result<serde_json::Value, String> {
+        (self.seal)(args)
     }
 
     /// Runs one attempt. Args that no longer deserialize fail the job for good.
@@ -73,6 +80,8 @@ impl Registry {
     /// Registers `kind` with `options` instead of its defaults.
     pub fn register_with<K: Kind>(&mut self, kind: K, options: KindOptions) -> &mut Self {
         let kind = Arc::new(kind);
+        let sealer = Arc::clone(&kind);
+        let seal: Seal = Arc::new(move |args| sealer.seal_args(args));
         let handler: Handler = Arc::new(move |job, args| {
             let kind = Arc::clone(&kind);
             Box::pin(async move {
@@ -84,6 +93,7 @@ impl Registry {
             name: K::NAME,
             options,
             check: check::<K>,
+            seal,
             handler,
         };
         self.kinds.insert(K::NAME, registered);

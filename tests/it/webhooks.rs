@@ -23,7 +23,7 @@ struct Received {
 
 impl Received {
     fn id(&self) -> &str {
-        &self.headers["webhook-id"]
+        self.headers.get("webhook-id").map_or("", String::as_str)
     }
 
     fn data(&self) -> Value {
@@ -573,4 +573,106 @@ async fn the_cli_manages_endpoints_and_shows_a_secret_once() {
     assert_eq!(missing.status.code(), Some(3));
     crate::support::ok(&run(&["webhooks", "delete", &id]));
     assert_eq!(run(&["webhooks", "get", &id]).status.code(), Some(3));
+}
+
+#[tokio::test]
+async fn canary_secrets_are_found_nowhere_at_rest_while_deliveries_carry_them() {
+    let db = TestDb::sqlite().await;
+    let receiver = Receiver::start(Arc::new(|_, _| (200, vec![]))).await;
+    let (serve, base) = serve(
+        &db,
+        &[
+            ("LONGSHORE_EGRESS__ALLOW", "[\"127.0.0.1\"]"),
+            ("LONGSHORE_LOG", "debug"),
+        ],
+    );
+    wait_ready(&base).await;
+    let http = reqwest::Client::new();
+    let canary = format!("Bearer CANARY-{}", uuid::Uuid::new_v4().simple());
+    let job: Value = http
+        .post(format!("{base}/api/v1/jobs"))
+        .json(&json!({"kind": "http", "args": {
+            "url": receiver.url, "headers": {"Authorization": canary, "X-Request": "r1"},
+            "json": {"hello": "world"},
+        }}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job_id = job["id"].as_str().expect(&job.to_string()).to_owned();
+    let (endpoint, secret) =
+        create_endpoint(&base, json!({"url": receiver.url, "kinds": ["note"]})).await;
+    push(&base, "canary-push", "u", "note").await;
+
+    // The request carries the header, and the delivery is signed with the secret.
+    let sent = wait_for("the http job's request", || {
+        receiver
+            .got()
+            .into_iter()
+            .find(|r| r.headers.contains_key("authorization"))
+    })
+    .await;
+    assert_eq!(sent.headers["authorization"], canary);
+    assert_eq!(sent.body, r#"{"hello":"world"}"#);
+    let delivered = wait_for("the delivery", || receiver.of("push_canary-push").pop()).await;
+    let verdicts = verify(&[(
+        secret.clone(),
+        delivered.body.clone(),
+        delivered.headers.clone(),
+    )]);
+    assert!(
+        verdicts[0] == "ok" || verdicts[0] == "skipped",
+        "{verdicts:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&base, &format!("/jobs/{job_id}")).await["state"] != "completed" {
+        assert!(Instant::now() < deadline, "the http job completes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Nowhere at rest or in what readers see: not the header, not the secret, not its key.
+    let key = secret.trim_start_matches("whsec_").to_owned();
+    let canaries = [
+        canary.trim_start_matches("Bearer ").to_owned(),
+        secret.clone(),
+        key,
+    ];
+    let mut places: Vec<(String, String)> = Vec::new();
+    for entry in std::fs::read_dir(db.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains(".db") || name.ends_with(".log") {
+            places.push((
+                name,
+                String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned(),
+            ));
+        }
+    }
+    assert!(
+        places.iter().any(|(n, _)| n.ends_with(".db")),
+        "the database file is searched"
+    );
+    for path in [
+        format!("/jobs/{job_id}"),
+        format!("/jobs/{job_id}/attempts"),
+        format!("/jobs/{job_id}/events"),
+        "/events?after=0&limit=1000".to_owned(),
+        "/jobs?limit=100".to_owned(),
+        "/webhook-endpoints".to_owned(),
+        format!("/webhook-endpoints/{endpoint}/attempts"),
+        "/audit".to_owned(),
+    ] {
+        places.push((path.clone(), get(&base, &path).await.to_string()));
+    }
+    places.push(("the serve log".to_owned(), serve.log_text()));
+    for canary in &canaries {
+        for (place, text) in &places {
+            assert!(
+                !text.contains(canary.as_str()),
+                "{canary:?} found in {place}"
+            );
+        }
+    }
 }

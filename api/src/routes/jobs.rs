@@ -519,7 +519,7 @@ impl JobsApi {
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no job has id {id}")))?;
         let edit = body.0;
-        let change = JobEdit {
+        let mut change = JobEdit {
             args: edit.args,
             priority: edit.priority,
             run_at: edit.run_at,
@@ -543,6 +543,11 @@ impl JobsApi {
             kind.check_args(args).map_err(|e| {
                 ApiError::invalid("args", format!("do not fit kind {}: {e}", current.kind))
             })?;
+            // Stored as an enqueue stores them: with the kind's secrets sealed.
+            let sealed = kind
+                .seal_args(args.clone())
+                .map_err(|e| ApiError::invalid("args", e))?;
+            change.args = Some(sealed);
         }
         let job = self.state.store().edit_job(id, &change).await?;
         let detail = serde_json::to_value(&change).ok();

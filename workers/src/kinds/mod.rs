@@ -1,8 +1,9 @@
 //! The built-in families of jobs, a folder or file each: `sweep` (a declared clean-up pass
 //! over another database), `runtime.remove` (a container's removal through the runtime
-//! manager) and `webhook` (deliveries of pushes and events to webhook endpoints). In debug builds only, the kinds fault tests use (`test.abort`, `test.stubborn`,
+//! manager), `http` (a request to any service) and `webhook` (deliveries of pushes and events to webhook endpoints). In debug builds only, the kinds fault tests use (`test.abort`, `test.stubborn`,
 //! `test.mark`): never part of a release binary.
 
+pub mod http;
 mod runtime;
 mod sweep;
 #[cfg(debug_assertions)]
@@ -10,6 +11,7 @@ mod testing;
 mod trace_context;
 pub mod webhook;
 
+pub use http::{Http, HttpArgs};
 pub use runtime::{GameId, RemoveArgs, RemoveContainer, RuntimeConfig};
 pub use sweep::{Sweep, SweepArgs};
 #[cfg(debug_assertions)]

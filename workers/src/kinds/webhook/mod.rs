@@ -26,6 +26,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::http::{Verdict, verdict};
 use crate::egress::{self, Egress};
 
 pub mod relay;
@@ -148,45 +149,6 @@ pub struct Deliver {
     egress: Egress,
     http: reqwest::Client,
     limits: Mutex<HashMap<Uuid, Instant>>,
-}
-
-/// How an answer is taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Delivered.
-    Done,
-    /// Worth another attempt, after this delay when the endpoint asked for one.
-    Retry(Option<Duration>),
-    /// The endpoint is gone for good (410).
-    Gone,
-    /// Retrying cannot help.
-    Fail,
-}
-
-/// The verdict on an answer: its status and its `Retry-After` (seconds or an HTTP date),
-/// honoured on 429 and 503 up to a day.
-pub fn verdict(status: u16, retry_after: Option<&str>) -> Verdict {
-    match status {
-        200..=299 => Verdict::Done,
-        410 => Verdict::Gone,
-        429 | 503 => Verdict::Retry(retry_after.and_then(parse_retry_after)),
-        408 | 500..=599 => Verdict::Retry(None),
-        _ => Verdict::Fail,
-    }
-}
-
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let delay = match value.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => {
-            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-            (at.with_timezone(&Utc) - Utc::now())
-                .to_std()
-                .unwrap_or_default()
-        }
-    };
-    Some(delay.min(Duration::from_secs(24 * 3600)))
 }
 
 impl Deliver {
@@ -476,27 +438,6 @@ impl Kind for Deliver {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answers_are_classified_as_the_contract_says() {
-        assert_eq!(verdict(200, None), Verdict::Done);
-        assert_eq!(verdict(204, None), Verdict::Done);
-        assert_eq!(verdict(410, None), Verdict::Gone);
-        assert_eq!(verdict(500, None), Verdict::Retry(None));
-        assert_eq!(verdict(408, None), Verdict::Retry(None));
-        assert_eq!(
-            verdict(429, Some("7")),
-            Verdict::Retry(Some(Duration::from_secs(7)))
-        );
-        assert_eq!(
-            verdict(503, Some("999999999")),
-            Verdict::Retry(Some(Duration::from_secs(24 * 3600)))
-        );
-        assert_eq!(verdict(429, Some("soon")), Verdict::Retry(None));
-        for status in [301, 302, 400, 401, 404, 422] {
-            assert_eq!(verdict(status, None), Verdict::Fail, "{status}");
-        }
-    }
 
     #[test]
     fn the_default_schedule_spans_about_a_day() {
