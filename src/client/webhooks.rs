@@ -77,7 +77,7 @@ pub async fn webhooks(command: WebhooksCommand) -> anyhow::Result<()> {
                 &path(&id, "/attempts"),
                 &page,
                 ("before", "next_before"),
-                |items, header| attempt_rows(items, header),
+                attempt_rows,
             )
             .await?;
         }

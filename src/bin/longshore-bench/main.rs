@@ -1,6 +1,7 @@
 //! `longshore-bench`: the workloads of BENCHMARKS.md (W1 bulk drain, W2 steady latency, W3
-//! single enqueue, W3-http, W4 drain with history, W5 cron, M1 memory) on Postgres and
-//! SQLite. Prints one JSON line per run and a Markdown table of medians.
+//! single enqueue, W3-http, W4 drain with history, W5 cron, M1 memory) and of pushes (P1
+//! batch intake, P2 push-to-gateway latency, P3 webhook deliveries; `push.rs`) on Postgres
+//! and SQLite. Prints one JSON line per run and a Markdown table of medians.
 //!
 //! ```sh
 //! cargo run --release --bin longshore-bench -- --runs 3
@@ -23,6 +24,8 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+mod push;
+
 #[derive(Debug, Parser)]
 #[command(about = "Runs the BENCHMARKS.md workloads against Longshore")]
 struct Args {
@@ -33,7 +36,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "w1,w2,w3,w3-http,w4,w5,m1"
+        default_value = "w1,w2,w3,w3-http,w4,w5,m1,p1,p2,p3"
     )]
     workloads: Vec<String>,
     /// Runs of each workload; the table shows the median.
@@ -385,7 +388,12 @@ async fn w3(db: &Database) -> anyhow::Result<Value> {
 }
 
 /// Starts `longshore <role>` from beside this binary on `db`, listening on a free port.
-fn spawn_longshore(db: &Database, role: &str, extra: &[&str]) -> anyhow::Result<(Child, u16)> {
+fn spawn_longshore(
+    db: &Database,
+    role: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Child, u16)> {
     let binary = std::env::current_exe()?.with_file_name("longshore");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -397,6 +405,7 @@ fn spawn_longshore(db: &Database, role: &str, extra: &[&str]) -> anyhow::Result<
         .args(extra)
         .env("DATABASE_URL", &db.url)
         .env("LONGSHORE_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -413,21 +422,12 @@ fn spawn_longshore(db: &Database, role: &str, extra: &[&str]) -> anyhow::Result<
 async fn w3_http(db: &Database) -> anyhow::Result<Value> {
     const JOBS: usize = 10_000;
     const CONNECTIONS: usize = 16;
-    let (mut child, port) = spawn_longshore(db, "api", &[])?;
-    let base = format!("http://127.0.0.1:{port}");
+    let api = push::Running::start(db, "api", &[]).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CONNECTIONS)
         .build()?;
-    let result = async {
-        let ready = Instant::now();
-        while http.get(format!("{base}/readyz")).send().await.is_err() {
-            anyhow::ensure!(
-                ready.elapsed() < Duration::from_secs(30),
-                "the API did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let url = format!("{base}/api/v1/jobs");
+    {
+        let url = format!("{}/api/v1/jobs", api.base);
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..CONNECTIONS {
@@ -458,13 +458,8 @@ async fn w3_http(db: &Database) -> anyhow::Result<Value> {
         let elapsed = started.elapsed().as_secs_f64();
         latencies.sort_by(f64::total_cmp);
         let p99 = latencies[(latencies.len() as f64 * 0.99) as usize];
-        anyhow::Ok(json!({ "jobs_per_s": latencies.len() as f64 / elapsed, "p99_ms": p99 }))
+        Ok(json!({ "jobs_per_s": latencies.len() as f64 / elapsed, "p99_ms": p99 }))
     }
-    .await;
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
-    result
 }
 
 /// W5: a one-second schedule for `seconds` with three `longshore worker` processes on
@@ -479,7 +474,7 @@ async fn w5(db: &Database, seconds: u64) -> anyhow::Result<Value> {
     let config = config.to_string_lossy().into_owned();
     let mut children = Vec::new();
     for _ in 0..3 {
-        children.push(spawn_longshore(db, "worker", &["--config", &config])?.0);
+        children.push(spawn_longshore(db, "worker", &["--config", &config], &[])?.0);
     }
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     for child in &mut children {
@@ -529,7 +524,7 @@ fn rss_mib(pid: u32) -> Option<f64> {
 
 /// M1: resident memory of `longshore serve` idle, and its peak while it drains W1's jobs.
 async fn m1(db: &Database, jobs: u64) -> anyhow::Result<Value> {
-    let (mut child, _port) = spawn_longshore(db, "serve", &["--queues", "default=16"])?;
+    let (mut child, _port) = spawn_longshore(db, "serve", &["--queues", "default=16"], &[])?;
     let pid = child.id();
     let store = connect(&db.url).await?;
     let result = async {
@@ -597,6 +592,9 @@ async fn main() -> anyhow::Result<()> {
                     "w5" if backend == "sqlite" => continue,
                     "w5" => w5(&db, args.w5_seconds).await?,
                     "m1" => m1(&db, args.drain_jobs).await?,
+                    "p1" => push::p1(&db).await?,
+                    "p2" => push::p2(&db).await?,
+                    "p3" => push::p3(&db).await?,
                     other => bail!("unknown workload {other}"),
                 };
                 let line = json!({
