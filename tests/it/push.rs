@@ -472,3 +472,48 @@ async fn the_cli_sends_pushes_once_by_event_id_and_tails_them_as_a_gateway() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("kind"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_bad_push_is_refused_naming_its_field_and_stores_nothing() {
+    let db = TestDb::sqlite().await;
+    let (_serve, base) = db.serve_ready(&[]).await;
+    let http = reqwest::Client::new();
+    let post = |path: &'static str, body: Value| {
+        let http = http.clone();
+        let url = format!("{base}/api/v1{path}");
+        async move {
+            let response = http.post(url).json(&body).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let good = json!({"user_id": "u", "kind": "k", "payload": {}});
+    let (status, problem) = post(
+        "/push/batch",
+        json!({"pushes": [good, {"user_id": "u\u{0}", "kind": "a b", "payload": {"x": "\u{0}"}}]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(
+        problem["errors"][0]["field"], "pushes[1].user_id",
+        "{problem}"
+    );
+    let (status, problem) = post("/push/batch", json!({"pushes": vec![good.clone(); 1001]})).await;
+    assert_eq!(
+        (status, problem["errors"][0]["field"].clone()),
+        (422, json!("pushes"))
+    );
+    let big = json!({"user_id": "u", "kind": "k", "payload": "x".repeat(70_000)});
+    let (status, problem) = post("/push", big).await;
+    assert_eq!(
+        (status, problem["errors"][0]["field"].clone()),
+        (413, json!("payload"))
+    );
+    let (status, problem) = post("/push", json!({"kind": "k", "payload": 1})).await;
+    assert_eq!(status, 422, "a missing user_id: {problem}");
+    assert_eq!(problem["errors"][0]["field"], "user_id", "{problem}");
+    assert!(
+        db.store.pushes_after(0, 10).await.unwrap().is_empty(),
+        "nothing was stored"
+    );
+}

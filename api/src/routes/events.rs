@@ -8,7 +8,7 @@ use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::{Object, OpenApi};
 
-use super::Tag;
+use super::{StreamNotice, Tag};
 use crate::ApiState;
 use crate::auth::Auth;
 use crate::events::{EventFilter, StreamItem};
@@ -20,22 +20,13 @@ use crate::problem::ApiError;
 /// item) why the server ended the stream.
 #[derive(Clone, Debug, Default, Object, serde::Serialize)]
 pub struct StreamMessage {
-    /// The event; absent on a reset.
+    /// The event; absent on a reset or a cutoff.
     #[oai(skip_serializing_if_is_none)]
     pub event: Option<EventView>,
-    /// On a reset: the id the client asked to resume after.
-    #[oai(skip_serializing_if_is_none)]
-    pub requested: Option<i64>,
-    /// On a reset: the highest deleted id; the stream goes on after it.
-    #[oai(skip_serializing_if_is_none)]
-    pub pruned_through: Option<i64>,
-    /// On a reset: the oldest position kept, where the stream goes on (absent when none is).
-    #[oai(skip_serializing_if_is_none)]
-    pub oldest_kept: Option<i64>,
-    /// On a cutoff: why the server ended the stream (the client read too slowly); reconnect
-    /// with `Last-Event-ID` to resume.
-    #[oai(skip_serializing_if_is_none)]
-    pub cutoff: Option<String>,
+    /// A reset or a cutoff.
+    #[oai(flatten)]
+    #[serde(flatten)]
+    pub notice: StreamNotice,
 }
 
 pub struct EventsApi {
@@ -218,25 +209,16 @@ impl EventsApi {
             .await?;
         let messages = super::stream_messages(
             subscription,
-            |item| match item {
-                StreamItem::Item(event) => StreamMessage {
-                    event: Some(EventView::from(event.as_ref())),
-                    ..StreamMessage::default()
-                },
-                StreamItem::Reset {
-                    requested,
-                    pruned_through,
-                    oldest_kept,
-                } => StreamMessage {
-                    requested: Some(requested),
-                    pruned_through: Some(pruned_through),
-                    oldest_kept,
-                    ..StreamMessage::default()
+            |item| StreamMessage {
+                notice: StreamNotice::of(&item).unwrap_or_default(),
+                event: match item {
+                    StreamItem::Item(event) => Some(EventView::from(event.as_ref())),
+                    StreamItem::Reset { .. } => None,
                 },
             },
             |reason| StreamMessage {
-                cutoff: Some(reason),
-                ..StreamMessage::default()
+                event: None,
+                notice: StreamNotice::cutoff(reason),
             },
         );
         Ok(EventStream::new(messages)
@@ -249,13 +231,7 @@ impl EventsApi {
                     Some(event) => SseEvent::message(event.to_json_string())
                         .id(event.id.to_string())
                         .event_type(event.event_type.clone()),
-                    // No id: the client resumes from the last item it received.
-                    None if message.cutoff.is_some() => {
-                        SseEvent::message(message.to_json_string()).event_type("cutoff")
-                    }
-                    None => SseEvent::message(message.to_json_string())
-                        .id(message.pruned_through.unwrap_or(0).to_string())
-                        .event_type("reset"),
+                    None => message.notice.sse(message.to_json_string()),
                 }
             }))
     }

@@ -93,6 +93,69 @@ pub(crate) fn apis(
     )
 }
 
+/// What a stream says besides its items: that items after the client's position were
+/// deleted by retention (SSE event `reset`), or why the server ended it (`cutoff`).
+#[derive(Clone, Debug, Default, poem_openapi::Object, serde::Serialize)]
+pub struct StreamNotice {
+    /// On a reset: the position the client asked to resume after.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<i64>,
+    /// On a reset: the highest position deleted; the stream goes on after it.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned_through: Option<i64>,
+    /// On a reset: the oldest position kept, where the stream goes on (absent when none is).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_kept: Option<i64>,
+    /// On a cutoff, the last message: why the server ended the stream (the client read too
+    /// slowly); reconnect with `Last-Event-ID` to resume.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cutoff: Option<String>,
+}
+
+impl StreamNotice {
+    /// The notice of a stream item that is not an item of the log.
+    pub(crate) fn of<T>(item: &StreamItem<T>) -> Option<StreamNotice> {
+        match item {
+            StreamItem::Item(_) => None,
+            StreamItem::Reset {
+                requested,
+                pruned_through,
+                oldest_kept,
+            } => Some(StreamNotice {
+                requested: Some(*requested),
+                pruned_through: Some(*pruned_through),
+                oldest_kept: *oldest_kept,
+                cutoff: None,
+            }),
+        }
+    }
+
+    /// A cutoff's notice.
+    pub(crate) fn cutoff(reason: String) -> StreamNotice {
+        StreamNotice {
+            cutoff: Some(reason),
+            ..StreamNotice::default()
+        }
+    }
+
+    /// The notice as an SSE event carrying `message` (the whole message, as JSON): a reset
+    /// has the highest deleted position as its id; a cutoff has none, so the client resumes
+    /// from the last item it received.
+    pub(crate) fn sse(&self, message: String) -> poem::web::sse::Event {
+        let event = poem::web::sse::Event::message(message);
+        match self.cutoff {
+            Some(_) => event.event_type("cutoff"),
+            None => event
+                .id(self.pruned_through.unwrap_or(0).to_string())
+                .event_type("reset"),
+        }
+    }
+}
+
 /// A stream subscription as the messages of an SSE response: its items, then, when the
 /// server cut the client off, one last message saying why.
 pub(crate) fn stream_messages<T: Send + Sync + 'static, M: Send + 'static>(

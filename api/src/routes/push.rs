@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
+use longshore_jobs::EnqueueError;
 use longshore_jobs::admin::Scope;
 use longshore_jobs::push::{MAX_BATCH, NewPush, Partition, Push, Pushed};
 use poem::web::sse::Event as SseEvent;
@@ -17,7 +18,7 @@ use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::Tag;
+use super::{StreamNotice, Tag};
 use crate::ApiState;
 use crate::auth::Auth;
 use crate::events::StreamItem;
@@ -33,7 +34,7 @@ pub struct PushBody {
     pub user_id: String,
     /// What happened, e.g. `friend.request`: 1 to 100 of letters, digits and `. _ : -`.
     pub kind: String,
-    /// What the gateway forwards to the user (at most 64 KiB).
+    /// What the gateway forwards to the user: any JSON, at most 64 KiB (null when absent).
     pub payload: serde_json::Value,
 }
 
@@ -121,25 +122,17 @@ impl From<&Push> for PushView {
 /// item).
 #[derive(Clone, Debug, Default, Object, serde::Serialize)]
 pub struct PushMessage {
-    /// The push; absent on a reset or a cutoff.
+    /// The push; absent on the other messages.
     #[oai(skip_serializing_if_is_none)]
     pub push: Option<PushView>,
-    /// On a reset: the position the gateway asked to resume after.
-    #[oai(skip_serializing_if_is_none)]
-    pub requested: Option<i64>,
-    /// On a reset: the highest position deleted; the stream goes on with the oldest kept.
-    #[oai(skip_serializing_if_is_none)]
-    pub pruned_through: Option<i64>,
-    /// On a reset: the oldest position kept, where the stream goes on (absent when none is).
-    #[oai(skip_serializing_if_is_none)]
-    pub oldest_kept: Option<i64>,
-    /// On a cutoff: why; reconnect with `Last-Event-ID` to resume.
-    #[oai(skip_serializing_if_is_none)]
-    pub cutoff: Option<String>,
     /// On `ready`, the stream's first message: the position it starts after (also its SSE
     /// id, so a gateway that reconnects before any push resumes from there).
     #[oai(skip_serializing_if_is_none)]
     pub ready: Option<i64>,
+    /// A reset or a cutoff.
+    #[oai(flatten)]
+    #[serde(flatten)]
+    pub notice: StreamNotice,
 }
 
 #[derive(ApiResponse)]
@@ -155,27 +148,23 @@ pub struct PushApi {
 
 /// Checks every push, naming each bad field (`pushes[3].kind`).
 fn check(pushes: &[NewPush], batch: bool) -> Result<(), ApiError> {
-    let errors: Vec<FieldError> = pushes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, push)| {
-            let at = if batch {
-                format!("pushes[{i}]")
-            } else {
-                String::new()
-            };
-            push.check(&at).err()
-        })
-        .map(
-            |error| match ApiError::from(error).problem().errors.first() {
-                Some(field) => field.clone(),
-                None => FieldError {
-                    field: "pushes".to_owned(),
-                    message: "invalid".to_owned(),
-                },
-            },
-        )
-        .collect();
+    let mut errors = Vec::new();
+    for (i, push) in pushes.iter().enumerate() {
+        let at = if batch {
+            format!("pushes[{i}]")
+        } else {
+            String::new()
+        };
+        match push.check(&at) {
+            Ok(()) => {}
+            // Too large is its own answer (413), as for a job's args.
+            Err(error @ EnqueueError::TooLarge { .. }) => return Err(error.into()),
+            Err(EnqueueError::Invalid { field, message }) => {
+                errors.push(FieldError { field, message })
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
     if errors.is_empty() {
         return Ok(());
     }
@@ -303,24 +292,16 @@ impl PushApi {
         };
         let messages = super::stream_messages(
             subscription,
-            |item| match item {
-                StreamItem::Item(push) => PushMessage {
-                    push: Some(PushView::from(push.as_ref())),
-                    ..PushMessage::default()
+            |item| PushMessage {
+                notice: StreamNotice::of(&item).unwrap_or_default(),
+                push: match item {
+                    StreamItem::Item(push) => Some(PushView::from(push.as_ref())),
+                    StreamItem::Reset { .. } => None,
                 },
-                StreamItem::Reset {
-                    requested,
-                    pruned_through,
-                    oldest_kept,
-                } => PushMessage {
-                    requested: Some(requested),
-                    pruned_through: Some(pruned_through),
-                    oldest_kept,
-                    ..PushMessage::default()
-                },
+                ready: None,
             },
             |reason| PushMessage {
-                cutoff: Some(reason),
+                notice: StreamNotice::cutoff(reason),
                 ..PushMessage::default()
             },
         );
@@ -330,20 +311,14 @@ impl PushApi {
         ));
         Ok(EventStream::new(messages)
             .keep_alive(self.state.shared.config.sse_heartbeat)
-            .to_event(|message| match (&message.push, &message.cutoff) {
+            .to_event(|message| match (&message.push, message.ready) {
                 (Some(push), _) => SseEvent::message(push.to_json_string())
                     .id(push.position.to_string())
                     .event_type("push"),
-                (None, None) if message.ready.is_some() => {
-                    SseEvent::message(message.to_json_string())
-                        .id(message.ready.unwrap_or(0).to_string())
-                        .event_type("ready")
-                }
-                // No id: the gateway resumes from the last push it received.
-                (None, Some(_)) => SseEvent::message(message.to_json_string()).event_type("cutoff"),
-                (None, None) => SseEvent::message(message.to_json_string())
-                    .id(message.pruned_through.unwrap_or(0).to_string())
-                    .event_type("reset"),
+                (None, Some(ready)) => SseEvent::message(message.to_json_string())
+                    .id(ready.to_string())
+                    .event_type("ready"),
+                (None, None) => message.notice.sse(message.to_json_string()),
             }))
     }
 }

@@ -95,6 +95,24 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(delay.min(Duration::from_secs(24 * 3600)))
 }
 
+/// An answer's status, its verdict, and the first 1,024 characters of its body.
+pub async fn read_answer(answer: reqwest::Response) -> (u16, Verdict, String) {
+    let status = answer.status().as_u16();
+    let retry_after = answer
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text: String = answer
+        .text()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(1024)
+        .collect();
+    (status, verdict(status, retry_after.as_deref()), text)
+}
+
 /// `http`: one request.
 pub struct Http {
     keyring: Keyring,
@@ -190,21 +208,9 @@ impl Kind for Http {
                 )));
             }
         };
-        let status = answer.status().as_u16();
-        let retry_after = answer
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let text: String = answer
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(1024)
-            .collect();
+        let (status, verdict, text) = read_answer(answer).await;
         let failed = || format!("HTTP {status}: {}", text.trim());
-        match verdict(status, retry_after.as_deref()) {
+        match verdict {
             Verdict::Done => Ok(serde_json::json!({ "status": status, "body": text })),
             Verdict::Retry(Some(after)) => Err(JobError::retry_after(failed(), after)),
             Verdict::Retry(None) => Err(JobError::retry(failed())),

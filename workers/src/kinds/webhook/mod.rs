@@ -26,7 +26,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::http::{Verdict, verdict};
+use super::http::{Verdict, read_answer};
 use crate::egress::{self, Egress};
 
 pub mod relay;
@@ -340,20 +340,7 @@ impl Kind for Deliver {
         let (status, verdict, error, response) = match sent {
             Err(refused) => (None, Verdict::Fail, Some(refused), None),
             Ok(Ok(answer)) => {
-                let status = answer.status().as_u16();
-                let retry_after = answer
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let text: String = answer
-                    .text()
-                    .await
-                    .unwrap_or_default()
-                    .chars()
-                    .take(1024)
-                    .collect();
-                let verdict = verdict(status, retry_after.as_deref());
+                let (status, verdict, text) = read_answer(answer).await;
                 let error = (verdict != Verdict::Done).then(|| format!("HTTP {status}"));
                 (Some(i32::from(status)), verdict, error, Some(text))
             }
