@@ -601,7 +601,10 @@ async fn canary_secrets_are_found_nowhere_at_rest_while_deliveries_carry_them() 
         .json()
         .await
         .unwrap();
-    let job_id = job["id"].as_str().expect(&job.to_string()).to_owned();
+    let job_id = job["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{job}"))
+        .to_owned();
     let (endpoint, secret) =
         create_endpoint(&base, json!({"url": receiver.url, "kinds": ["note"]})).await;
     push(&base, "canary-push", "u", "note").await;
