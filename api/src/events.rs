@@ -161,6 +161,7 @@ pub struct Hub<L: Log> {
     store: Store,
     sender: OnceCell<broadcast::Sender<Arc<L::Item>>>,
     stall: Duration,
+    poke: Arc<tokio::sync::Notify>,
 }
 
 /// The hub of the event outbox.
@@ -176,6 +177,7 @@ impl<L: Log> Hub<L> {
             store,
             sender: OnceCell::new(),
             stall,
+            poke: Arc::default(),
         }
     }
 
@@ -185,11 +187,18 @@ impl<L: Log> Hub<L> {
             .get_or_try_init(|| async {
                 let start = L::horizon(&self.store).await? - 1;
                 let (sender, _) = broadcast::channel(L::RING);
-                tokio::spawn(tail::<L>(self.store.clone(), sender.clone(), start));
+                let poke = Arc::clone(&self.poke);
+                tokio::spawn(tail::<L>(self.store.clone(), sender.clone(), start, poke));
                 Ok::<_, StoreError>(sender)
             })
             .await?;
         Ok(sender.subscribe())
+    }
+
+    /// Tells the tail that this process just stored items, so it reads them now rather than
+    /// at its next interval (items stored by other processes wait for the interval).
+    pub fn poke(&self) {
+        self.poke.notify_one();
     }
 
     /// Where a client that asks for nothing of the past starts: below the horizon, so an
@@ -255,12 +264,20 @@ impl<T> Client<T> {
 }
 
 /// Reads new items and broadcasts them, for as long as the process runs.
-async fn tail<L: Log>(store: Store, sender: broadcast::Sender<Arc<L::Item>>, mut last: i64) {
+async fn tail<L: Log>(
+    store: Store,
+    sender: broadcast::Sender<Arc<L::Item>>,
+    mut last: i64,
+    poke: Arc<tokio::sync::Notify>,
+) {
     let mut ticker = tokio::time::interval(TAIL_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watch = HoldbackWatch::default();
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = poke.notified() => {}
+        }
         let mut read = 0;
         loop {
             match L::after(&store, last, PAGE).await {

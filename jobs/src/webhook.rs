@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::error::EnqueueError;
+use crate::error::{EnqueueError, StoreError};
 use crate::limits::check_text;
+use crate::store::Store;
 
 /// An endpoint as stored (its secrets sealed, see [`crate::secret`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -144,6 +145,43 @@ pub fn check_url(field: &str, url: &str) -> Result<(), EnqueueError> {
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("must not contain spaces or control characters");
+    }
+    Ok(())
+}
+
+/// The setting holding the last push position the webhook relay has made deliveries for.
+const PUSH_CURSOR: &str = "webhooks.push_cursor";
+/// The setting holding the last event id the webhook relay has made deliveries for.
+const EVENT_CURSOR: &str = "webhooks.event_cursor";
+
+/// The relay's cursors (push position, event id), started at the present the first time they
+/// are asked for. Creating an endpoint asks first, so every push and event stored after an
+/// endpoint exists is ahead of the cursors, however late the relay first runs.
+pub async fn relay_cursors(store: &Store) -> Result<(i64, i64), StoreError> {
+    let read = |value: String| value.parse::<i64>().unwrap_or(0);
+    let pushes = store
+        .setting_or_insert(PUSH_CURSOR, &(store.push_horizon().await? - 1).to_string())
+        .await?;
+    let events = store
+        .setting_or_insert(
+            EVENT_CURSOR,
+            &(store.event_horizon().await?.0 - 1).to_string(),
+        )
+        .await?;
+    Ok((read(pushes), read(events)))
+}
+
+/// Moves the relay's cursors past what it made deliveries for.
+pub async fn advance_relay_cursors(
+    store: &Store,
+    pushes: Option<i64>,
+    events: Option<i64>,
+) -> Result<(), StoreError> {
+    if let Some(position) = pushes {
+        store.raise_setting(PUSH_CURSOR, position).await?;
+    }
+    if let Some(id) = events {
+        store.raise_setting(EVENT_CURSOR, id).await?;
     }
     Ok(())
 }

@@ -198,6 +198,7 @@ impl PushApi {
         let push = NewPush::from(body.0);
         check(std::slice::from_ref(&push), false)?;
         let mut stored = self.state.store().insert_pushes(&[push]).await?;
+        self.state.shared.pushes.poke();
         Ok(PushCreated::Created(Json(stored.remove(0).into())))
     }
 
@@ -219,6 +220,7 @@ impl PushApi {
         let pushes: Vec<NewPush> = body.0.pushes.into_iter().map(NewPush::from).collect();
         check(&pushes, true)?;
         let stored = self.state.store().insert_pushes(&pushes).await?;
+        self.state.shared.pushes.poke();
         Ok(Json(PushBatchResult {
             items: stored.into_iter().map(PushedView::from).collect(),
         }))

@@ -315,6 +315,8 @@ impl WebhooksApi {
             created_at: now,
             updated_at: now,
         };
+        // The relay's cursors before the endpoint: every message after it is ahead of them.
+        longshore_jobs::webhook::relay_cursors(self.state.store()).await?;
         self.state.store().create_endpoint(&endpoint).await?;
         audit(
             &self.state,

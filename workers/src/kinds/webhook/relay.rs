@@ -3,14 +3,15 @@
 //!
 //! The jobs are made before the cursor moves past their message, each under the unique key
 //! `webhook:{endpoint}:{message}`: a relay that dies between the two, or two processes
-//! relaying at once, make no delivery twice. A new cursor starts at the present: an endpoint
-//! gets what happens after it was created, never the log's past.
+//! relaying at once, make no delivery twice. The cursors start at the present when the
+//! first endpoint is created (or the relay first runs, if earlier): an endpoint gets what
+//! happens after it was created, never the log's past.
 
 use std::time::Duration;
 
 use longshore_jobs::job::{UniqueOptions, UniqueScope};
 use longshore_jobs::push::Push;
-use longshore_jobs::webhook::Endpoint;
+use longshore_jobs::webhook::{self, Endpoint};
 use longshore_jobs::{Client, EnqueueRequest, Event, EventId, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -19,8 +20,6 @@ use longshore_jobs::Kind;
 
 /// Messages read per pass from each log.
 const PAGE: u32 = 500;
-const PUSH_CURSOR: &str = "webhooks.push_cursor";
-const EVENT_CURSOR: &str = "webhooks.event_cursor";
 
 /// What one pass made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -91,46 +90,35 @@ impl Relay {
         Relay { client, interval }
     }
 
-    async fn cursor(&self, key: &str, start: i64) -> Result<i64, StoreError> {
-        let value = self
-            .client
-            .store()
-            .setting_or_insert(key, &start.to_string())
-            .await?;
-        Ok(value.parse().unwrap_or(start))
-    }
-
     /// One pass over both logs.
     pub async fn run_once(&self) -> Result<RelayReport, StoreError> {
         let store = self.client.store();
+        let (after_push, after_event) = webhook::relay_cursors(store).await?;
+        let pushes = store.pushes_after(after_push, PAGE).await?;
+        let events = store.events_after(EventId(after_event), PAGE).await?;
+        // The endpoints after the messages: an endpoint created before a message was stored
+        // is then in the list. Read first, they could miss one created in between.
         let endpoints: Vec<Endpoint> = store
             .endpoints()
             .await?
             .into_iter()
             .filter(|e| e.enabled)
             .collect();
-        let mut report = RelayReport::default();
-
-        let after = self
-            .cursor(PUSH_CURSOR, store.push_horizon().await? - 1)
-            .await?;
-        let pushes = store.pushes_after(after, PAGE).await?;
-        report.pushes = pushes.len();
+        let mut report = RelayReport {
+            pushes: pushes.len(),
+            events: events.len(),
+            deliveries: 0,
+        };
         let messages: Vec<Message> = pushes.iter().map(Message::of_push).collect();
         report.deliveries += self.deliver(&endpoints, &messages).await?;
-        if let Some(last) = pushes.last() {
-            store.raise_setting(PUSH_CURSOR, last.position).await?;
-        }
-
-        let start = store.event_horizon().await?.0 - 1;
-        let after = self.cursor(EVENT_CURSOR, start).await?;
-        let events = store.events_after(EventId(after), PAGE).await?;
-        report.events = events.len();
         let messages: Vec<Message> = events.iter().filter_map(Message::of_event).collect();
         report.deliveries += self.deliver(&endpoints, &messages).await?;
-        if let Some(last) = events.last() {
-            store.raise_setting(EVENT_CURSOR, last.id.0).await?;
-        }
+        webhook::advance_relay_cursors(
+            store,
+            pushes.last().map(|p| p.position),
+            events.last().map(|e| e.id.0),
+        )
+        .await?;
         Ok(report)
     }
 
