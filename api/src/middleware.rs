@@ -352,7 +352,8 @@ fn is_loopback_host(host: &str, listen: std::net::SocketAddr) -> bool {
 }
 
 /// The scope a request needs: `admin` for tokens and the audit log, `read` for other reads,
-/// `enqueue` to enqueue, `operate` for every other change.
+/// `enqueue` to enqueue jobs and pushes, `admin` to define schedules, sweeps and webhook
+/// endpoints, `operate` for every other change.
 pub(crate) fn required_scope(method: &Method, path: &str) -> Scope {
     let path = path.trim_end_matches('/');
     if path.starts_with("/api/v1/tokens") || path.starts_with("/api/v1/audit") {
@@ -361,8 +362,22 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> Scope {
     if *method == Method::GET || *method == Method::HEAD || *method == Method::OPTIONS {
         return Scope::Read;
     }
-    if *method == Method::POST && (path == "/api/v1/jobs" || path == "/api/v1/jobs/batch") {
+    let enqueues = [
+        "/api/v1/jobs",
+        "/api/v1/jobs/batch",
+        "/api/v1/push",
+        "/api/v1/push/batch",
+    ];
+    if *method == Method::POST && enqueues.contains(&path) {
         return Scope::Enqueue;
+    }
+    // Webhook endpoints hold secrets and decide where requests go: admins define them;
+    // redelivering and replaying operate.
+    if path.starts_with("/api/v1/webhook-endpoints")
+        && !path.ends_with("/redeliver")
+        && !path.ends_with("/replay")
+    {
+        return Scope::Admin;
     }
     // Defining what runs on a timer is for admins; pausing, resuming and triggering operate.
     let schedule_definition = (path == "/api/v1/schedules" && *method == Method::POST)

@@ -32,6 +32,12 @@ fn body_for(operation: &str, job_created_at: &str) -> Option<Value> {
         }
         "edit_schedule" => json!({"cron": "0 5 * * * *"}),
         "put_sweep" => crate::sweeps::valid_sweep(),
+        "push" => json!({"user_id": "u", "kind": "k", "payload": {}}),
+        "push_batch" => json!({"pushes": [{"user_id": "u", "kind": "k", "payload": {}}]}),
+        "create_webhook_endpoint" => json!({"url": "https://hooks.example.com/in", "kinds": ["k"]}),
+        "update_webhook_endpoint" => json!({"enabled": true}),
+        "redeliver_webhook" => json!({"job_id": "01a234d6-e249-74b4-815f-5492ea73e2cf"}),
+        "replay_webhooks" => json!({"since": "2026-01-01T00:00:00Z"}),
         _ => return None,
     })
 }
@@ -42,13 +48,19 @@ fn needed(path: &str, method: &Method) -> Scope {
         || (path == "/schedules/{id}" && (*method == Method::PATCH || *method == Method::DELETE));
     let sweep_definition =
         path == "/sweeps/{name}" && (*method == Method::PUT || *method == Method::DELETE);
+    let endpoint_definition = path.starts_with("/webhook-endpoints")
+        && !path.ends_with("/redeliver")
+        && !path.ends_with("/replay");
     if path.starts_with("/tokens")
         || path.starts_with("/audit")
         || schedule_definition
         || sweep_definition
+        || endpoint_definition
     {
         Scope::Admin
-    } else if *method == Method::POST && (path == "/jobs" || path == "/jobs/batch") {
+    } else if *method == Method::POST
+        && ["/jobs", "/jobs/batch", "/push", "/push/batch"].contains(&path)
+    {
         Scope::Enqueue
     } else {
         Scope::Operate
@@ -141,6 +153,20 @@ async fn every_mutation_needs_a_token_with_its_scope(api: TestApi) {
                     .await;
                 made.expect(201);
                 name
+            } else if path.starts_with("/webhook-endpoints/") {
+                let made = api
+                    .call(
+                        Method::POST,
+                        "/api/v1/webhook-endpoints",
+                        Some(&admin),
+                        Some(json!({"url": "https://hooks.example.com/in", "kinds": ["k"]})),
+                        &[],
+                    )
+                    .await;
+                made.expect(201)["endpoint"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
             } else if path.starts_with("/operations") {
                 let op = api
                     .call(
@@ -163,7 +189,7 @@ async fn every_mutation_needs_a_token_with_its_scope(api: TestApi) {
             let url = format!("/api/v1{concrete}");
             let body = body_for(&operation, &created_at);
             let mutating = method != Method::GET;
-            if path == "/events/stream" {
+            if path == "/events/stream" || path == "/push/stream" {
                 // The stream: refused without a token; its success is tested with the events.
                 api.call(method.clone(), &url, None, None, &[])
                     .await
@@ -183,7 +209,10 @@ async fn every_mutation_needs_a_token_with_its_scope(api: TestApi) {
                 let answer = api
                     .call(method.clone(), &url, Some(token), body.clone(), &[])
                     .await;
-                if *granted >= scope {
+                // A redelivery of a job that is no delivery: past the scope check, refused.
+                if *granted >= scope && operation == "redeliver_webhook" {
+                    answer.problem(404, "not_found");
+                } else if *granted >= scope {
                     assert!(
                         answer.status.is_success(),
                         "{method} {path} with {granted}: {} {}",

@@ -105,8 +105,13 @@ impl TestApi {
         let mut registry = Registry::new();
         kinds::register_builtins(&mut registry);
         registry.register(longshore_workers::kinds::Sweep::new(Arc::clone(&targets)));
+        let keyring = longshore_jobs::secret::Keyring::parse(&[
+            "test:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ])
+        .expect("a test key");
         let state = ApiState::new(Client::new(store.clone(), Arc::new(registry)), config)
-            .with_targets(targets);
+            .with_targets(targets)
+            .with_webhooks(keyring, std::time::Duration::from_secs(3600));
         let cli = TestClient::new(app(state.clone()).map_to_response().boxed());
         Some(TestApi {
             store,
