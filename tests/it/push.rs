@@ -92,27 +92,30 @@ impl Gateway {
     }
 }
 
+/// Stores `pushes` through `POST /push/batch` at `base`, asserting it accepted them.
+async fn post_batch(http: &reqwest::Client, base: &str, pushes: Vec<Value>) {
+    let response = http
+        .post(format!("{base}/api/v1/push/batch"))
+        .json(&json!({ "pushes": pushes }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
+
 /// Sends pushes `from..to` (event ids `{tag}-{n}`) in batches of `batch`, four requests at a
 /// time spread over `bases`, so their transactions commit out of position order.
 async fn send(bases: &[&str], tag: &str, from: usize, to: usize, batch: usize) -> Vec<String> {
     let http = reqwest::Client::new();
     let ids: Vec<String> = (from..to).map(|n| format!("{tag}-{n}")).collect();
     let requests = ids.chunks(batch).enumerate().map(|(i, chunk)| {
-        let url = format!("{}/api/v1/push/batch", bases[i % bases.len()]);
+        let base = bases[i % bases.len()].to_owned();
         let pushes: Vec<Value> = chunk
             .iter()
             .map(|id| json!({"event_id": id, "user_id": format!("user-{id}"), "kind": "note", "payload": {"n": id}}))
             .collect();
         let http = http.clone();
-        async move {
-            let response = http
-                .post(url)
-                .json(&json!({ "pushes": pushes }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-        }
+        async move { post_batch(&http, &base, pushes).await }
     });
     futures::stream::iter(requests)
         .buffer_unordered(4)
@@ -250,13 +253,7 @@ async fn filters_by_kind_user_and_partition_split_users_between_gateways() {
                    "kind": if n % 2 == 0 { "even" } else { "odd" }, "payload": n})
         })
         .collect();
-    let response = http
-        .post(format!("{base}/api/v1/push/batch"))
-        .json(&json!({ "pushes": pushes }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    post_batch(&http, &base, pushes).await;
     // Four gateways, one share each: every push reaches exactly one, by its user.
     let mut seen = Vec::new();
     for i in 0..4 {
@@ -343,13 +340,7 @@ async fn a_gateway_that_stops_reading_is_cut_off_and_resumes_while_memory_stays_
             let pushes: Vec<Value> = (0..500)
                 .map(|n| json!({"event_id": format!("big-{round}-{batch}-{n}"), "user_id": "u", "kind": "big", "payload": filler}))
                 .collect();
-            let response = http
-                .post(format!("{base}/api/v1/push/batch"))
-                .json(&json!({ "pushes": pushes }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
+            post_batch(&http, &base, pushes).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         resident.push(rss(serve.pid()));

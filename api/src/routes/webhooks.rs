@@ -232,10 +232,6 @@ pub struct WebhooksApi {
     pub state: ApiState,
 }
 
-fn spec_error(error: longshore_jobs::EnqueueError) -> ApiError {
-    ApiError::from(error)
-}
-
 impl WebhooksApi {
     async fn endpoint(&self, id: Uuid) -> Result<Endpoint, ApiError> {
         self.state
@@ -294,7 +290,7 @@ impl WebhooksApi {
             rate_limit: Some(body.rate_limit),
             ordered: body.ordered,
         };
-        spec.check().map_err(spec_error)?;
+        spec.check().map_err(ApiError::from)?;
         let id = Uuid::now_v7();
         let secret = new_secret();
         let now = Utc::now();
@@ -382,7 +378,7 @@ impl WebhooksApi {
             },
             ordered: patch.ordered,
         };
-        spec.check().map_err(spec_error)?;
+        spec.check().map_err(ApiError::from)?;
         let endpoint = self
             .state
             .store()
