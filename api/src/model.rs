@@ -113,6 +113,9 @@ pub struct JobView {
     /// Per-attempt time limit in milliseconds.
     #[oai(skip_serializing_if_is_none)]
     pub timeout_ms: Option<i64>,
+    /// The sequence it runs in, one job of the key at a time.
+    #[oai(skip_serializing_if_is_none)]
+    pub sequence: Option<String>,
 }
 
 impl From<Job> for JobView {
@@ -139,6 +142,7 @@ impl From<Job> for JobView {
             result: job.result,
             last_error: job.last_error,
             timeout_ms: job.timeout_ms,
+            sequence: job.sequence,
         }
     }
 }

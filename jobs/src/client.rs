@@ -55,6 +55,9 @@ pub struct EnqueueRequest {
     /// Per-attempt time limit in milliseconds. Defaults to the kind's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<i64>,
+    /// Jobs that share a sequence key run one at a time, in enqueue order (`user:42`, say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<String>,
 }
 
 impl EnqueueRequest {
@@ -119,6 +122,7 @@ impl Client {
             tags: request.tags,
             metadata: metadata(request.metadata)?,
             timeout_ms: timeout_ms(request.timeout_ms, defaults)?,
+            sequence: sequence(request.sequence)?,
         })
     }
 
@@ -250,6 +254,18 @@ fn timeout_ms(timeout: Option<i64>, defaults: &KindOptions) -> Result<Option<i64
             format!("must be positive, got {ms}"),
         )),
     }
+}
+
+/// A sequence key: 1 to 512 bytes of text.
+fn sequence(sequence: Option<String>) -> Result<Option<String>, EnqueueError> {
+    let Some(key) = sequence else {
+        return Ok(None);
+    };
+    if key.is_empty() || key.len() > 512 {
+        return Err(EnqueueError::invalid("sequence", "must be 1 to 512 bytes"));
+    }
+    check_text("sequence", &key)?;
+    Ok(Some(key))
 }
 
 /// Queue names: 1 to 100 of `A-Z a-z 0-9 _ - . :`.

@@ -53,6 +53,8 @@ pub struct Job {
     pub last_error: Option<String>,
     /// Per-attempt time limit in milliseconds.
     pub timeout_ms: Option<i64>,
+    /// The sequence it runs in: jobs of one key run one at a time, in enqueue order.
+    pub sequence: Option<String>,
 }
 
 /// A job claimed by a worker: what the handler needs, plus the lease it runs under.
@@ -220,6 +222,8 @@ pub struct NewJob {
     pub metadata: serde_json::Value,
     /// Per-attempt time limit in milliseconds.
     pub timeout_ms: Option<i64>,
+    /// The sequence it runs in, one job of the key at a time.
+    pub sequence: Option<String>,
 }
 
 impl NewJob {

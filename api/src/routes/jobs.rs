@@ -62,6 +62,10 @@ pub struct EnqueueBody {
     /// Per-attempt time limit in milliseconds.
     #[oai(skip_serializing_if_is_none)]
     pub timeout_ms: Option<i64>,
+    /// Jobs that share this key run one at a time, in enqueue order (1 to 512 bytes).
+    #[oai(validator(min_length = 1, max_length = 512))]
+    #[oai(skip_serializing_if_is_none)]
+    pub sequence: Option<String>,
 }
 
 /// Uniqueness of an enqueued job.
@@ -113,6 +117,7 @@ impl From<EnqueueBody> for EnqueueRequest {
             tags: b.tags,
             metadata: b.metadata,
             timeout_ms: b.timeout_ms,
+            sequence: b.sequence,
         }
     }
 }

@@ -42,6 +42,13 @@ impl InTransaction for sqlx::SqliteConnection {
     }
 }
 
+/// A completion the store accepted.
+pub(crate) struct Accepted {
+    pub id: JobId,
+    /// The job belongs to a sequence.
+    pub sequenced: bool,
+}
+
 /// A job whose lease expired, after the rescue.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rescued {
@@ -135,12 +142,21 @@ impl Store {
             return Ok(Vec::new());
         }
         let accepted = on_backend!(self, s => s.complete(completions).await)?;
+        let mut woken: Option<&str> = None;
         for c in completions {
-            if c.outcome.state() == JobState::Available && accepted.contains(&c.lease.job) {
+            let Some(done) = accepted.iter().find(|a| a.id == c.lease.job) else {
+                continue;
+            };
+            // A job made available again, or the end of a sequenced job (the next of its
+            // sequence may run now), wakes its queue.
+            let state = c.outcome.state();
+            let wakes = state == JobState::Available || (done.sequenced && state.is_terminal());
+            if wakes && woken != Some(c.queue.as_str()) {
                 self.wakeups.job_available(&c.queue);
+                woken = Some(c.queue.as_str());
             }
         }
-        Ok(accepted)
+        Ok(accepted.into_iter().map(|a| a.id).collect())
     }
 
     /// Hands back claimed jobs that never started, without consuming their attempt.

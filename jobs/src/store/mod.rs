@@ -42,6 +42,7 @@ mod workers;
 pub use events::Holdback;
 pub use health::PROBE_INTERVAL;
 pub use job_moves::{CancelOutcome, PruneLimits, Pruned};
+pub(crate) use jobs::Accepted;
 pub use jobs::{InTransaction, KeyedResponse, RenderResponse, Renewal, Rescued};
 pub(crate) use queues::QueueTotals;
 pub use wakeup::{Signal, Wakeups};

@@ -16,30 +16,31 @@ use crate::id::{JobId, WorkerId};
 use crate::job::{ClaimedJob, Enqueued, NewJob, UniqueScope};
 use crate::outcome::Completion;
 use crate::state::JobState;
-use crate::store::{millis, split_readable};
+use crate::store::{Accepted, millis, split_readable};
 
 const INSERT: &str = r#"
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int2[], $6::int4[],
                          $7::int8[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
-                         $12::jsonb[], $13::jsonb[], $14::int8[])
+                         $12::jsonb[], $13::jsonb[], $14::int8[], $15::text[])
         AS t(id, queue, kind, args, priority, max_attempts, delay_ms, run_at, unique_key,
-             unique_slot, unique_scope, tags, metadata, timeout_ms)
+             unique_slot, unique_scope, tags, metadata, timeout_ms, sequence)
 ), timed AS (
     SELECT input.*, COALESCE(input.run_at, now() + input.delay_ms * interval '1 millisecond') AS at
     FROM input
 ), ins AS (
     INSERT INTO jobs (id, queue, kind, args, priority, state, max_attempts, run_at, unique_key,
-                      unique_slot, unique_scope, tags, metadata, timeout_ms)
+                      unique_slot, unique_scope, tags, metadata, timeout_ms, sequence)
     SELECT id, queue, kind, args, priority,
            CASE WHEN at > now() THEN 'scheduled' ELSE 'available' END,
-           max_attempts, at, unique_key, unique_slot, unique_scope, tags, metadata, timeout_ms
+           max_attempts, at, unique_key, unique_slot, unique_scope, tags, metadata, timeout_ms,
+           sequence
     FROM timed
     ON CONFLICT (unique_slot) WHERE unique_slot IS NOT NULL DO NOTHING
     RETURNING id, queue, kind, state
 ), ev AS (
     INSERT INTO events (type, job_id, queue, kind, state, attempt)
-    SELECT $15, id, queue, kind, state, 0 FROM ins
+    SELECT $16, id, queue, kind, state, 0 FROM ins
 )
 SELECT id, state FROM ins
 "#;
@@ -132,6 +133,7 @@ async fn insert_rows<'c, E: PgExecutor<'c>>(
         .bind(column(&batch, |j| Json(&j.tags)))
         .bind(column(&batch, |j| &j.metadata))
         .bind(column(&batch, |j| j.timeout_ms))
+        .bind(column(&batch, |j| j.sequence.as_deref()))
         .bind(event::JOB_ENQUEUED)
         .fetch_all(executor)
         .await
@@ -167,11 +169,14 @@ async fn slot_holders<'c, E: PgExecutor<'c>>(
 
 const CLAIM: &str = r#"
 WITH picked AS (
-    SELECT id FROM jobs
+    SELECT id FROM jobs j
     WHERE queue = $1
       AND state IN ('available', 'scheduled', 'retryable')
       AND run_at <= now()
       AND NOT EXISTS (SELECT 1 FROM queues WHERE name = $1 AND paused)
+      AND (j.sequence IS NULL OR NOT EXISTS (SELECT 1 FROM jobs p
+           WHERE p.sequence = j.sequence AND p.state NOT IN ('completed', 'cancelled')
+             AND p.id <> j.id AND (p.id < j.id OR p.state = 'running')))
     ORDER BY priority, run_at, id
     -- A queue's global concurrency limit caps the claim at the slots it has left, counted
     -- under a lock on the queue's row so that racing claims take turns (see the migration).
@@ -216,7 +221,8 @@ WITH c AS (
     FROM c
     WHERE j.id = c.id AND j.attempt = c.attempt AND j.locked_by = c.worker AND j.state = 'running'
     RETURNING j.id, j.queue, j.kind, j.state, j.attempt, j.attempted_at, c.attempt AS ran,
-              c.worker, c.outcome, c.error, c.error_chain, c.event_type
+              c.worker, c.outcome, c.error, c.error_chain, c.event_type,
+              j.sequence IS NOT NULL AS sequenced
 ), att AS (
     INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error,
                               error_chain)
@@ -228,7 +234,7 @@ WITH c AS (
            CASE WHEN error IS NULL THEN NULL ELSE jsonb_build_object('error', error) END
     FROM done
 )
-SELECT id FROM done
+SELECT id, sequenced FROM done
 "#;
 
 const QUARANTINE: &str = r#"
@@ -287,7 +293,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<JobId>, StoreError> {
+    pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<Accepted>, StoreError> {
         let rows = sqlx::query::<Postgres>(COMPLETE)
             .bind(column(done, |c| c.lease.job.0))
             .bind(column(done, |c| c.lease.attempt))
@@ -310,6 +316,6 @@ impl PgStore {
             .fetch_all(&self.lease_pool)
             .await
             .map_err(query("complete"))?;
-        rows.iter().map(|row| rows::job_id(row, "id")).collect()
+        rows.iter().map(rows::accepted).collect()
     }
 }

@@ -17,7 +17,7 @@ use crate::store::codec::Time;
 /// The columns [`job`] reads.
 pub(crate) const JOB_COLUMNS: &str = "id, queue, kind, args, priority, state, attempt, \
     max_attempts, run_at, created_at, attempted_at, finished_at, locked_by, lease_expires_at, \
-    cancel_requested_at, unique_key, tags, metadata, result, last_error, timeout_ms";
+    cancel_requested_at, unique_key, tags, metadata, result, last_error, timeout_ms, sequence";
 
 /// The columns [`event`] reads.
 pub(crate) const EVENT_COLUMNS: &str = "id, at, type, job_id, queue, kind, state, attempt, data";
@@ -95,6 +95,14 @@ pub(crate) fn job(row: &Row) -> Result<Job, StoreError> {
         result: opt_json(row, "result")?,
         last_error: get(row, "last_error")?,
         timeout_ms: get(row, "timeout_ms")?,
+        sequence: get(row, "sequence")?,
+    })
+}
+
+pub(crate) fn accepted(row: &Row) -> Result<crate::store::Accepted, StoreError> {
+    Ok(crate::store::Accepted {
+        id: job_id(row, "id")?,
+        sequenced: get(row, "sequenced")?,
     })
 }
 

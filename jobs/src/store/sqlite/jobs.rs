@@ -15,16 +15,17 @@ use crate::id::{JobId, WorkerId};
 use crate::job::{ClaimedJob, Enqueued, NewJob, RunAt};
 use crate::outcome::Completion;
 use crate::state::JobState;
+use crate::store::Accepted;
 
 use super::leases::quarantine;
 
 const INSERT: &str = "
 INSERT INTO jobs (id, queue, kind, args, priority, state, max_attempts, run_at, created_at,
-                  unique_key, unique_slot, unique_scope, tags, metadata, timeout_ms)
+                  unique_key, unique_slot, unique_scope, tags, metadata, timeout_ms, sequence)
 SELECT unhex(j->>'id'), j->>'queue', j->>'kind', j->'args', j->>'priority',
        CASE WHEN j->>'run_at' > ?2 THEN 'scheduled' ELSE 'available' END,
        j->>'max_attempts', j->>'run_at', ?2, j->>'unique_key', j->>'unique_slot',
-       j->>'unique_scope', j->'tags', j->'metadata', j->>'timeout_ms'
+       j->>'unique_scope', j->'tags', j->'metadata', j->>'timeout_ms', j->>'sequence'
 FROM (SELECT value AS j FROM json_each(?1)) WHERE true
 ON CONFLICT (unique_slot) WHERE unique_slot IS NOT NULL DO NOTHING
 RETURNING id, state";
@@ -54,7 +55,7 @@ FROM (SELECT unhex(value->>'id') AS id, value->>'attempt' AS attempt, value->>'w
       FROM json_each(?1)) AS c
 WHERE jobs.id = c.id AND jobs.attempt = c.attempt AND jobs.locked_by = c.worker
   AND jobs.state = 'running'
-RETURNING jobs.id";
+RETURNING jobs.id, jobs.sequence IS NOT NULL AS sequenced";
 
 const RECORD_ATTEMPTS: &str = "
 INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error,
@@ -84,10 +85,13 @@ impl SqliteStore {
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1, \
                 locked_by = ?2, lease_expires_at = ?3 \
              WHERE id IN ( \
-                SELECT id FROM jobs \
+                SELECT id FROM jobs j \
                 WHERE queue = ?4 AND state IN ('available', 'scheduled', 'retryable') \
                   AND run_at <= ?1 \
                   AND NOT EXISTS (SELECT 1 FROM queues WHERE name = ?4 AND paused) \
+                  AND (j.sequence IS NULL OR NOT EXISTS (SELECT 1 FROM jobs p \
+                       WHERE p.sequence = j.sequence AND p.state NOT IN ('completed', 'cancelled') \
+                         AND p.id <> j.id AND (p.id < j.id OR p.state = 'running'))) \
                 ORDER BY priority, run_at, id \
                 LIMIT min(?5, coalesce((SELECT max(0, q.concurrency - \
                     (SELECT count(*) FROM jobs r WHERE r.queue = ?4 AND r.state = 'running')) \
@@ -173,7 +177,7 @@ impl SqliteStore {
         write_events(conn, &ids, crate::event::JOB_STARTED, now).await
     }
 
-    pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<JobId>, StoreError> {
+    pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<Accepted>, StoreError> {
         let now = now_us();
         let rows: Vec<Value> = done.iter().map(completion_json).collect();
         let mut tx = self.write("complete").await?;
@@ -183,14 +187,14 @@ impl SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(query("complete"))?;
-        let accepted: Vec<JobId> = accepted
+        let accepted: Vec<Accepted> = accepted
             .iter()
-            .map(|row| rows::job_id(row, "id"))
+            .map(rows::accepted)
             .collect::<Result<_, _>>()?;
         let kept: Vec<Value> = done
             .iter()
             .zip(rows)
-            .filter(|(c, _)| accepted.contains(&c.lease.job))
+            .filter(|(c, _)| accepted.iter().any(|a| a.id == c.lease.job))
             .map(|(_, row)| row)
             .collect();
         let kept = Value::Array(kept).to_string();
@@ -281,7 +285,7 @@ fn job_json(job: &NewJob, now: i64) -> Value {
         "id": hex(job.id), "queue": job.queue, "kind": job.kind, "args": job.args,
         "priority": job.priority, "max_attempts": job.max_attempts, "run_at": run_at,
         "unique_key": key, "unique_slot": slot, "unique_scope": scope, "tags": job.tags,
-        "metadata": job.metadata, "timeout_ms": job.timeout_ms,
+        "metadata": job.metadata, "timeout_ms": job.timeout_ms, "sequence": job.sequence,
     })
 }
 
