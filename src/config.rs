@@ -46,6 +46,10 @@ pub struct Config {
     pub egress: longshore_workers::egress::EgressConfig,
     /// The keys secrets are encrypted with at rest (`[secrets]`).
     pub secrets: longshore_jobs::secret::SecretsConfig,
+    /// Lifecycle events and the cascade of each type (`[lifecycle]`).
+    pub lifecycle: longshore_workers::kinds::LifecycleConfig,
+    /// Redis Streams read into lifecycle jobs (`[[ingesters]]`).
+    pub ingesters: Vec<longshore_workers::ingest::IngesterConfig>,
 }
 
 /// How logs are written.
@@ -201,6 +205,14 @@ impl Config {
         self.secrets
             .keyring()
             .map_err(|error| ConfigError::new("secrets.keys", error.to_string()))?;
+        self.lifecycle
+            .validate(&self.targets)
+            .map_err(|(field, message)| ConfigError::new(format!("lifecycle.{field}"), message))?;
+        for (i, ingester) in self.ingesters.iter().enumerate() {
+            ingester.validate().map_err(|(field, message)| {
+                ConfigError::new(format!("ingesters[{i}].{field}"), message)
+            })?;
+        }
         let mut ids = std::collections::BTreeSet::new();
         for (i, def) in self.schedules.iter().enumerate() {
             let name = if def.id.is_empty() {

@@ -7,6 +7,7 @@ use longshore_api::ApiState;
 use longshore_jobs::target::Targets;
 use longshore_jobs::{Client, Registry, Store};
 use longshore_workers::Pool;
+use longshore_workers::ingest::{Ingester, IngesterSet};
 use longshore_workers::kinds;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +49,9 @@ pub fn registry(config: &Config, store: &Store, targets: &Arc<Targets>) -> Arc<R
         keyring,
         egress,
     ));
+    let lifecycle = Arc::new(config.lifecycle.clone());
+    registry.register(kinds::Lifecycle::new(Arc::clone(&lifecycle)));
+    registry.register(kinds::lifecycle::Step::new(lifecycle, Arc::clone(targets)));
     if let Some(runtime) = &config.runtime {
         registry.register(kinds::RemoveContainer::new(
             runtime.clone(),
@@ -100,6 +104,7 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
     let registry = registry(&config, &store, &targets);
     reconcile_sweeps(&config, &store, &registry, &targets).await?;
     reconcile_schedules(&config, &store, &registry).await?;
+    check_cascades(&config, &Client::new(store.clone(), Arc::clone(&registry)))?;
     if role != Role::Worker {
         longshore_api::check_exposure(&config.api, &store)
             .await
@@ -120,7 +125,20 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
             concurrency: config.webhooks.concurrency,
             prefetch: 0,
         });
+    pool_config
+        .queues
+        .entry(config.lifecycle.queue.clone())
+        .or_insert(longshore_workers::QueueConfig {
+            concurrency: config.lifecycle.concurrency,
+            prefetch: 0,
+        });
     announce(&config, role, listener.as_ref(), &pool_config);
+    let ingesters = start_ingesters(
+        &config,
+        role,
+        &Client::new(store.clone(), Arc::clone(&registry)),
+        &shutdown,
+    );
     let workers = (role != Role::Api).then(|| {
         let relay = kinds::webhook::relay::Relay::new(
             Client::new(store.clone(), Arc::clone(&registry)),
@@ -136,7 +154,8 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
             .with_webhooks(
                 config.secrets.keyring().unwrap_or_default(),
                 config.webhooks.rotation_grace,
-            );
+            )
+            .with_lifecycle(config.lifecycle.event_types(), Arc::new(ingesters));
         let served = longshore_api::serve_on(listener, &config.api, state, shutdown.clone()).await;
         if let Err(error) = served {
             shutdown.cancel();
@@ -149,6 +168,43 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
     }
     if let Some(workers) = workers {
         workers.await.context("worker pool task")??;
+    }
+    Ok(())
+}
+
+/// Starts the ingesters of `[[ingesters]]` (not in an API-only process, which only reports
+/// on them from Redis).
+fn start_ingesters(
+    config: &Config,
+    role: Role,
+    client: &Client,
+    shutdown: &CancellationToken,
+) -> IngesterSet {
+    let process = longshore_jobs::ProcessId::current().to_string();
+    let lifecycle = Arc::new(config.lifecycle.clone());
+    let known: Arc<dyn Fn(&str) -> bool + Send + Sync> = Arc::new(move |t| lifecycle.knows(t));
+    let mut reporters = Vec::new();
+    for def in &config.ingesters {
+        let ingester = Ingester::new(def.clone(), &process, client.clone(), Arc::clone(&known));
+        let runs = role != Role::Api;
+        reporters.push(ingester.reporter(runs));
+        if runs {
+            tokio::spawn(ingester.run(shutdown.clone()));
+        }
+    }
+    IngesterSet::new(reporters)
+}
+
+/// Prepares each cascade step for a sample event, so that a step that could never be enqueued
+/// (an unknown kind, args its kind refuses, a bad URL) stops the start naming it.
+fn check_cascades(config: &Config, client: &Client) -> anyhow::Result<()> {
+    for (at, request) in config.lifecycle.sample_requests() {
+        if let Err(error) = client.prepare(request) {
+            return Err(fail(
+                Exit::Usage,
+                format!("invalid configuration: lifecycle.{at}: {error}"),
+            ));
+        }
     }
     Ok(())
 }

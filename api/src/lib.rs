@@ -109,7 +109,35 @@ pub struct ApiState {
     /// The target databases sweeps may name (declared in the config file only).
     pub(crate) targets: Arc<Targets>,
     pub(crate) webhooks: Arc<WebhookKeys>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) shared: Arc<Shared>,
+}
+
+/// What the lifecycle routes need: the event types the cascades handle, and the ingesters.
+pub(crate) struct Lifecycle {
+    pub event_types: Vec<String>,
+    pub ingesters: Arc<dyn longshore_jobs::lifecycle::Ingesters>,
+}
+
+/// No ingesters: what a process without `[[ingesters]]` reports.
+struct NoIngesters;
+
+impl longshore_jobs::lifecycle::Ingesters for NoIngesters {
+    fn reports(
+        &self,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Vec<longshore_jobs::lifecycle::IngesterReport>>
+                + Send
+                + '_,
+        >,
+    > {
+        Box::pin(std::future::ready(Vec::new()))
+    }
+
+    fn degraded(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What the webhook routes need of the config: the keys secrets are sealed with, and how
@@ -146,6 +174,10 @@ impl ApiState {
                 keyring: Default::default(),
                 rotation_grace: Duration::from_secs(24 * 3600),
             }),
+            lifecycle: Arc::new(Lifecycle {
+                event_types: Vec::new(),
+                ingesters: Arc::new(NoIngesters),
+            }),
             shared: Arc::new(Shared {
                 config,
                 require_auth,
@@ -175,6 +207,21 @@ impl ApiState {
             webhooks: Arc::new(WebhookKeys {
                 keyring,
                 rotation_grace,
+            }),
+            ..self
+        }
+    }
+
+    /// The event types lifecycle events may have, and the ingesters to report on.
+    pub fn with_lifecycle(
+        self,
+        event_types: Vec<String>,
+        ingesters: Arc<dyn longshore_jobs::lifecycle::Ingesters>,
+    ) -> ApiState {
+        ApiState {
+            lifecycle: Arc::new(Lifecycle {
+                event_types,
+                ingesters,
             }),
             ..self
         }

@@ -367,6 +367,8 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> Scope {
         "/api/v1/jobs/batch",
         "/api/v1/push",
         "/api/v1/push/batch",
+        "/api/v1/lifecycle-events",
+        "/api/v1/lifecycle-events/batch",
     ];
     if *method == Method::POST && enqueues.contains(&path) {
         return Scope::Enqueue;

@@ -35,6 +35,9 @@ pub struct JobFilter {
     /// Only the jobs whose id starts with this.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_prefix: Option<IdPrefix>,
+    /// Only the job enqueued with this unique key (which job a stream entry became).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
 }
 
 /// `args.<path>=value`: the scalar at `path` inside a job's args, as text, equals `value`.
@@ -88,13 +91,14 @@ impl ArgsMatch {
 
 impl JobFilter {
     /// Checks that every text of the filter can be compared in SQL (no NUL character), naming
-    /// the parameter: `queue`, `kind`, `tag` or `args.<path>`.
+    /// the parameter: `queue`, `kind`, `tag`, `unique_key` or `args.<path>`.
     pub fn validate(&self) -> Result<(), crate::error::EnqueueError> {
         use crate::limits::check_text;
         for (field, text) in [
             ("queue", &self.queue),
             ("kind", &self.kind),
             ("tag", &self.tag),
+            ("unique_key", &self.unique_key),
         ] {
             if let Some(text) = text {
                 check_text(field, text)?;

@@ -49,6 +49,7 @@ pub mod id;
 pub mod job;
 pub mod kind;
 pub mod kinds;
+pub mod lifecycle;
 pub mod limits;
 pub mod outcome;
 pub mod push;

@@ -5,3 +5,6 @@
 ALTER TABLE jobs ADD COLUMN sequence TEXT;
 CREATE INDEX jobs_sequence_idx ON jobs (sequence, id)
     WHERE sequence IS NOT NULL AND state NOT IN ('completed', 'cancelled');
+
+-- Which job a stream entry or a lifecycle event became: `GET /jobs?unique_key=`.
+CREATE INDEX jobs_unique_key_idx ON jobs (unique_key) WHERE unique_key IS NOT NULL;

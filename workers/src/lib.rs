@@ -14,7 +14,8 @@
 //!    `maintenance/rescuer.rs` gives back the jobs of a process that died.
 //!
 //! Beside them, `maintenance/scheduler.rs` fires cron schedules once per tick however many
-//! processes run, and retention is a kind, [`pruner::Prune`], fired by a built-in schedule.
+//! processes run, and retention is a kind, [`pruner::Prune`], fired by a built-in schedule;
+//! `ingest.rs` turns Redis Stream entries into `lifecycle` jobs, one per entry.
 //!
 //! ## Example
 //! ```no_run
@@ -34,6 +35,7 @@
 pub mod config;
 pub mod egress;
 pub mod exec;
+pub mod ingest;
 pub mod kinds;
 pub mod maintenance;
 pub mod pool;

@@ -1,4 +1,6 @@
-//! `/healthz` (the process is up) and `/readyz` (the database answers).
+//! `/healthz` (the process is up) and `/readyz` (the database answers; what is degraded,
+//! such as an ingester that cannot reach Redis, is listed without failing the probe: the
+//! jobs keep running).
 
 use poem_openapi::payload::PlainText;
 use poem_openapi::{ApiResponse, OpenApi};
@@ -18,9 +20,9 @@ impl HealthApi {
 
 #[derive(ApiResponse)]
 enum Ready {
-    /// The database answers.
+    /// The database answers (and, a line each, what is degraded: an ingester without Redis).
     #[oai(status = 200)]
-    Ready(PlainText<&'static str>),
+    Ready(PlainText<String>),
     /// The database does not answer.
     #[oai(status = 503)]
     NotReady(PlainText<String>),
@@ -38,7 +40,14 @@ impl HealthApi {
     #[oai(path = "/readyz", method = "get")]
     async fn readyz(&self) -> Ready {
         match self.state.store().ping().await {
-            Ok(()) => Ready::Ready(PlainText("ready")),
+            Ok(()) => {
+                let mut text = "ready".to_owned();
+                for degraded in self.state.lifecycle.ingesters.degraded() {
+                    text.push_str("\ndegraded: ");
+                    text.push_str(&degraded);
+                }
+                Ready::Ready(PlainText(text))
+            }
             Err(error) => {
                 tracing::warn!(%error, "readiness check failed");
                 Ready::NotReady(PlainText("database unavailable".to_owned()))

@@ -344,8 +344,10 @@ impl JobsApi {
     ///
     /// Filters narrow the list: `state` (repeatable), `queue`, `kind`, `tag`, a creation time
     /// range, `id_prefix` (the start of the id, 4 to 32 hex digits, dashes optional: with
-    /// `limit=2`, one item means the prefix names one job), and `args.<path>=value` (e.g.
-    /// `args.user.id=42`) for a value inside the args. Pages continue with `cursor`.
+    /// `limit=2`, one item means the prefix names one job), `unique_key` (which job a stream
+    /// entry `{stream}:{entry_id}` or a lifecycle event `lifecycle:{event_id}` became), and
+    /// `args.<path>=value` (e.g. `args.user.id=42`) for a value inside the args. Pages
+    /// continue with `cursor`.
     #[oai(path = "/jobs", method = "get", operation_id = "list_jobs")]
     #[allow(clippy::too_many_arguments)]
     async fn list(
@@ -359,6 +361,7 @@ impl JobsApi {
         created_after: Query<Option<DateTime<Utc>>>,
         created_before: Query<Option<DateTime<Utc>>>,
         #[oai(validator(max_length = 36))] id_prefix: Query<Option<String>>,
+        #[oai(validator(min_length = 1, max_length = 512))] unique_key: Query<Option<String>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 200))] cursor: Query<Option<String>>,
     ) -> Result<Json<JobPage>, ApiError> {
@@ -378,6 +381,7 @@ impl JobsApi {
                 .map(IdPrefix::parse)
                 .transpose()
                 .map_err(|message| ApiError::invalid("id_prefix", message))?,
+            unique_key: unique_key.0,
         };
         filter.validate()?;
         let limit = limit.0.unwrap_or(50).min(MAX_LIMIT);

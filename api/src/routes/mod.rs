@@ -21,6 +21,7 @@ pub mod admin;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod lifecycle;
 pub mod operations;
 pub mod push;
 pub mod queues;
@@ -46,6 +47,8 @@ pub(crate) enum Tag {
     Push,
     /// Webhook endpoints, their breakers and delivery logs.
     Webhooks,
+    /// User lifecycle events and the ingesters that read them from Redis Streams.
+    Lifecycle,
     /// Tokens and the audit log.
     Admin,
 }
@@ -62,6 +65,7 @@ pub(crate) fn apis(
     sweeps::SweepsApi,
     push::PushApi,
     webhooks::WebhooksApi,
+    lifecycle::LifecycleApi,
     admin::AdminApi,
 ) {
     (
@@ -87,6 +91,9 @@ pub(crate) fn apis(
             state: state.clone(),
         },
         webhooks::WebhooksApi {
+            state: state.clone(),
+        },
+        lifecycle::LifecycleApi {
             state: state.clone(),
         },
         admin::AdminApi { state },

@@ -110,7 +110,7 @@ pub fn job_filter(body: &SelectorBody) -> Result<JobFilter, ApiError> {
         created_before: body.created_before,
         args,
         ids: body.ids.iter().copied().map(JobId).collect(),
-        id_prefix: None,
+        ..JobFilter::default()
     };
     filter.validate().map_err(|e| match e {
         longshore_jobs::EnqueueError::Invalid { field, message } => {

@@ -73,9 +73,22 @@ impl Store {
     }
 
     /// Makes a job that is not running available now. An exhausted job gets one more attempt.
+    /// A child whose parent (`metadata.parent`, a lifecycle cascade's step) failed because of
+    /// it revives the parent too, so that retrying the failed step finishes the whole.
     pub async fn retry(&self, id: JobId) -> Result<Job, StoreError> {
         let job = on_backend!(self, s => s.retry(id).await)?;
         self.wakeups.job_available(&job.queue);
+        let parent = job
+            .metadata
+            .get("parent")
+            .and_then(|p| p.as_str()?.parse().ok());
+        if let Some(parent) = parent.map(JobId) {
+            let failed = self.job(parent).await?;
+            if failed.is_some_and(|p| p.state == JobState::Discarded) {
+                let parent = on_backend!(self, s => s.retry(parent).await)?;
+                self.wakeups.job_available(&parent.queue);
+            }
+        }
         Ok(job)
     }
 

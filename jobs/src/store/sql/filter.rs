@@ -26,6 +26,9 @@ pub(crate) fn push_filter(qb: &mut QueryBuilder<Db>, filter: &JobFilter) {
     if let Some(kind) = &filter.kind {
         qb.push(" AND kind = ").push_bind(kind.clone());
     }
+    if let Some(key) = &filter.unique_key {
+        qb.push(" AND unique_key = ").push_bind(key.clone());
+    }
     if let Some(tag) = &filter.tag {
         dialect::push_has_tag(qb, tag);
     }
