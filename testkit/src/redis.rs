@@ -1,0 +1,96 @@
+//! Redis for tests: the shared server (`LONGSHORE_TEST_REDIS_URL`, default
+//! `redis://127.0.0.1:6379`; tests keep to keys of their own), and a private `redis-server`
+//! on a port of its own for the tests that stop and restart it. As for Postgres, a missing
+//! server skips the test, except under `CI=true`, where it fails it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The shared Redis server's URL, or `None` when it does not answer outside CI.
+pub fn redis_url() -> Option<String> {
+    let url = std::env::var("LONGSHORE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let address = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    if answers(&address) {
+        return Some(url);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("Redis at {url} does not answer, and CI=true");
+    }
+    eprintln!("skipping: Redis at {url} does not answer");
+    None
+}
+
+/// Whether a Redis server at `host:port` answers `PING`.
+fn answers(address: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(address) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
+/// A `redis-server` of the test's own, keeping nothing on disk; stopped when dropped.
+pub struct PrivateRedis {
+    /// Its port.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// A server on `port`, not started yet.
+    pub fn on(port: u16) -> PrivateRedis {
+        PrivateRedis { port, child: None }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (empty) and waits until it answers. Panics when `redis-server` cannot run
+    /// (the test needs one, in CI and out of it).
+    pub fn start(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !answers(&format!("127.0.0.1:{}", self.port)) {
+            assert!(Instant::now() < deadline, "the private redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills it at once, as a crash would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
