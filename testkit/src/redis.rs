@@ -75,7 +75,10 @@ impl PrivateRedis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !answers(&format!("127.0.0.1:{}", self.port)) {
-            assert!(Instant::now() < deadline, "the private redis-server did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the private redis-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

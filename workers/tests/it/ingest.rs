@@ -151,7 +151,10 @@ async fn dead_letters(
         .into_iter()
         .map(|(_, fields)| {
             let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-            fields.into_iter().map(|(k, v)| (text(k), text(v))).collect()
+            fields
+                .into_iter()
+                .map(|(k, v)| (text(k), text(v)))
+                .collect()
         })
         .collect()
 }
@@ -176,17 +179,32 @@ async fn turns_each_entry_into_one_job_and_dead_letters_the_rest(db: TestDb) {
         ids.push(add_event(&mut conn, &config.stream, &format!("u{}", n % 7), n).await);
     }
     let bad: [(&[(&str, &[u8])], &str); 4] = [
-        (&[("event_type", b"user.deleted"), ("occurred_at_ms", b"5")], "user_id: is missing"),
         (
-            &[("event_type", b"user.deleted"), ("user_id", b"1"), ("occurred_at_ms", b"soon")],
+            &[("event_type", b"user.deleted"), ("occurred_at_ms", b"5")],
+            "user_id: is missing",
+        ),
+        (
+            &[
+                ("event_type", b"user.deleted"),
+                ("user_id", b"1"),
+                ("occurred_at_ms", b"soon"),
+            ],
             "occurred_at_ms",
         ),
         (
-            &[("event_type", b"user.renamed"), ("user_id", b"1"), ("occurred_at_ms", b"5")],
+            &[
+                ("event_type", b"user.renamed"),
+                ("user_id", b"1"),
+                ("occurred_at_ms", b"5"),
+            ],
             "no cascade handles",
         ),
         (
-            &[("event_type", b"user.deleted"), ("user_id", &[0xff, 0xfe]), ("occurred_at_ms", b"5")],
+            &[
+                ("event_type", b"user.deleted"),
+                ("user_id", &[0xff, 0xfe]),
+                ("occurred_at_ms", b"5"),
+            ],
             "not UTF-8",
         ),
     ];
@@ -214,7 +232,10 @@ async fn turns_each_entry_into_one_job_and_dead_letters_the_rest(db: TestDb) {
         assert!(dead["reason"].contains(why), "{dead:?} should say {why}");
         assert_eq!(&dead["original_id"], id);
         assert_eq!(dead["stream"], config.stream);
-        assert!(dead.contains_key("occurred_at_ms"), "the fields travel: {dead:?}");
+        assert!(
+            dead.contains_key("occurred_at_ms"),
+            "the fields travel: {dead:?}"
+        );
     }
     assert_eq!(pending(&mut conn, &config).await, 0);
     let reports = reporter.reports().await;
@@ -351,7 +372,9 @@ async fn two_processes_share_one_group_and_make_each_job_once(db: TestDb) {
 /// ingester makes the group again and takes the entries written after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_when_redis_is_down_at_start_and_after_a_restart() {
-    let db = TestDb::new(longshore_testkit::Backend::Sqlite).await.unwrap();
+    let db = TestDb::new(longshore_testkit::Backend::Sqlite)
+        .await
+        .unwrap();
     let mut server = PrivateRedis::on(free_port());
     let config = IngesterConfig {
         redis_url: Some(server.url()),

@@ -10,6 +10,7 @@ mod completion;
 mod events;
 mod ingest;
 mod leases;
+mod lifecycle;
 mod rescue;
 mod runtime;
 mod schedules;
