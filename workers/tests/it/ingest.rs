@@ -26,6 +26,10 @@ crate::per_backend!(
 
 const TYPES: [&str; 2] = ["user.deleted", "user.blocked"];
 
+/// An entry's fields as bytes, and an `XRANGE` reply of such entries.
+type Fields<'a> = &'a [(&'a str, &'a [u8])];
+type RawEntries = Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>;
+
 fn lifecycle_config() -> LifecycleConfig {
     let step = StepDef {
         name: "note".into(),
@@ -76,7 +80,7 @@ async fn redis(url: &str) -> MultiplexedConnection {
         .unwrap()
 }
 
-async fn add(conn: &mut MultiplexedConnection, stream: &str, fields: &[(&str, &[u8])]) -> String {
+async fn add(conn: &mut MultiplexedConnection, stream: &str, fields: Fields<'_>) -> String {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(stream).arg("*");
     for (name, value) in fields {
@@ -140,7 +144,7 @@ async fn dead_letters(
     conn: &mut MultiplexedConnection,
     config: &IngesterConfig,
 ) -> Vec<BTreeMap<String, String>> {
-    let entries: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = redis::cmd("XRANGE")
+    let entries: RawEntries = redis::cmd("XRANGE")
         .arg(config.dead_letter())
         .arg("-")
         .arg("+")
@@ -178,7 +182,7 @@ async fn turns_each_entry_into_one_job_and_dead_letters_the_rest(db: TestDb) {
     for n in 0..40 {
         ids.push(add_event(&mut conn, &config.stream, &format!("u{}", n % 7), n).await);
     }
-    let bad: [(&[(&str, &[u8])], &str); 4] = [
+    let bad: [(Fields<'_>, &str); 4] = [
         (
             &[("event_type", b"user.deleted"), ("occurred_at_ms", b"5")],
             "user_id: is missing",
