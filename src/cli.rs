@@ -44,6 +44,9 @@ pub enum Command {
     /// The worker processes seen lately, with what they run.
     #[command(subcommand)]
     Workers(WorkersCommand),
+    /// The Redis Streams read into lifecycle jobs: lag, pending and dead-lettered entries.
+    #[command(subcommand)]
+    Ingesters(IngestersCommand),
     /// Counts of jobs by state.
     Stats(ClientArgs),
     /// Cron schedules: list, create, update, pause, trigger, their ticks and their jobs.
@@ -217,6 +220,10 @@ pub enum JobsCommand {
     List {
         #[command(flatten)]
         select: JobSelector,
+        /// Only the job enqueued with this unique key: which job a stream entry
+        /// (`{stream}:{entry_id}`) or a lifecycle event (`lifecycle:{event_id}`) became.
+        #[arg(long)]
+        unique_key: Option<String>,
         #[command(flatten)]
         page: PageArgs,
         #[command(flatten)]
@@ -498,6 +505,16 @@ pub enum WorkersCommand {
         /// Seen within this long.
         #[arg(long, default_value = "5m")]
         within: humantime::Duration,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IngestersCommand {
+    /// Each ingester's stream, group, consumers, lag, pending entries (and the oldest's
+    /// wait), dead letters, and last entry.
+    List {
         #[command(flatten)]
         client: ClientArgs,
     },

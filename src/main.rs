@@ -79,6 +79,7 @@ fn client_main(command: Command) -> ExitCode {
             Command::Webhooks(c) => client::webhooks(c).await,
             Command::Queues(c) => client::queues(c).await,
             Command::Workers(c) => client::workers(c).await,
+            Command::Ingesters(c) => client::ingesters(c).await,
             Command::Stats(c) => client::stats(c).await,
             Command::Schedules(c) => client::schedules(c).await,
             Command::Sweeps(c) => client::sweeps(c).await,

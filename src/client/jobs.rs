@@ -252,11 +252,15 @@ pub async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
         }
         JobsCommand::List {
             select,
+            unique_key,
             page,
             client,
         } => {
             let api = Api::new(&client)?;
-            let query = selector_query(&select)?;
+            let mut query = selector_query(&select)?;
+            if let Some(key) = unique_key {
+                query.push(("unique_key".to_owned(), key));
+            }
             let path = format!("/jobs?{}", encode_query(&query));
             api.pages(&path, &page, job_rows).await?;
         }

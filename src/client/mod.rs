@@ -3,7 +3,7 @@
 //! `crate::exit`; `-o json` and `-o jsonl` print the API's JSON for scripts.
 //!
 //! A file per resource, as the API has a file per route (`api/src/routes/`): `jobs`,
-//! `events`, `push`, `webhooks`, `queues` (with workers and stats), `schedules`, `sweeps`, `operations`
+//! `events`, `push`, `webhooks`, `queues` (with workers, ingesters and stats), `schedules`, `sweeps`, `operations`
 //! (with the audit log); tokens are in `crate::tokens`. `output` draws what they print.
 
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub use events::events;
 pub use jobs::jobs;
 pub use operations::{audit, operations};
 pub use push::push;
-pub use queues::{queues, stats, workers};
+pub use queues::{ingesters, queues, stats, workers};
 pub use schedules::schedules;
 pub use sweeps::sweeps;
 pub use webhooks::webhooks;

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{ClientArgs, QueueRef, QueuesCommand, WorkersCommand};
+use crate::cli::{ClientArgs, IngestersCommand, QueueRef, QueuesCommand, WorkersCommand};
 
 use super::output::{self, outln, s, when};
 use super::{Api, path_segment};
@@ -136,6 +136,55 @@ pub async fn workers(command: WorkersCommand) -> anyhow::Result<()> {
                 "running",
                 "started",
                 "last seen",
+                "status",
+            ],
+            rows,
+        );
+    });
+    Ok(())
+}
+
+/// `ingesters list`: a row per ingester.
+pub async fn ingesters(command: IngestersCommand) -> anyhow::Result<()> {
+    let IngestersCommand::List { client } = command;
+    let api = Api::new(&client)?;
+    let list = api.call(Method::GET, "/ingesters", None).await?;
+    api.print_list(output::items(&list), |ingesters| {
+        let rows = ingesters
+            .iter()
+            .map(|i| {
+                let oldest = match i["oldest_pending_ms"].as_u64() {
+                    Some(ms) => format!("{:.1}s", ms as f64 / 1000.0),
+                    None => "-".to_owned(),
+                };
+                let status = match (i["connected"].as_bool(), i["error"].as_str()) {
+                    (Some(true), _) => "reading".to_owned(),
+                    (_, Some(error)) => error.to_owned(),
+                    _ => "not connected".to_owned(),
+                };
+                vec![
+                    s(&i["stream"]),
+                    s(&i["group"]),
+                    i["consumers"].as_array().map_or(0, Vec::len).to_string(),
+                    s(&i["lag"]),
+                    s(&i["pending"]),
+                    oldest,
+                    s(&i["dead_lettered"]),
+                    format!("{} {}", s(&i["last_entry_id"]), when(&i["last_entry_at"])),
+                    status,
+                ]
+            })
+            .collect();
+        output::table(
+            &[
+                "stream",
+                "group",
+                "consumers",
+                "lag",
+                "pending",
+                "oldest pending",
+                "dead letters",
+                "last entry",
                 "status",
             ],
             rows,

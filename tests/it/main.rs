@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod faults;
 mod hostile_http;
+mod lifecycle;
 mod maintenance;
 mod newcomer;
 mod poison;

@@ -1,7 +1,8 @@
 //! `http`: call a URL with a method, headers and a body, so that a handler can be a service
 //! in any language. The answer is taken as a webhook delivery's is: 2xx completes the job;
 //! 5xx, 408, 429 and no answer retry (after the `Retry-After` of a 429 or 503); any other
-//! answer fails for good. Requests go through the egress guard.
+//! answer fails for good. Requests go through the egress guard, in the trace of the job's
+//! `traceparent` (a new one when it has none).
 //!
 //! Headers that carry credentials (`authorization`, `proxy-authorization`, `cookie`,
 //! `x-api-key`, and any named in `sensitive_headers`) are sealed when the job is stored
@@ -15,6 +16,7 @@ use longshore_jobs::secret::Keyring;
 use longshore_jobs::{JobContext, JobError, JobResult, Kind, KindOptions};
 use serde::{Deserialize, Serialize};
 
+use super::trace_context::traceparent;
 use crate::egress::{self, Egress};
 
 /// Headers sealed whatever the job says.
@@ -178,7 +180,7 @@ impl Kind for Http {
         serde_json::to_value(parsed).map_err(|e| e.to_string())
     }
 
-    async fn run(&self, _job: JobContext, args: HttpArgs) -> JobResult {
+    async fn run(&self, job: JobContext, args: HttpArgs) -> JobResult {
         let url: reqwest::Url = args.url.parse().map_err(JobError::fatal)?;
         self.egress.check_url(&url).map_err(JobError::fatal)?;
         let method =
@@ -190,6 +192,14 @@ impl Kind for Http {
                 None => value.clone(),
             };
             request = request.header(name.as_str(), value);
+        }
+        // In the trace the job carries (a lifecycle event's, say), unless the job sets one.
+        if !args
+            .headers
+            .keys()
+            .any(|h| h.eq_ignore_ascii_case("traceparent"))
+        {
+            request = request.header("traceparent", traceparent(&job.metadata));
         }
         if let Some(json) = &args.json {
             request = request.json(json);

@@ -1,0 +1,336 @@
+//! The lifecycle example end to end: `longshore serve` with `examples/lifecycle/`, a real
+//! Redis Stream, the game database on Postgres and an accounts service over HTTP. Entries
+//! become jobs that run their cascades; a bad entry is dead-lettered; the API and the CLI say
+//! which job an entry became and how the ingester stands; events also come in over the API.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use longshore_jobs::JobState;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{TestDb, cli, eventually, ok, wait_ready};
+
+const SCHEMA: &str = include_str!("../../examples/lifecycle/schema.sql");
+const EXAMPLE: &str = include_str!("../../examples/lifecycle/longshore.toml");
+/// The trace of the request that deleted user 1.
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// An accounts service that takes every call (204) and keeps each request's head.
+async fn accounts_service() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+    let kept = Arc::clone(&heads);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let kept = Arc::clone(&kept);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let reply =
+                    "HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (base, heads)
+}
+
+async fn xadd(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    fields: &[(&str, &str)],
+) -> String {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream).arg("*");
+    for (name, value) in fields {
+        cmd.arg(*name).arg(*value);
+    }
+    cmd.query_async(conn).await.unwrap()
+}
+
+async fn scalar(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let Some(redis_url) = longshore_testkit::redis_url() else {
+        return;
+    };
+    let target_url = longshore_testkit::postgres_target_url().await.unwrap();
+    let game = PgPool::connect(&target_url).await.unwrap();
+    sqlx::raw_sql(SCHEMA).execute(&game).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO accounts (id) SELECT g FROM generate_series(1, 4) g; \
+         INSERT INTO sessions SELECT id, 't' || id FROM accounts; \
+         INSERT INTO identities SELECT id, 'device' FROM accounts;",
+    )
+    .execute(&game)
+    .await
+    .unwrap();
+    let (service, heads) = accounts_service().await;
+    let stream = format!(
+        "test:{}:user:lifecycle_events",
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut config: toml::Table = EXAMPLE
+        .replace("TARGET_URL", &target_url)
+        .replace("http://accounts:8080", &service)
+        .replace("\"user:lifecycle_events\"", &format!("{stream:?}"))
+        .parse()
+        .unwrap();
+    let ingester = config["ingesters"][0].as_table_mut().unwrap();
+    ingester.insert("redis_url".into(), redis_url.clone().into());
+    ingester.insert("block".into(), "200ms".into());
+    let egress: toml::Table = "allow = [\"127.0.0.1\"]".parse().unwrap();
+    config.insert("egress".into(), egress.into());
+    let path = db.path("longshore.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let (_server, base) = db.serve(&path, &[]);
+    wait_ready(&base).await;
+
+    let mut conn = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let deleted = xadd(
+        &mut conn,
+        &stream,
+        &[
+            ("event_type", "user.deleted"),
+            ("user_id", "1"),
+            ("occurred_at_ms", "1764590000000"),
+            ("reason_code", "gdpr"),
+            ("actor_type", "user"),
+            ("trace_id", TRACE),
+        ],
+    )
+    .await;
+    let blocked = xadd(
+        &mut conn,
+        &stream,
+        &[
+            ("event_type", "user.blocked"),
+            ("user_id", "2"),
+            ("occurred_at_ms", "1764590000001"),
+            ("reason_code", "cheating"),
+        ],
+    )
+    .await;
+    let converted = xadd(
+        &mut conn,
+        &stream,
+        &[
+            ("event_type", "user.guest_converted"),
+            ("user_id", "3"),
+            ("occurred_at_ms", "1764590000002"),
+        ],
+    )
+    .await;
+    xadd(
+        &mut conn,
+        &stream,
+        &[("event_type", "user.deleted"), ("user_id", "4")],
+    )
+    .await;
+
+    // Which job each entry became, by its unique key, from the CLI; each completes.
+    for entry in [&deleted, &blocked, &converted] {
+        let key = format!("{stream}:{entry}");
+        let job: Value = eventually(Duration::from_secs(30), "the entry's job completed", || {
+            let key = key.clone();
+            let base = base.clone();
+            async move {
+                let out = cli(
+                    &base,
+                    None,
+                    &["jobs", "list", "--unique-key", &key, "-o", "json"],
+                );
+                let page: Value = serde_json::from_slice(&out.stdout).ok()?;
+                let job = page["items"].get(0)?.clone();
+                (job["state"] == "completed").then_some(job)
+            }
+        })
+        .await;
+        assert_eq!(job["kind"], "lifecycle");
+        let steps = job["result"]["steps"].as_array().unwrap();
+        assert!(steps.iter().all(|s| s["state"] == "completed"), "{job}");
+    }
+    assert_eq!(
+        scalar(
+            &game,
+            "SELECT count(*) FROM sessions WHERE account_id = 1 AND revoked_at IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &game,
+            "SELECT count(*) FROM identities WHERE account_id = 1"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &game,
+            "SELECT count(*) FROM accounts WHERE id = 2 AND blocked_why = 'cheating'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar(
+            &game,
+            "SELECT count(*) FROM sessions WHERE account_id = 2 AND revoked_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar(
+            &game,
+            "SELECT count(*) FROM accounts WHERE id = 3 AND kind = 'registered'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar(&game, "SELECT count(*) FROM identities").await,
+        3,
+        "only user 1's identity went"
+    );
+    // The accounts service was told once, in the trace of the request that deleted the user.
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(
+        heads[0].starts_with("POST /internal/users/1/deleted "),
+        "{}",
+        heads[0]
+    );
+    assert!(
+        heads[0].contains(&format!("traceparent: 00-{TRACE}-")),
+        "{}",
+        heads[0]
+    );
+    let pushes = db.store.pushes_after(0, 10).await.unwrap();
+    let mut kinds: Vec<(&str, &str)> = pushes
+        .iter()
+        .map(|p| (p.user_id.as_str(), p.kind.as_str()))
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, [("1", "account.deleted"), ("2", "account.blocked")]);
+
+    // The bad entry is a dead letter; nothing is pending; the API and the CLI say so.
+    let http = reqwest::Client::new();
+    let list: Value = http
+        .get(format!("{base}/api/v1/ingesters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ingester = &list["items"][0];
+    assert_eq!(ingester["stream"], stream);
+    assert_eq!(ingester["dead_lettered"], 1, "{ingester}");
+    assert_eq!(ingester["pending"], 0, "{ingester}");
+    assert_eq!(ingester["lag"], 0, "{ingester}");
+    assert_eq!(ingester["connected"], true, "{ingester}");
+    let table = ok(&cli(&base, None, &["ingesters", "list"]));
+    assert!(
+        table.contains(&stream) && table.contains("reading"),
+        "{table}"
+    );
+    let ready = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ready, "ready");
+
+    // Events over the API: the same checks, the same one job per event id.
+    let refused = http
+        .post(format!("{base}/api/v1/lifecycle-events/batch"))
+        .json(&json!({ "events": [
+            { "event_id": "a1", "event_type": "user.blocked", "user_id": "4", "occurred_at_ms": 5 },
+            { "event_id": "a2", "event_type": "user.blocked", "user_id": "4", "occurred_at_ms": -1 },
+            { "event_id": "a3", "event_type": "user.renamed", "user_id": "4", "occurred_at_ms": 5 },
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let problem: Value = refused.json().await.unwrap();
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["events[1].occurred_at_ms", "events[2].event_type"],
+        "{problem}"
+    );
+    let event = json!({ "event_id": "a1", "event_type": "user.blocked", "user_id": "4",
+        "occurred_at_ms": 1764590000009_i64, "reason_code": "spam" });
+    let first: Value = http
+        .post(format!("{base}/api/v1/lifecycle-events"))
+        .json(&event)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let again: Value = http
+        .post(format!("{base}/api/v1/lifecycle-events"))
+        .json(&event)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["duplicate"], false, "{first}");
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(first["job_id"], again["job_id"]);
+    assert_eq!(first["unique_key"], "lifecycle:a1");
+    let id = first["job_id"].as_str().unwrap().parse().unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the API event's cascade",
+        || async {
+            let job = db.store.job(longshore_jobs::JobId(id)).await.unwrap()?;
+            (job.state == JobState::Completed).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        scalar(
+            &game,
+            "SELECT count(*) FROM accounts WHERE id = 4 AND blocked_why = 'spam'"
+        )
+        .await,
+        1
+    );
+}
