@@ -38,6 +38,10 @@ fn body_for(operation: &str, job_created_at: &str) -> Option<Value> {
         "update_webhook_endpoint" => json!({"enabled": true}),
         "redeliver_webhook" => json!({"job_id": "01a234d6-e249-74b4-815f-5492ea73e2cf"}),
         "replay_webhooks" => json!({"since": "2026-01-01T00:00:00Z"}),
+        "lifecycle_event" => json!({"event_id": "e1", "event_type": "user.deleted",
+            "user_id": "1", "occurred_at_ms": 5}),
+        "lifecycle_events" => json!({"events": [{"event_id": "e2", "event_type": "user.deleted",
+            "user_id": "1", "occurred_at_ms": 5}]}),
         _ => return None,
     })
 }
@@ -59,7 +63,15 @@ fn needed(path: &str, method: &Method) -> Scope {
     {
         Scope::Admin
     } else if *method == Method::POST
-        && ["/jobs", "/jobs/batch", "/push", "/push/batch"].contains(&path)
+        && [
+            "/jobs",
+            "/jobs/batch",
+            "/push",
+            "/push/batch",
+            "/lifecycle-events",
+            "/lifecycle-events/batch",
+        ]
+        .contains(&path)
     {
         Scope::Enqueue
     } else {

@@ -6,6 +6,7 @@ mod events;
 mod hostile;
 mod idempotency;
 mod jobs;
+mod lifecycle;
 mod operations;
 mod parse_errors;
 mod queues;
@@ -105,13 +106,20 @@ impl TestApi {
         let mut registry = Registry::new();
         kinds::register_builtins(&mut registry);
         registry.register(longshore_workers::kinds::Sweep::new(Arc::clone(&targets)));
+        registry.register(longshore_workers::kinds::Lifecycle::new(Arc::new(
+            lifecycle(),
+        )));
         let keyring = longshore_jobs::secret::Keyring::parse(&[
             "test:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
         ])
         .expect("a test key");
         let state = ApiState::new(Client::new(store.clone(), Arc::new(registry)), config)
             .with_targets(targets)
-            .with_webhooks(keyring, std::time::Duration::from_secs(3600));
+            .with_webhooks(keyring, std::time::Duration::from_secs(3600))
+            .with_lifecycle(
+                lifecycle().event_types(),
+                Arc::new(longshore_workers::ingest::IngesterSet::default()),
+            );
         let cli = TestClient::new(app(state.clone()).map_to_response().boxed());
         Some(TestApi {
             store,
@@ -171,5 +179,28 @@ impl TestApi {
 
     pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, None, Some(body), &[]).await
+    }
+}
+
+/// The cascades the API tests know: `user.deleted` and `user.blocked`, each a `noop` job.
+pub fn lifecycle() -> longshore_workers::kinds::LifecycleConfig {
+    use longshore_workers::kinds::lifecycle::{JobStep, StepDef};
+    let step = StepDef {
+        name: "note".into(),
+        http: None,
+        sql: None,
+        push: None,
+        job: Some(JobStep {
+            kind: "noop".into(),
+            args: None,
+            queue: None,
+        }),
+        max_attempts: None,
+    };
+    longshore_workers::kinds::LifecycleConfig {
+        cascades: ["user.deleted", "user.blocked"]
+            .map(|t| (t.to_owned(), vec![step.clone()]))
+            .into(),
+        ..Default::default()
     }
 }
