@@ -334,3 +334,42 @@ async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
         1
     );
 }
+
+/// An ingester whose Redis does not answer: the API is ready (jobs keep running) and
+/// `/readyz` names the ingester as degraded; `ingesters list` says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_an_ingester_that_cannot_reach_redis() {
+    let db = TestDb::sqlite().await;
+    let port = longshore_testkit::free_port();
+    let config = format!(
+        "[[ingesters]]\nredis_url = \"redis://127.0.0.1:{port}\"\nstream = \"nowhere\"\n\n\
+         [[lifecycle.cascades.\"user.deleted\"]]\nname = \"note\"\njob = {{ kind = \"noop\" }}\n"
+    );
+    let path = db.path("longshore.toml");
+    std::fs::write(&path, config).unwrap();
+    let (_server, base) = db.serve(&path, &[]);
+    wait_ready(&base).await;
+    let http = reqwest::Client::new();
+    let ready = eventually(Duration::from_secs(10), "a degraded line", || async {
+        let answer = http.get(format!("{base}/readyz")).send().await.ok()?;
+        let status = answer.status();
+        let text = answer.text().await.ok()?;
+        text.contains("degraded").then_some((status, text))
+    })
+    .await;
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    assert!(
+        ready
+            .1
+            .starts_with("ready\ndegraded: ingester nowhere: redis:"),
+        "{}",
+        ready.1
+    );
+    let table = ok(&cli(&base, None, &["ingesters", "list"]));
+    assert!(
+        table.contains("nowhere") && table.contains("redis:"),
+        "{table}"
+    );
+    let job = cli(&base, None, &["jobs", "enqueue", "noop", "--wait"]);
+    ok(&job);
+}

@@ -12,7 +12,7 @@ use longshore_jobs::secret::Keyring;
 use longshore_jobs::target::{TargetDef, Targets};
 use longshore_jobs::{Client, JobId, JobState, Registry, Store, kinds};
 use longshore_workers::egress::EgressConfig;
-use longshore_workers::kinds::lifecycle::{PushStep, SqlStep, Step, StepDef};
+use longshore_workers::kinds::lifecycle::{JobStep, PushStep, SqlStep, Step, StepDef};
 use longshore_workers::kinds::{Http, HttpArgs, Lifecycle, LifecycleConfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +23,7 @@ crate::per_backend!(
     crate::support::db =>
     runs_a_cascade_step_by_step_and_reports_each_outcome,
     a_failed_step_fails_the_event_until_it_is_retried,
+    retrying_the_failed_event_retries_only_its_failed_step,
     runs_each_users_events_one_at_a_time_in_their_order,
 );
 
@@ -141,7 +142,20 @@ fn cascades(service: &str) -> LifecycleConfig {
     LifecycleConfig {
         cascades: [
             ("user.deleted".to_owned(), deleted),
-            ("user.blocked".to_owned(), vec![record.clone()]),
+            (
+                "user.blocked".to_owned(),
+                vec![
+                    record.clone(),
+                    StepDef {
+                        job: Some(JobStep {
+                            kind: "noop".into(),
+                            args: Some(json!({ "user": "{user_id}" })),
+                            queue: Some("lifecycle".into()),
+                        }),
+                        ..step("audit")
+                    },
+                ],
+            ),
             ("user.guest_converted".to_owned(), vec![record]),
         ]
         .into_iter()
@@ -320,6 +334,31 @@ async fn a_failed_step_fails_the_event_until_it_is_retried(db: TestDb) {
         service.received.lock().unwrap().len(),
         2,
         "one refused, one taken"
+    );
+    world.pool.stop().await;
+}
+
+/// The operator retries the failed lifecycle job itself: only the step that failed runs
+/// again, and the event completes.
+async fn retrying_the_failed_event_retries_only_its_failed_step(db: TestDb) {
+    let service = serve().await;
+    service.status.store(400, Ordering::SeqCst);
+    let world = world(&db, &service.base).await;
+    let id = send(&world.client, event("user.deleted", "42", 1_000), "e1").await;
+    settled(&db.store, id, JobState::Discarded).await;
+    service.status.store(204, Ordering::SeqCst);
+    db.store.retry(id).await.unwrap();
+    let done = settled(&db.store, id, JobState::Completed).await;
+    let result = done.result.unwrap();
+    let mut attempts = Vec::new();
+    for step in result["steps"].as_array().unwrap() {
+        let child: JobId = step["job_id"].as_str().unwrap().parse().unwrap();
+        attempts.push(db.store.job(child).await.unwrap().unwrap().attempt);
+    }
+    assert_eq!(
+        attempts,
+        [1, 2, 1],
+        "only tell-accounts ran again: {result}"
     );
     world.pool.stop().await;
 }
