@@ -125,13 +125,16 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
             concurrency: config.webhooks.concurrency,
             prefetch: 0,
         });
-    pool_config
-        .queues
-        .entry(config.lifecycle.queue.clone())
-        .or_insert(longshore_workers::QueueConfig {
-            concurrency: config.lifecycle.concurrency,
-            prefetch: 0,
-        });
+    // Lifecycle jobs exist only for the event types of the cascades.
+    if !config.lifecycle.cascades.is_empty() {
+        pool_config
+            .queues
+            .entry(config.lifecycle.queue.clone())
+            .or_insert(longshore_workers::QueueConfig {
+                concurrency: config.lifecycle.concurrency,
+                prefetch: 0,
+            });
+    }
     announce(&config, role, listener.as_ref(), &pool_config);
     let ingesters = start_ingesters(
         &config,

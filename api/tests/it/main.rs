@@ -184,19 +184,7 @@ impl TestApi {
 
 /// The cascades the API tests know: `user.deleted` and `user.blocked`, each a `noop` job.
 pub fn lifecycle() -> longshore_workers::kinds::LifecycleConfig {
-    use longshore_workers::kinds::lifecycle::{JobStep, StepDef};
-    let step = StepDef {
-        name: "note".into(),
-        http: None,
-        sql: None,
-        push: None,
-        job: Some(JobStep {
-            kind: "noop".into(),
-            args: None,
-            queue: None,
-        }),
-        max_attempts: None,
-    };
+    let step = longshore_workers::kinds::lifecycle::StepDef::job("note", "noop");
     longshore_workers::kinds::LifecycleConfig {
         cascades: ["user.deleted", "user.blocked"]
             .map(|t| (t.to_owned(), vec![step.clone()]))

@@ -1,7 +1,7 @@
 //! `longshore-bench`: the workloads of BENCHMARKS.md (W1 bulk drain, W2 steady latency, W3
 //! single enqueue, W3-http, W4 drain with history, W5 cron, M1 memory) and of pushes (P1
-//! batch intake, P2 push-to-gateway latency, P3 webhook deliveries; `push.rs`) on Postgres
-//! and SQLite. Prints one JSON line per run and a Markdown table of medians.
+//! batch intake, P2 push-to-gateway latency, P3 webhook deliveries; `push.rs`) and of
+//! lifecycle events (L1 stream ingestion; `lifecycle.rs`) on Postgres and SQLite. Prints one JSON line per run and a Markdown table of medians.
 //!
 //! ```sh
 //! cargo run --release --bin longshore-bench -- --runs 3
@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+mod lifecycle;
 mod push;
 
 #[derive(Debug, Parser)]
@@ -36,7 +37,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "w1,w2,w3,w3-http,w4,w5,m1,p1,p2,p3"
+        default_value = "w1,w2,w3,w3-http,w4,w5,m1,p1,p2,p3,l1"
     )]
     workloads: Vec<String>,
     /// Runs of each workload; the table shows the median.
@@ -55,6 +56,9 @@ struct Args {
     /// Finished jobs already in the table in W4.
     #[arg(long, default_value_t = 1_000_000)]
     history_jobs: u64,
+    /// The Redis server L1 reads a stream of its own from.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
     /// Seconds W5's schedule runs.
     #[arg(long, default_value_t = 60)]
     w5_seconds: u64,
@@ -595,6 +599,7 @@ async fn main() -> anyhow::Result<()> {
                     "p1" => push::p1(&db).await?,
                     "p2" => push::p2(&db).await?,
                     "p3" => push::p3(&db).await?,
+                    "l1" => lifecycle::l1(&db, &args.redis_url).await?,
                     other => bail!("unknown workload {other}"),
                 };
                 let line = json!({

@@ -10,7 +10,7 @@ use longshore_jobs::lifecycle::{Ingesters, LifecycleEvent, Origin};
 use longshore_jobs::{Client, Registry, Store, kinds};
 use longshore_testkit::{PrivateRedis, free_port, redis_url};
 use longshore_workers::ingest::{Ingester, IngesterConfig, IngesterSet};
-use longshore_workers::kinds::lifecycle::{JobStep, StepDef};
+use longshore_workers::kinds::lifecycle::StepDef;
 use longshore_workers::kinds::{Lifecycle, LifecycleConfig};
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
@@ -31,18 +31,7 @@ type Fields<'a> = &'a [(&'a str, &'a [u8])];
 type RawEntries = Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>;
 
 fn lifecycle_config() -> LifecycleConfig {
-    let step = StepDef {
-        name: "note".into(),
-        http: None,
-        sql: None,
-        push: None,
-        job: Some(JobStep {
-            kind: "noop".into(),
-            args: None,
-            queue: None,
-        }),
-        max_attempts: None,
-    };
+    let step = StepDef::job("note", "noop");
     LifecycleConfig {
         cascades: TYPES
             .iter()

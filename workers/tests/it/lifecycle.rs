@@ -94,17 +94,6 @@ fn sql(statement: &str, params: &[&str]) -> Option<SqlStep> {
     })
 }
 
-fn step(name: &str) -> StepDef {
-    StepDef {
-        name: name.into(),
-        http: None,
-        sql: None,
-        push: None,
-        job: None,
-        max_attempts: None,
-    }
-}
-
 /// The cascades of the examples, on a game database of the test's own.
 fn cascades(service: &str) -> LifecycleConfig {
     let record = StepDef {
@@ -112,12 +101,12 @@ fn cascades(service: &str) -> LifecycleConfig {
             "INSERT INTO log (user_id, event_type, at) VALUES ($1, $2, $3)",
             &["user_id", "event_type", "occurred_at_ms"],
         ),
-        ..step("record")
+        ..StepDef::named("record")
     };
     let deleted = vec![
         StepDef {
             sql: sql("DELETE FROM sessions WHERE user_id = $1", &["user_id"]),
-            ..step("revoke-sessions")
+            ..StepDef::named("revoke-sessions")
         },
         StepDef {
             http: Some(HttpArgs {
@@ -129,14 +118,14 @@ fn cascades(service: &str) -> LifecycleConfig {
                 body: None,
             }),
             max_attempts: Some(2),
-            ..step("tell-accounts")
+            ..StepDef::named("tell-accounts")
         },
         StepDef {
             push: Some(PushStep {
                 kind: "account.goodbye".into(),
                 payload: Some(json!({ "user": "{user_id}" })),
             }),
-            ..step("goodbye")
+            ..StepDef::named("goodbye")
         },
     ];
     LifecycleConfig {
@@ -152,7 +141,7 @@ fn cascades(service: &str) -> LifecycleConfig {
                             args: Some(json!({ "user": "{user_id}" })),
                             queue: Some("lifecycle".into()),
                         }),
-                        ..step("audit")
+                        ..StepDef::named("audit")
                     },
                 ],
             ),

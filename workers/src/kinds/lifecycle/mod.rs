@@ -80,6 +80,32 @@ pub struct StepDef {
     pub max_attempts: Option<i64>,
 }
 
+impl StepDef {
+    /// A step named `name` that does nothing yet: set one of its actions.
+    pub fn named(name: &str) -> StepDef {
+        StepDef {
+            name: name.to_owned(),
+            http: None,
+            sql: None,
+            push: None,
+            job: None,
+            max_attempts: None,
+        }
+    }
+
+    /// A step that enqueues a job of `kind` with no args, on the kind's queue.
+    pub fn job(name: &str, kind: &str) -> StepDef {
+        StepDef {
+            job: Some(JobStep {
+                kind: kind.to_owned(),
+                args: None,
+                queue: None,
+            }),
+            ..StepDef::named(name)
+        }
+    }
+}
+
 /// A statement on a target, with event fields bound as text parameters `$1`, `$2`, …
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
