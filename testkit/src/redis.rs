@@ -49,12 +49,27 @@ pub struct PrivateRedis {
     /// Its port.
     pub port: u16,
     child: Option<Child>,
+    dir: Option<std::path::PathBuf>,
 }
 
 impl PrivateRedis {
     /// A server on `port`, not started yet.
     pub fn on(port: u16) -> PrivateRedis {
-        PrivateRedis { port, child: None }
+        PrivateRedis {
+            port,
+            child: None,
+            dir: None,
+        }
+    }
+
+    /// A server on `port` that keeps its data in `dir` (an append-only file, synced on every
+    /// write), so that its streams, groups and pending entries survive a restart.
+    pub fn persistent(port: u16, dir: &std::path::Path) -> PrivateRedis {
+        PrivateRedis {
+            port,
+            child: None,
+            dir: Some(dir.to_owned()),
+        }
     }
 
     /// Its URL.
@@ -65,9 +80,17 @@ impl PrivateRedis {
     /// Starts it (empty) and waits until it answers. Panics when `redis-server` cannot run
     /// (the test needs one, in CI and out of it).
     pub fn start(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--save", "", "--daemonize", "no"]);
+        match &self.dir {
+            Some(dir) => command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

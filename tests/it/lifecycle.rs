@@ -18,7 +18,8 @@ const EXAMPLE: &str = include_str!("../../examples/lifecycle/longshore.toml");
 /// The trace of the request that deleted user 1.
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-/// An accounts service that takes every call (204) and keeps each request's head.
+/// An accounts service that is busy for its first call (503, `Retry-After: 1`), takes every
+/// later one (204), and keeps each request's head.
 async fn accounts_service() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -30,11 +31,16 @@ async fn accounts_service() -> (String, Arc<Mutex<Vec<String>>>) {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
                 let n = socket.read(&mut buf).await.unwrap_or(0);
-                kept.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                let reply =
-                    "HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                let first = {
+                    let mut kept = kept.lock().unwrap();
+                    kept.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    kept.len() == 1
+                };
+                let reply = if first {
+                    "HTTP/1.1 503 Busy\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                };
                 let _ = socket.write_all(reply.as_bytes()).await;
             });
         }
@@ -215,19 +221,28 @@ async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
         3,
         "only user 1's identity went"
     );
-    // The accounts service was told once, in the trace of the request that deleted the user.
+    // The accounts service was busy at first: the step retried after its `Retry-After` while
+    // the other entries flowed on, and was told in the trace of the request that deleted the
+    // user, on each attempt.
     let heads = heads.lock().unwrap().clone();
-    assert_eq!(heads.len(), 1, "{heads:?}");
-    assert!(
-        heads[0].starts_with("POST /internal/users/1/deleted "),
-        "{}",
-        heads[0]
-    );
-    assert!(
-        heads[0].contains(&format!("traceparent: 00-{TRACE}-")),
-        "{}",
-        heads[0]
-    );
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    for head in &heads {
+        assert!(
+            head.starts_with("POST /internal/users/1/deleted "),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("traceparent: 00-{TRACE}-")),
+            "{head}"
+        );
+    }
+    let calls = longshore_jobs::admin::JobFilter {
+        kind: Some("http".into()),
+        ..Default::default()
+    };
+    let calls = db.store.list_jobs(&calls, None, 10).await.unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!((calls[0].attempt, calls[0].state), (2, JobState::Completed));
     let pushes = db.store.pushes_after(0, 10).await.unwrap();
     let mut kinds: Vec<(&str, &str)> = pushes
         .iter()
@@ -372,4 +387,144 @@ async fn readyz_names_an_ingester_that_cannot_reach_redis() {
     );
     let job = cli(&base, None, &["jobs", "enqueue", "noop", "--wait"]);
     ok(&job);
+}
+
+/// Acceptance of the ingesters under `kill -9`: 10,000 entries written by a pipelined
+/// producer, two `longshore worker` processes reading them as one group, one of them killed
+/// with SIGKILL three times while its batches sit between their commit and their `XACK` (a
+/// debug-only pause holds each batch there): every entry ends as exactly one job, found by its
+/// unique key, and nothing is left pending after the idle time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_entries_make_one_job_each_across_kill_9_of_an_ingester() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let Some(redis_url) = longshore_testkit::redis_url() else {
+        return;
+    };
+    let stream = format!("test:{}:kill9", uuid::Uuid::new_v4().simple());
+    let config = format!(
+        "[[ingesters]]\nredis_url = {redis_url:?}\nstream = {stream:?}\nbatch = 100\n\
+         block = \"100ms\"\nmin_idle = \"1s\"\n\n\
+         [[lifecycle.cascades.\"user.deleted\"]]\nname = \"note\"\njob = {{ kind = \"noop\" }}\n"
+    );
+    let path = db.path("longshore.toml");
+    std::fs::write(&path, config).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    // The jobs are not run here: the test is about making them.
+    db.store.pause_queue("lifecycle").await.unwrap();
+    let args = [&["worker", "--config", path.as_str()], crate::support::FAST].concat();
+    let env = [("LONGSHORE_TEST_INGEST_ACK_DELAY_MS", "150")];
+    let reading = |proc: &crate::support::Proc| proc.log_text().contains("ingester reading");
+    let steady = db.spawn_env("steady", &args, &env);
+    let mut victim = db.spawn_env("victim-0", &args, &env);
+    eventually(
+        Duration::from_secs(20),
+        "both ingesters reading",
+        || async { (reading(&steady) && reading(&victim)).then_some(()) },
+    )
+    .await;
+
+    let producer = {
+        let (url, stream) = (redis_url.clone(), stream.clone());
+        tokio::spawn(async move {
+            let mut conn = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            for chunk in 0..100_u64 {
+                let mut pipe = redis::pipe();
+                for i in chunk * 100..chunk * 100 + 100 {
+                    pipe.cmd("XADD")
+                        .arg(&stream)
+                        .arg("*")
+                        .arg("event_type")
+                        .arg("user.deleted")
+                        .arg("user_id")
+                        .arg(i % 997)
+                        .arg("occurred_at_ms")
+                        .arg(1_764_590_000_000 + i)
+                        .ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        })
+    };
+    for round in 1..=3 {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        victim.signal(libc::SIGKILL);
+        victim.wait_for_exit(Duration::from_secs(5));
+        victim = db.spawn_env(&format!("victim-{round}"), &args, &env);
+    }
+    producer.await.unwrap();
+
+    let pool = PgPool::connect(&db.url).await.unwrap();
+    let mut conn = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(90),
+        "a job per entry and nothing pending",
+        || async {
+            let jobs = scalar(&pool, "SELECT count(*) FROM jobs WHERE kind = 'lifecycle'").await;
+            let summary: redis::Value = redis::cmd("XPENDING")
+                .arg(&stream)
+                .arg("longshore")
+                .query_async(&mut conn.clone())
+                .await
+                .ok()?;
+            let pending = match summary {
+                redis::Value::Array(parts) => match parts.first() {
+                    Some(redis::Value::Int(n)) => *n,
+                    _ => -1,
+                },
+                _ => -1,
+            };
+            (jobs >= 10_000 && pending == 0).then_some(())
+        },
+    )
+    .await;
+    let ids: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 10_000);
+    let keys: Vec<String> = ids.iter().map(|(id, _)| format!("{stream}:{id}")).collect();
+    let matched: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT unique_key) FROM jobs WHERE kind = 'lifecycle' AND unique_key = ANY($1)",
+    )
+    .bind(&keys)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(matched, 10_000, "every entry has its job");
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM jobs WHERE kind = 'lifecycle'").await,
+        10_000,
+        "and no entry has two"
+    );
+    // The kills landed between commit and XACK: entries of a killed consumer were claimed.
+    let claimed = ["steady", "victim-1", "victim-2", "victim-3"]
+        .iter()
+        .map(|name| crate::support::read(&db.path(&format!("{name}.log"))))
+        .filter(|log| log.contains("claimed entries a stopped consumer left pending"))
+        .count();
+    assert!(
+        claimed >= 1,
+        "no entry was ever reclaimed: the kills missed the window"
+    );
+    drop(steady);
+    drop(victim);
+    let _: () = redis::cmd("DEL")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }

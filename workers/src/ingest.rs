@@ -434,6 +434,7 @@ impl Ingester {
                 Err(error) => dead.push((entry, error.to_string())),
             }
         }
+        pause_before_ack().await;
         self.acknowledge(conn, &entries, &dead).await?;
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         status.ingested += stored;
@@ -505,6 +506,26 @@ impl Ingester {
         }
     }
 }
+
+/// In debug builds, `LONGSHORE_TEST_INGEST_ACK_DELAY_MS` holds each batch between its commit
+/// and its `XACK`, so that the fault tests' `kill -9` lands in that window. Never in a
+/// release binary.
+#[cfg(debug_assertions)]
+async fn pause_before_ack() {
+    static DELAY: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("LONGSHORE_TEST_INGEST_ACK_DELAY_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis)
+    });
+    if let Some(delay) = delay {
+        tokio::time::sleep(*delay).await;
+    }
+}
+
+#[cfg(not(debug_assertions))]
+async fn pause_before_ack() {}
 
 async fn connect(url: &str, response: Duration) -> redis::RedisResult<MultiplexedConnection> {
     let client = redis::Client::open(url)?;

@@ -1,13 +1,16 @@
 //! The lifecycle workload:
-//! - L1: stream entries made into durable `lifecycle` jobs per second by one ingester (batches
-//!   of 200 in one transaction each), from a Redis Stream holding 20,000 entries of 1,000
-//!   users, until every entry is a job and acknowledged.
+//! - L1: lifecycle events made into durable `lifecycle` jobs per second by one ingester
+//!   (batches of 200, one transaction each): a pipelined producer writes 10,000 entries of
+//!   1,000 users to a Redis Stream (pipelines of 500) while the ingester reads; the clock runs
+//!   from the first entry written until every entry is a committed job, and the group's lag
+//!   and pending entries are read at the end.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use longshore_jobs::lifecycle::Ingesters;
 use longshore_jobs::{Client, Registry, kinds};
-use longshore_workers::ingest::{Ingester, IngesterConfig};
+use longshore_workers::ingest::{Ingester, IngesterConfig, IngesterSet};
 use longshore_workers::kinds::lifecycle::StepDef;
 use longshore_workers::kinds::{Lifecycle, LifecycleConfig};
 use serde_json::{Value, json};
@@ -15,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Database, connect};
 
-const ENTRIES: usize = 20_000;
+const ENTRIES: usize = 10_000;
 
 pub async fn l1(db: &Database, redis_url: &str) -> anyhow::Result<Value> {
     let store = connect(&db.url).await?;
@@ -33,7 +36,24 @@ pub async fn l1(db: &Database, redis_url: &str) -> anyhow::Result<Value> {
     let mut conn = redis::Client::open(redis_url)?
         .get_multiplexed_async_connection()
         .await?;
-    for chunk in (0..ENTRIES).collect::<Vec<_>>().chunks(1000) {
+    let ingester = Ingester::new(
+        IngesterConfig {
+            redis_url: Some(redis_url.to_owned()),
+            stream: stream.clone(),
+            block: Duration::from_millis(100),
+            ..IngesterConfig::default()
+        },
+        "bench",
+        client,
+        Arc::new(|t: &str| t == "user.deleted"),
+    );
+    let reports = IngesterSet::new(vec![ingester.reporter(true)]);
+    let stop = CancellationToken::new();
+    tokio::spawn(ingester.run(stop.clone()));
+    // The group exists before the first entry: the clock starts with the producer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    for chunk in (0..ENTRIES).collect::<Vec<_>>().chunks(500) {
         let mut pipe = redis::pipe();
         for n in chunk {
             let at = (1_764_590_000_000 + n).to_string();
@@ -50,20 +70,7 @@ pub async fn l1(db: &Database, redis_url: &str) -> anyhow::Result<Value> {
         }
         pipe.query_async::<()>(&mut conn).await?;
     }
-    let ingester = Ingester::new(
-        IngesterConfig {
-            redis_url: Some(redis_url.to_owned()),
-            stream: stream.clone(),
-            block: Duration::from_millis(100),
-            ..IngesterConfig::default()
-        },
-        "bench",
-        client,
-        Arc::new(|t: &str| t == "user.deleted"),
-    );
-    let stop = CancellationToken::new();
-    let started = Instant::now();
-    tokio::spawn(ingester.run(stop.clone()));
+    let produced = started.elapsed().as_secs_f64();
     loop {
         let counts = store.count_by_state(Some("lifecycle")).await?;
         if counts.values().sum::<i64>() >= ENTRIES as i64 {
@@ -76,6 +83,8 @@ pub async fn l1(db: &Database, redis_url: &str) -> anyhow::Result<Value> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = reports.reports().await.pop().unwrap_or_default();
     stop.cancel();
     let _: () = redis::cmd("DEL")
         .arg(&stream)
@@ -84,5 +93,8 @@ pub async fn l1(db: &Database, redis_url: &str) -> anyhow::Result<Value> {
     Ok(json!({
         "entries": ENTRIES,
         "entries_per_s": ENTRIES as f64 / elapsed,
+        "produced_per_s": ENTRIES as f64 / produced,
+        "lag_at_end": report.lag.map_or(-1, |lag| lag as i64),
+        "pending_at_end": report.pending,
     }))
 }

@@ -160,9 +160,10 @@ async fn unique_job(store: &Store, key: &str) -> usize {
     store.list_jobs(&filter, None, 10).await.unwrap().len()
 }
 
-/// 40 good entries become 40 jobs keyed by their entry ids; an entry missing a field, one
-/// whose time is not milliseconds, one of an unknown type and one that is not UTF-8 go to the
-/// dead letters with their reason and fields; nothing stays pending.
+/// 45 good entries become 45 jobs keyed by their entry ids; an entry missing a field, times
+/// that are not positive milliseconds (`yesterday`, `0`, `-5`, `NaN`), an unknown and a
+/// differently-cased type, and bytes that are not UTF-8 go to the dead letters with their
+/// reason, id and fields, and the entries behind them flow on; nothing stays pending.
 async fn turns_each_entry_into_one_job_and_dead_letters_the_rest(db: TestDb) {
     let Some(url) = redis_url() else { return };
     let config = config(&url);
@@ -171,7 +172,7 @@ async fn turns_each_entry_into_one_job_and_dead_letters_the_rest(db: TestDb) {
     for n in 0..40 {
         ids.push(add_event(&mut conn, &config.stream, &format!("u{}", n % 7), n).await);
     }
-    let bad: [(Fields<'_>, &str); 4] = [
+    let bad: [(Fields<'_>, &str); 8] = [
         (
             &[("event_type", b"user.deleted"), ("occurred_at_ms", b"5")],
             "user_id: is missing",
@@ -180,13 +181,45 @@ async fn turns_each_entry_into_one_job_and_dead_letters_the_rest(db: TestDb) {
             &[
                 ("event_type", b"user.deleted"),
                 ("user_id", b"1"),
-                ("occurred_at_ms", b"soon"),
+                ("occurred_at_ms", b"yesterday"),
+            ],
+            "occurred_at_ms",
+        ),
+        (
+            &[
+                ("event_type", b"user.deleted"),
+                ("user_id", b"1"),
+                ("occurred_at_ms", b"0"),
+            ],
+            "occurred_at_ms",
+        ),
+        (
+            &[
+                ("event_type", b"user.deleted"),
+                ("user_id", b"1"),
+                ("occurred_at_ms", b"-5"),
+            ],
+            "occurred_at_ms",
+        ),
+        (
+            &[
+                ("event_type", b"user.deleted"),
+                ("user_id", b"1"),
+                ("occurred_at_ms", b"NaN"),
             ],
             "occurred_at_ms",
         ),
         (
             &[
                 ("event_type", b"user.renamed"),
+                ("user_id", b"1"),
+                ("occurred_at_ms", b"5"),
+            ],
+            "no cascade handles",
+        ),
+        (
+            &[
+                ("event_type", b"User.Deleted"),
                 ("user_id", b"1"),
                 ("occurred_at_ms", b"5"),
             ],
@@ -205,20 +238,24 @@ async fn turns_each_entry_into_one_job_and_dead_letters_the_rest(db: TestDb) {
     for (fields, _) in &bad {
         bad_ids.push(add(&mut conn, &config.stream, fields).await);
     }
+    // The stream keeps flowing behind them.
+    for n in 40..45 {
+        ids.push(add_event(&mut conn, &config.stream, &format!("u{}", n % 7), n).await);
+    }
     let ingester = Ingester::new(config.clone(), "p1", client(&db.store), known());
     let reporter = IngesterSet::new(vec![ingester.reporter(true)]);
     let stop = start(ingester);
-    eventually(Duration::from_secs(20), "40 jobs", || async {
-        (lifecycle_jobs(&db.store).await == 40).then_some(())
+    eventually(Duration::from_secs(20), "45 jobs", || async {
+        (lifecycle_jobs(&db.store).await == 45).then_some(())
     })
     .await;
     for id in &ids {
         let key = format!("{}:{id}", config.stream);
         assert_eq!(unique_job(&db.store, &key).await, 1, "entry {id}");
     }
-    let dead = eventually(Duration::from_secs(10), "4 dead letters", || async {
+    let dead = eventually(Duration::from_secs(10), "8 dead letters", || async {
         let dead = dead_letters(&mut redis(&url).await, &config).await;
-        (dead.len() == 4).then_some(dead)
+        (dead.len() == 8).then_some(dead)
     })
     .await;
     for ((_, why), (dead, id)) in bad.iter().zip(dead.iter().zip(&bad_ids)) {
@@ -232,11 +269,11 @@ async fn turns_each_entry_into_one_job_and_dead_letters_the_rest(db: TestDb) {
     }
     assert_eq!(pending(&mut conn, &config).await, 0);
     let reports = reporter.reports().await;
-    assert_eq!(reports[0].dead_lettered, 4);
-    assert_eq!(reports[0].ingested, 40);
+    assert_eq!(reports[0].dead_lettered, 8);
+    assert_eq!(reports[0].ingested, 45);
     assert_eq!(reports[0].pending, 0);
     assert_eq!(reports[0].lag, Some(0));
-    assert_eq!(reports[0].last_entry_id.as_ref(), bad_ids.last());
+    assert_eq!(reports[0].last_entry_id.as_ref(), ids.last());
     assert!(reporter.degraded().is_empty());
     stop.cancel();
 }
@@ -403,5 +440,94 @@ async fn reconnects_when_redis_is_down_at_start_and_after_a_restart() {
         (lifecycle_jobs(&db.store).await == 10).then_some(())
     })
     .await;
+    stop.cancel();
+}
+
+/// Redis (keeping its data on disk) is killed and restarted while entries are written and
+/// ingested: the ingester reconnects, the stream, the group and its pending entries come back,
+/// and every entry of the stream ends as exactly one job, with nothing pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_during_ingestion_loses_and_doubles_nothing() {
+    let db = TestDb::new(longshore_testkit::Backend::Sqlite)
+        .await
+        .unwrap();
+    let data = longshore_testkit::TempDir::new().unwrap();
+    let mut server = PrivateRedis::persistent(free_port(), data.path());
+    server.start();
+    let config = IngesterConfig {
+        redis_url: Some(server.url()),
+        ..config("unused")
+    };
+    let stop = start(Ingester::new(
+        config.clone(),
+        "p",
+        client(&db.store),
+        known(),
+    ));
+    // The producer: 2,000 entries in pipelines of 20, retrying while Redis is away.
+    let url = server.url();
+    let stream = config.stream.clone();
+    let producer = tokio::spawn(async move {
+        let mut n = 0;
+        while n < 2_000 {
+            let sent = async {
+                let mut conn = redis::Client::open(url.as_str())?
+                    .get_multiplexed_async_connection()
+                    .await?;
+                let mut pipe = redis::pipe();
+                for i in n..n + 20 {
+                    pipe.cmd("XADD")
+                        .arg(&stream)
+                        .arg("*")
+                        .arg("event_type")
+                        .arg(TYPES[i % 2])
+                        .arg("user_id")
+                        .arg(format!("u{}", i % 50))
+                        .arg("occurred_at_ms")
+                        .arg(1_764_590_000_000_u64 + i as u64)
+                        .ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await
+            };
+            match sent.await {
+                Ok(()) => n += 20,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.start();
+    producer.await.unwrap();
+    let mut conn = redis(&server.url()).await;
+    let length: usize = redis::cmd("XLEN")
+        .arg(&config.stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(length >= 2_000, "the stream survived the restart: {length}");
+    eventually(
+        Duration::from_secs(60),
+        "a job per entry, nothing pending",
+        || async {
+            let jobs = lifecycle_jobs(&db.store).await;
+            let pending = pending(&mut redis(&server.url()).await, &config).await;
+            (jobs == length && pending == 0).then_some(())
+        },
+    )
+    .await;
+    let entries: RawEntries = redis::cmd("XRANGE")
+        .arg(&config.stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for (id, _) in &entries {
+        let key = format!("{}:{id}", config.stream);
+        assert_eq!(unique_job(&db.store, &key).await, 1, "entry {id}");
+    }
     stop.cancel();
 }

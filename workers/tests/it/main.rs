@@ -14,6 +14,7 @@ mod lifecycle;
 mod rescue;
 mod runtime;
 mod schedules;
+mod sequences;
 mod shutdown;
 
 pub use support::per_backend;
