@@ -308,24 +308,13 @@ async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
     );
     let event = json!({ "event_id": "a1", "event_type": "user.blocked", "user_id": "4",
         "occurred_at_ms": 1764590000009_i64, "reason_code": "spam" });
-    let first: Value = http
-        .post(format!("{base}/api/v1/lifecycle-events"))
-        .json(&event)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let again: Value = http
-        .post(format!("{base}/api/v1/lifecycle-events"))
-        .json(&event)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let send = || async {
+        let answer = http
+            .post(format!("{base}/api/v1/lifecycle-events"))
+            .json(&event);
+        answer.send().await.unwrap().json::<Value>().await.unwrap()
+    };
+    let (first, again) = (send().await, send().await);
     assert_eq!(first["duplicate"], false, "{first}");
     assert_eq!(again["duplicate"], true, "{again}");
     assert_eq!(first["job_id"], again["job_id"]);
