@@ -59,6 +59,11 @@ pub struct IngesterConfig {
     pub max_deliveries: u32,
     /// The dead-letter stream. Defaults to `{stream}:dead`.
     pub dead_letter: Option<String>,
+    /// How long a consumer holding nothing may stay silent before it is deleted from the
+    /// group (each process start has its own; a live one reads every `block`). Defaults to
+    /// 1 h.
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
 }
 
 impl Default for IngesterConfig {
@@ -74,6 +79,7 @@ impl Default for IngesterConfig {
             min_idle: Duration::from_secs(60),
             max_deliveries: 5,
             dead_letter: None,
+            forget_after: Duration::from_secs(3600),
         }
     }
 }
@@ -105,6 +111,12 @@ impl IngesterConfig {
         }
         if self.min_idle < Duration::from_millis(10) {
             return Err(("min_idle", "must be at least 10ms".to_owned()));
+        }
+        if self.forget_after < self.block * 10 {
+            return Err((
+                "forget_after",
+                "must be at least ten times block".to_owned(),
+            ));
         }
         if self.max_deliveries == 0 {
             return Err(("max_deliveries", "must be at least 1".to_owned()));
@@ -338,10 +350,42 @@ impl Ingester {
                 self.handle(conn, entries, counts, shutdown).await?;
             }
             if next == "0-0" || next.is_empty() {
-                return Ok(());
+                break;
             }
             cursor = next;
         }
+        self.forget_gone_consumers(conn).await?;
+        Ok(())
+    }
+
+    /// Deletes the consumers of stopped processes (each start has its own) once they hold
+    /// nothing and have not read for `forget_after`: a live consumer reads every `block`.
+    async fn forget_gone_consumers(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> redis::RedisResult<()> {
+        let consumers: Value = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.config.stream)
+            .arg(&self.config.group)
+            .query_async(conn)
+            .await?;
+        for consumer in fields_of(&consumers) {
+            let name = consumer.get("name").and_then(text).unwrap_or_default();
+            let pending = consumer.get("pending").and_then(int).unwrap_or(1);
+            let idle = consumer.get("idle").and_then(int).unwrap_or(0);
+            let silent = Duration::from_millis(idle) > self.config.forget_after;
+            if name != self.consumer && pending == 0 && silent {
+                let _: Value = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&self.config.stream)
+                    .arg(&self.config.group)
+                    .arg(&name)
+                    .query_async(conn)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// How often each entry was delivered, from the group's pending list.

@@ -57,6 +57,7 @@ fn config(url: &str) -> IngesterConfig {
         block: Duration::from_millis(100),
         min_idle: Duration::from_millis(300),
         max_deliveries: 3,
+        forget_after: Duration::from_secs(1),
         ..IngesterConfig::default()
     }
 }
@@ -150,6 +151,20 @@ async fn dead_letters(
                 .collect()
         })
         .collect()
+}
+
+/// Every text in a reply, depth first.
+fn texts(value: &redis::Value) -> Vec<String> {
+    match value {
+        redis::Value::BulkString(bytes) => vec![String::from_utf8_lossy(bytes).into_owned()],
+        redis::Value::SimpleString(s) => vec![s.clone()],
+        redis::Value::Array(items) => items.iter().flat_map(texts).collect(),
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .flat_map(|(k, v)| texts(k).into_iter().chain(texts(v)))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 async fn unique_job(store: &Store, key: &str) -> usize {
@@ -364,6 +379,25 @@ async fn a_redelivered_entry_never_makes_a_second_job(db: TestDb) {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0]["original_id"], poison);
     assert!(dead[0]["reason"].contains("delivered"), "{dead:?}");
+    // The dead consumer, holding nothing now, is forgotten once silent past `forget_after`.
+    eventually(
+        Duration::from_secs(10),
+        "the dead consumer forgotten",
+        || async {
+            let consumers: redis::Value = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&config.stream)
+                .arg(&config.group)
+                .query_async(&mut redis(&url).await)
+                .await
+                .ok()?;
+            let listed = texts(&consumers);
+            let gone = listed.iter().any(|t| t == "gone@old");
+            let live = listed.iter().any(|t| t.ends_with("@p2"));
+            (!gone && live).then_some(())
+        },
+    )
+    .await;
     stop.cancel();
 }
 

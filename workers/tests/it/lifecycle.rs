@@ -24,6 +24,7 @@ crate::per_backend!(
     runs_a_cascade_step_by_step_and_reports_each_outcome,
     a_failed_step_fails_the_event_until_it_is_retried,
     retrying_the_failed_event_retries_only_its_failed_step,
+    a_step_made_already_is_tracked_not_made_again,
     runs_each_users_events_one_at_a_time_in_their_order,
 );
 
@@ -348,6 +349,43 @@ async fn retrying_the_failed_event_retries_only_its_failed_step(db: TestDb) {
         attempts,
         [1, 2, 1],
         "only tell-accounts ran again: {result}"
+    );
+    world.pool.stop().await;
+}
+
+/// A step job that exists already under its key (made by an attempt whose progress was lost)
+/// is the one the event waits for and reports; no second one is made.
+async fn a_step_made_already_is_tracked_not_made_again(db: TestDb) {
+    let service = serve().await;
+    db.store.pause_queue("lifecycle").await.unwrap();
+    let world = world(&db, &service.base).await;
+    let id = send(&world.client, event("user.blocked", "7", 1_000), "e1").await;
+    let made = world
+        .client
+        .enqueue(longshore_jobs::EnqueueRequest {
+            queue: Some("lifecycle".into()),
+            unique: Some(longshore_jobs::UniqueOptions {
+                key: format!("{id}:audit"),
+                scope: longshore_jobs::UniqueScope::Any,
+                window: None,
+            }),
+            ..longshore_jobs::EnqueueRequest::new("noop", json!({}))
+        })
+        .await
+        .unwrap()
+        .id;
+    db.store.resume_queue("lifecycle").await.unwrap();
+    let done = settled(&db.store, id, JobState::Completed).await;
+    let result = done.result.unwrap();
+    assert_eq!(result["steps"][1]["name"], "audit");
+    assert_eq!(result["steps"][1]["job_id"], made.to_string(), "{result}");
+    let filter = longshore_jobs::admin::JobFilter {
+        unique_key: Some(format!("{id}:audit")),
+        ..Default::default()
+    };
+    assert_eq!(
+        db.store.list_jobs(&filter, None, 10).await.unwrap().len(),
+        1
     );
     world.pool.stop().await;
 }

@@ -351,12 +351,21 @@ impl Lifecycle {
             children.push(child);
         }
         let value = serde_json::to_value(&progress).unwrap_or_default();
-        match job.enqueue_with_progress(children, &value).await? {
-            Some(_) => Ok(progress),
-            None => Err(JobError::retry(anyhow_like(
+        let Some(stored) = job.enqueue_with_progress(children, &value).await? else {
+            return Err(JobError::retry(anyhow_like(
                 "lost the lease before the steps were stored".to_owned(),
-            ))),
+            )));
+        };
+        // Steps made already (by an attempt whose progress was lost) are answered by their
+        // unique keys: track those jobs, not the ones just prepared.
+        if stored.iter().any(|e| e.duplicate) {
+            for (child, enqueued) in progress.steps.iter_mut().zip(&stored) {
+                child.job = enqueued.id;
+            }
+            job.save_progress(&serde_json::to_value(&progress).unwrap_or_default())
+                .await?;
         }
+        Ok(progress)
     }
 }
 
