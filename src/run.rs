@@ -104,7 +104,8 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
     let registry = registry(&config, &store, &targets);
     reconcile_sweeps(&config, &store, &registry, &targets).await?;
     reconcile_schedules(&config, &store, &registry).await?;
-    check_cascades(&config, &Client::new(store.clone(), Arc::clone(&registry)))?;
+    let client = Client::new(store.clone(), Arc::clone(&registry));
+    check_cascades(&config, &client)?;
     if role != Role::Worker {
         longshore_api::check_exposure(&config.api, &store)
             .await
@@ -136,23 +137,15 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
             });
     }
     announce(&config, role, listener.as_ref(), &pool_config);
-    let ingesters = start_ingesters(
-        &config,
-        role,
-        &Client::new(store.clone(), Arc::clone(&registry)),
-        &shutdown,
-    );
+    let ingesters = start_ingesters(&config, role, &client, &shutdown);
     let workers = (role != Role::Api).then(|| {
-        let relay = kinds::webhook::relay::Relay::new(
-            Client::new(store.clone(), Arc::clone(&registry)),
-            RELAY_INTERVAL,
-        );
+        let relay = kinds::webhook::relay::Relay::new(client.clone(), RELAY_INTERVAL);
         tokio::spawn(relay.run(shutdown.clone()));
         let pool = Pool::new(pool_config, store.clone(), Arc::clone(&registry));
         tokio::spawn(pool.run(shutdown.clone()))
     });
     if let Some(listener) = listener {
-        let state = ApiState::new(Client::new(store, registry), config.api.clone())
+        let state = ApiState::new(client, config.api.clone())
             .with_targets(targets)
             .with_webhooks(
                 config.secrets.keyring().unwrap_or_default(),

@@ -194,14 +194,7 @@ pub const FAST: &[&str] = &[
     "200ms",
 ];
 
-/// A port nobody listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use longshore_testkit::free_port;
 
 /// Runs the CLI against the API at `base`, with `token` if any.
 pub fn cli(base: &str, token: Option<&str>, args: &[&str]) -> std::process::Output {

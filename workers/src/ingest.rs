@@ -167,7 +167,7 @@ struct Entry {
     fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A failure that ends the current connection (the ingester reconnects), or the database's.
+/// Why a connection's reading ended: Redis failed (the ingester reconnects), or shutdown.
 #[derive(Debug)]
 enum Failure {
     Redis(redis::RedisError),

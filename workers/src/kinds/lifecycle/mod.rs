@@ -342,7 +342,7 @@ impl Lifecycle {
             let child = job
                 .client
                 .prepare(request)
-                .map_err(|e| JobError::fatal(anyhow_like(format!("step {}: {e}", step.name))))?;
+                .map_err(|e| JobError::fatal(format!("step {}: {e}", step.name)))?;
             progress.steps.push(Child {
                 name: step.name.clone(),
                 kind,
@@ -352,9 +352,9 @@ impl Lifecycle {
         }
         let value = serde_json::to_value(&progress).unwrap_or_default();
         let Some(stored) = job.enqueue_with_progress(children, &value).await? else {
-            return Err(JobError::retry(anyhow_like(
+            return Err(JobError::retry(
                 "lost the lease before the steps were stored".to_owned(),
-            )));
+            ));
         };
         // Steps made already (by an attempt whose progress was lost) are answered by their
         // unique keys: track those jobs, not the ones just prepared.
@@ -367,11 +367,6 @@ impl Lifecycle {
         }
         Ok(progress)
     }
-}
-
-/// An error that is only a message.
-fn anyhow_like(message: String) -> Box<dyn std::error::Error + Send + Sync> {
-    message.into()
 }
 
 impl Kind for Lifecycle {
@@ -399,10 +394,10 @@ impl Kind for Lifecycle {
     async fn run(&self, job: JobContext, args: LifecycleArgs) -> JobResult {
         let event = &args.event;
         let Some(steps) = self.config.cascades.get(&event.event_type) else {
-            return Err(JobError::fatal(anyhow_like(format!(
+            return Err(JobError::fatal(format!(
                 "no cascade handles {:?} any more",
                 event.event_type
-            ))));
+            )));
         };
         let store = job.client.store();
         let saved = store.job_progress(job.id).await?;
@@ -453,10 +448,10 @@ impl Kind for Lifecycle {
             let value = serde_json::to_value(&progress).unwrap_or_default();
             job.save_progress(&value).await?;
             let error = error.unwrap_or_else(|| "no error recorded".to_owned());
-            return Err(JobError::fatal(anyhow_like(format!(
+            return Err(JobError::fatal(format!(
                 "step {} ({}, job {}) failed: {error}",
                 child.name, child.kind, child.job
-            ))));
+            )));
         }
         if waiting {
             if progress.failed.take().is_some() {

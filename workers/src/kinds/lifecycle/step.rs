@@ -41,10 +41,6 @@ impl Step {
     }
 }
 
-fn fatal(message: String) -> JobError {
-    JobError::fatal(Box::<dyn std::error::Error + Send + Sync>::from(message))
-}
-
 impl Kind for Step {
     const NAME: &'static str = NAME;
     type Args = StepArgs;
@@ -65,7 +61,7 @@ impl Kind for Step {
             .get(event_type)
             .and_then(|steps| steps.iter().find(|s| s.name == args.step))
             .ok_or_else(|| {
-                fatal(format!(
+                JobError::fatal(format!(
                     "the cascade of {event_type:?} has no step {:?} any more",
                     args.step
                 ))
@@ -93,14 +89,14 @@ impl Kind for Step {
                 kind: push.kind.clone(),
                 payload,
             };
-            push.check("").map_err(|e| fatal(e.to_string()))?;
+            push.check("").map_err(|e| JobError::fatal(e.to_string()))?;
             let stored = job.client.store().insert_pushes(&[push]).await?;
             let stored = stored
                 .first()
-                .ok_or_else(|| fatal("the push was not stored".to_owned()))?;
+                .ok_or_else(|| JobError::fatal("the push was not stored"))?;
             return Ok(json!({ "position": stored.position, "duplicate": stored.duplicate }));
         }
-        Err(fatal(format!(
+        Err(JobError::fatal(format!(
             "step {:?} is not a sql or push step",
             args.step
         )))
