@@ -29,15 +29,18 @@ async fn finishes_in_flight_jobs_and_hands_back_unstarted_ones(db: TestDb) {
     );
     let mut ids = Vec::new();
     for _ in 0..10 {
-        ids.push(enqueue(&client, "sleep", json!({ "ms": 600 })).await);
+        ids.push(enqueue(&client, "test.hangs", json!({ "ms": 600 })).await);
     }
     let pool = RunningPool::start(config, db.store.clone(), Arc::new(registry()));
+    // Claimed shows `running` before the handler starts (a loaded machine may take a while):
+    // wait for two handlers to have started, and four more jobs claimed behind them.
     eventually(
         Duration::from_secs(5),
         "two jobs run and four wait claimed",
         || async {
             let counts = db.store.count_by_state(None).await.unwrap();
-            (counts.get(&JobState::Running) == Some(&6)).then_some(())
+            let started = ids.iter().filter(|id| Hangs::started(**id)).count();
+            (counts.get(&JobState::Running) == Some(&6) && started == 2).then_some(())
         },
     )
     .await;

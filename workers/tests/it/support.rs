@@ -167,8 +167,8 @@ impl Kind for Snoozer {
     }
 }
 
-/// Notes that its handler started, then hangs for a minute: for tests that must know a
-/// handler runs (a claimed job shows `running` before its handler starts).
+/// Notes that its handler started, then hangs for `ms` (a minute when absent): for tests that
+/// must know a handler runs (a claimed job shows `running` before its handler starts).
 pub struct Hangs;
 
 static HANGING: Mutex<Vec<JobId>> = Mutex::new(Vec::new());
@@ -184,9 +184,10 @@ impl Kind for Hangs {
     const NAME: &'static str = "test.hangs";
     type Args = serde_json::Value;
 
-    async fn run(&self, job: JobContext, _args: serde_json::Value) -> JobResult {
+    async fn run(&self, job: JobContext, args: serde_json::Value) -> JobResult {
         HANGING.lock().unwrap().push(job.id);
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        let ms = args["ms"].as_u64().unwrap_or(60_000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(serde_json::Value::Null)
     }
 }
