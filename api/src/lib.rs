@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use longshore_jobs::target::Targets;
 use longshore_jobs::{Client, Store};
-use poem::{Endpoint, EndpointExt, Route};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::OpenApiService;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub mod auth;
 pub mod bulk;
 mod cursor;
+pub mod dashboard;
 pub mod events;
 mod middleware;
 pub mod model;
@@ -263,7 +264,8 @@ pub async fn check_exposure(config: &ApiConfig, store: &Store) -> Result<(), Str
     }
 }
 
-/// The whole HTTP surface: `/healthz`, `/readyz` and `/api/v1` with its spec and docs.
+/// The whole HTTP surface: the dashboard at `/`, `/healthz`, `/readyz` and `/api/v1` with its
+/// spec and docs.
 pub fn app(state: ApiState) -> impl Endpoint {
     let api = OpenApiService::new(
         routes::apis(state.clone()),
@@ -284,13 +286,19 @@ pub fn app(state: ApiState) -> impl Endpoint {
         ("/api/v1", api.spec()),
         ("", health.spec()),
     ]));
+    let health = Arc::new(health.into_endpoint());
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     Route::new()
         .nest("/api/v1/openapi.json", spec)
         .nest("/api/v1/docs", docs)
         .nest("/api/v1", api)
-        .nest("/", health)
+        .at("/", dashboard::Dashboard)
+        .at("/index.html", dashboard::Dashboard)
+        .at("/favicon.svg", dashboard::Dashboard)
+        .nest_no_strip("/assets", dashboard::Dashboard)
+        .at("/healthz", health.clone())
+        .at("/readyz", health)
         // A panic in a route is a 500 problem, never a connection dropped without an answer.
         .with(poem::middleware::CatchPanic::new().with_handler(middleware::panic_problem))
         .around(middleware::around)

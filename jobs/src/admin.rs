@@ -38,6 +38,9 @@ pub struct JobFilter {
     /// Only the job enqueued with this unique key (which job a stream entry became).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unique_key: Option<String>,
+    /// Only the jobs whose last error contains this text (case as written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `args.<path>=value`: the scalar at `path` inside a job's args, as text, equals `value`.
@@ -99,6 +102,7 @@ impl JobFilter {
             ("kind", &self.kind),
             ("tag", &self.tag),
             ("unique_key", &self.unique_key),
+            ("error", &self.error),
         ] {
             if let Some(text) = text {
                 check_text(field, text)?;

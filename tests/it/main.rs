@@ -1,10 +1,12 @@
 //! End-to-end tests of the real `longshore` binary: crashes, poison jobs, shutdown, config.
 
+mod browser;
 mod support;
 
 mod api;
 mod cli;
 mod crash;
+mod dashboard;
 mod faults;
 mod hostile_http;
 mod lifecycle;

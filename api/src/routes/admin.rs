@@ -1,4 +1,4 @@
-//! `/tokens` and `/audit`, for `admin` tokens.
+//! `/tokens` and `/audit`, for `admin` tokens; `/session`, who a token is, for anyone.
 
 use longshore_jobs::admin::{Scope, new_token};
 use poem_openapi::param::{Path, Query};
@@ -25,6 +25,17 @@ pub struct TokenBody {
     pub scopes: Vec<ScopeView>,
 }
 
+/// Who the caller is: what the dashboard shows, and which actions it offers.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+pub struct SessionView {
+    /// `token:<name>`, or `local` when no token exists and the server listens on loopback.
+    pub actor: String,
+    /// What the caller may do.
+    pub scope: ScopeView,
+    /// Whether requests need a token.
+    pub auth_required: bool,
+}
+
 #[derive(ApiResponse)]
 enum TokenCreated {
     /// Created. `token` is shown only here.
@@ -45,6 +56,16 @@ pub struct AdminApi {
 
 #[OpenApi(tag = "Tag::Admin")]
 impl AdminApi {
+    /// Who the caller is and what it may do (any token, or none in local mode).
+    #[oai(path = "/session", method = "get", operation_id = "get_session")]
+    async fn session(&self, auth: Auth) -> Result<Json<SessionView>, ApiError> {
+        Ok(Json(SessionView {
+            actor: auth.0.actor.clone(),
+            scope: auth.0.scope.into(),
+            auth_required: auth.0.token_id.is_some(),
+        }))
+    }
+
     /// Every token, revoked ones included (never their secrets).
     #[oai(path = "/tokens", method = "get", operation_id = "list_tokens")]
     async fn tokens(&self, auth: Auth) -> Result<Json<Vec<TokenView>>, ApiError> {

@@ -1,5 +1,6 @@
 //! `/events` (JSON pages) and `/events/stream` (SSE): the outbox, resumable by event id.
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use longshore_jobs::admin::Scope;
 use longshore_jobs::{EventId, JobId};
@@ -207,6 +208,13 @@ impl EventsApi {
             .events
             .stream(after.0, move |event| filter.matches(event))
             .await?;
+        // The stream opens with `retry: 1000` (the reconnection delay an `EventSource` uses,
+        // and no event), so the response starts at once: a client knows it is connected
+        // before the first event.
+        let opening = StreamMessage {
+            event: None,
+            notice: StreamNotice::default(),
+        };
         let messages = super::stream_messages(
             subscription,
             |item| StreamMessage {
@@ -221,7 +229,8 @@ impl EventsApi {
                 notice: StreamNotice::cutoff(reason),
             },
         );
-        Ok(EventStream::new(messages)
+        let messages = futures::stream::once(std::future::ready(opening)).chain(messages);
+        Ok(EventStream::new(messages.boxed())
             .keep_alive(self.state.shared.config.sse_heartbeat)
             .to_event(|message| {
                 use poem_openapi::types::ToJSON;
@@ -231,6 +240,7 @@ impl EventsApi {
                     Some(event) => SseEvent::message(event.to_json_string())
                         .id(event.id.to_string())
                         .event_type(event.event_type.clone()),
+                    None if message.notice.is_empty() => SseEvent::retry(1000),
                     None => message.notice.sse(message.to_json_string()),
                 }
             }))

@@ -362,6 +362,7 @@ impl JobsApi {
         created_before: Query<Option<DateTime<Utc>>>,
         #[oai(validator(max_length = 36))] id_prefix: Query<Option<String>>,
         #[oai(validator(min_length = 1, max_length = 512))] unique_key: Query<Option<String>>,
+        #[oai(validator(min_length = 1, max_length = 200))] error: Query<Option<String>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 200))] cursor: Query<Option<String>>,
     ) -> Result<Json<JobPage>, ApiError> {
@@ -382,6 +383,7 @@ impl JobsApi {
                 .transpose()
                 .map_err(|message| ApiError::invalid("id_prefix", message))?,
             unique_key: unique_key.0,
+            error: error.0,
         };
         filter.validate()?;
         let limit = limit.0.unwrap_or(50).min(MAX_LIMIT);

@@ -19,6 +19,7 @@ use crate::problem::ApiError;
 
 pub mod admin;
 pub mod events;
+pub mod failures;
 pub mod health;
 pub mod jobs;
 pub mod lifecycle;
@@ -58,6 +59,7 @@ pub(crate) fn apis(
     state: ApiState,
 ) -> (
     jobs::JobsApi,
+    failures::FailuresApi,
     operations::OperationsApi,
     queues::QueuesApi,
     events::EventsApi,
@@ -70,6 +72,9 @@ pub(crate) fn apis(
 ) {
     (
         jobs::JobsApi {
+            state: state.clone(),
+        },
+        failures::FailuresApi {
             state: state.clone(),
         },
         operations::OperationsApi {
@@ -142,6 +147,11 @@ impl StreamNotice {
     }
 
     /// A cutoff's notice.
+    /// Whether the notice says nothing (the stream's opening).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.requested.is_none() && self.pruned_through.is_none() && self.cutoff.is_none()
+    }
+
     pub(crate) fn cutoff(reason: String) -> StreamNotice {
         StreamNotice {
             cutoff: Some(reason),

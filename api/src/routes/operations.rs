@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::jobs::MAX_LIMIT;
 use super::{Tag, audit, idempotent};
-use crate::auth::Auth;
+use crate::auth::{Auth, Principal};
 use crate::model::{ActionView, OperationPage, OperationView, State};
 use crate::problem::ApiError;
 use crate::{ApiState, cursor};
@@ -50,6 +50,12 @@ pub struct SelectorBody {
     /// Values inside the args: `{"user.id": "42"}`.
     #[oai(default)]
     pub args: std::collections::BTreeMap<String, String>,
+    /// Only jobs whose last error contains this text.
+    #[oai(
+        skip_serializing_if_is_none,
+        validator(min_length = 1, max_length = 200)
+    )]
+    pub error: Option<String>,
 }
 
 /// A bulk operation to run, or with `dry_run`, to count.
@@ -73,7 +79,7 @@ pub struct DryRun {
 }
 
 #[derive(ApiResponse)]
-enum Started {
+pub(crate) enum Started {
     /// The dry run's count; nothing changed.
     #[oai(status = 200)]
     DryRun(Json<DryRun>),
@@ -110,6 +116,7 @@ pub fn job_filter(body: &SelectorBody) -> Result<JobFilter, ApiError> {
         created_before: body.created_before,
         args,
         ids: body.ids.iter().copied().map(JobId).collect(),
+        error: body.error.clone(),
         ..JobFilter::default()
     };
     filter.validate().map_err(|e| match e {
@@ -135,6 +142,56 @@ pub fn job_filter(body: &SelectorBody) -> Result<JobFilter, ApiError> {
     Ok(filter)
 }
 
+/// Counts the jobs of `filter` (`dry_run`), or starts the operation that acts on them in the
+/// background, audited, and idempotent by `key` over `body`.
+pub(crate) async fn start<B: serde::Serialize>(
+    state: &ApiState,
+    who: &Principal,
+    action: ActionView,
+    filter: JobFilter,
+    dry_run: bool,
+    key: Option<String>,
+    body: &B,
+) -> Result<Started, ApiError> {
+    if dry_run {
+        let matched = state.store().count_jobs(&filter).await?;
+        return Ok(Started::DryRun(Json(DryRun { matched })));
+    }
+    let action: BulkAction = action.into();
+    let view = idempotent(state, who, key, body, || async {
+        let op = Operation {
+            id: Uuid::now_v7(),
+            action,
+            total: state.store().count_jobs(&filter).await?,
+            filter: filter.clone(),
+            state: "running".to_owned(),
+            done: 0,
+            skipped: 0,
+            actor: who.actor.clone(),
+            created_at: Utc::now(),
+            finished_at: None,
+            error: None,
+            owner: Some(state.shared.bulk.owner().to_owned()),
+            resume_before: None,
+        };
+        state.store().create_operation(&op).await?;
+        let detail = serde_json::json!({ "operation": op.id, "filter": &op.filter });
+        let action_name = format!("operations.{}", action.as_str());
+        audit(
+            state,
+            who,
+            &action_name,
+            vec![op.id.to_string()],
+            Some(detail),
+        )
+        .await?;
+        state.shared.bulk.start(op.clone());
+        Ok(OperationView::from(op))
+    })
+    .await?;
+    Ok(Started::Started(Json(view)))
+}
+
 #[OpenApi(tag = "Tag::Operations")]
 impl OperationsApi {
     /// Start a bulk retry, cancel or delete, or count what it would touch (`dry_run`).
@@ -151,43 +208,16 @@ impl OperationsApi {
     ) -> Result<Started, ApiError> {
         auth.0.require(Scope::Operate)?;
         let filter = job_filter(&body.0.filter)?;
-        if body.0.dry_run {
-            let matched = self.state.store().count_jobs(&filter).await?;
-            return Ok(Started::DryRun(Json(DryRun { matched })));
-        }
-        let action: BulkAction = body.0.action.into();
-        let view = idempotent(&self.state, &auth.0, key.0, &body.0, || async {
-            let op = Operation {
-                id: Uuid::now_v7(),
-                action,
-                total: self.state.store().count_jobs(&filter).await?,
-                filter: filter.clone(),
-                state: "running".to_owned(),
-                done: 0,
-                skipped: 0,
-                actor: auth.0.actor.clone(),
-                created_at: Utc::now(),
-                finished_at: None,
-                error: None,
-                owner: Some(self.state.shared.bulk.owner().to_owned()),
-                resume_before: None,
-            };
-            self.state.store().create_operation(&op).await?;
-            let detail = serde_json::json!({ "operation": op.id, "filter": &op.filter });
-            let action_name = format!("operations.{}", action.as_str());
-            audit(
-                &self.state,
-                &auth.0,
-                &action_name,
-                vec![op.id.to_string()],
-                Some(detail),
-            )
-            .await?;
-            self.state.shared.bulk.start(op.clone());
-            Ok(OperationView::from(op))
-        })
-        .await?;
-        Ok(Started::Started(Json(view)))
+        start(
+            &self.state,
+            &auth.0,
+            body.0.action,
+            filter,
+            body.0.dry_run,
+            key.0,
+            &body.0,
+        )
+        .await
     }
 
     /// List operations, newest first. Pages continue with `cursor`.

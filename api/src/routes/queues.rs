@@ -1,4 +1,4 @@
-//! `/queues`, `/workers` and `/stats`.
+//! `/queues`, `/workers`, `/stats` and `/stats/throughput`.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,37 @@ pub struct ConcurrencyBody {
     #[oai(skip_serializing_if_is_none)]
     pub concurrency: Option<i32>,
 }
+
+/// Outcomes per time bucket, from the event outbox (kept for `[pool.retention] events`).
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+pub struct ThroughputView {
+    /// The first bucket's start.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// Each bucket's length in seconds (60, or more over a long range: at most 180 buckets).
+    pub bucket_s: i64,
+    /// Every bucket of the range, oldest first, empty ones included.
+    pub buckets: Vec<ThroughputBucket>,
+}
+
+/// What ended, and what failed, in one bucket.
+#[derive(Clone, Debug, Default, Object, serde::Serialize, serde::Deserialize)]
+pub struct ThroughputBucket {
+    /// Its start.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Jobs completed.
+    pub completed: i64,
+    /// Attempts that failed and will be retried.
+    pub failed: i64,
+    /// Jobs discarded (failed for good).
+    pub discarded: i64,
+    /// Jobs cancelled.
+    pub cancelled: i64,
+}
+
+/// The longest range of the throughput chart: three days, the default event retention.
+const MAX_RANGE_MINUTES: i64 = 3 * 24 * 60;
+/// The most buckets a throughput answer holds.
+const MAX_BUCKETS: i64 = 180;
 
 pub struct QueuesApi {
     pub state: ApiState,
@@ -214,6 +245,77 @@ impl QueuesApi {
 
     /// Jobs by state across all queues, cached for two seconds: a dashboard polling it does
     /// not count the table on every request.
+    /// Jobs completed, failed, discarded and cancelled over the last `minutes` (default 60,
+    /// at most 4,320), per bucket, counted from the event outbox; `queue` narrows to one.
+    #[oai(
+        path = "/stats/throughput",
+        method = "get",
+        operation_id = "get_throughput"
+    )]
+    async fn throughput(
+        &self,
+        auth: Auth,
+        #[oai(validator(minimum(value = "1"), maximum(value = "4320")))] minutes: Query<
+            Option<i64>,
+        >,
+        queue: Query<Option<String>>,
+    ) -> Result<Json<ThroughputView>, ApiError> {
+        use longshore_jobs::event as types;
+        auth.0.require(Scope::Read)?;
+        if let Some(queue) = &queue.0 {
+            queue_name(queue)?;
+        }
+        let minutes = minutes.0.unwrap_or(60).clamp(1, MAX_RANGE_MINUTES);
+        let bucket_min = (minutes + MAX_BUCKETS - 1) / MAX_BUCKETS;
+        let now_min = chrono::Utc::now().timestamp().div_euclid(60);
+        // The bucket holding this minute ends the range; buckets align to multiples of
+        // their length, so a chart redrawn a minute later keeps its bars.
+        let first = (now_min - minutes + 1).div_euclid(bucket_min) * bucket_min;
+        let count = (now_min - first) / bucket_min + 1;
+        let at = |minute: i64| chrono::DateTime::from_timestamp(minute * 60, 0).unwrap_or_default();
+        let since = at(first);
+        let mut buckets: Vec<ThroughputBucket> = (0..count)
+            .map(|i| ThroughputBucket {
+                at: at(first + i * bucket_min),
+                ..ThroughputBucket::default()
+            })
+            .collect();
+        let kinds = [
+            types::JOB_COMPLETED,
+            types::JOB_FAILED,
+            types::JOB_DISCARDED,
+            types::JOB_CANCELLED,
+        ];
+        let counts = self.state.store().event_counts(since, &kinds).await?;
+        for row in counts {
+            if queue
+                .0
+                .as_ref()
+                .is_some_and(|q| row.queue.as_ref() != Some(q))
+            {
+                continue;
+            }
+            let minute = row.minute.timestamp().div_euclid(60);
+            let Some(bucket) = usize::try_from((minute - first) / bucket_min)
+                .ok()
+                .and_then(|i| buckets.get_mut(i))
+            else {
+                continue;
+            };
+            match row.event_type.as_str() {
+                types::JOB_COMPLETED => bucket.completed += row.count,
+                types::JOB_FAILED => bucket.failed += row.count,
+                types::JOB_DISCARDED => bucket.discarded += row.count,
+                _ => bucket.cancelled += row.count,
+            }
+        }
+        Ok(Json(ThroughputView {
+            since,
+            bucket_s: bucket_min * 60,
+            buckets,
+        }))
+    }
+
     #[oai(path = "/stats", method = "get", operation_id = "get_stats")]
     async fn stats(&self, auth: Auth) -> Result<Json<StatsView>, ApiError> {
         auth.0.require(Scope::Read)?;

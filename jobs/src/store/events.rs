@@ -23,7 +23,23 @@ pub struct Holdback {
     pub hidden: i64,
 }
 
+/// How many events of one type a queue wrote in one minute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventCount {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    /// The queue (none for events of no queue).
+    pub queue: Option<String>,
+    /// The event type, e.g. `job.completed`.
+    pub event_type: String,
+    /// How many.
+    pub count: i64,
+}
+
 dispatch! {
+    /// Events of `types` written at or after `since`, counted per minute and queue, oldest
+    /// minute first: what the dashboard's charts draw (as far back as events are kept).
+    fn event_counts(&self, since: DateTime<Utc>, types: &[&str]) -> Vec<EventCount>;
     /// Events after `after`, oldest first. Never skips an event that commits late.
     fn events_after(&self, after: EventId, limit: u32) -> Vec<Event>;
     /// The events of one job, oldest first.

@@ -39,7 +39,7 @@ mod wakeup;
 mod webhooks;
 mod workers;
 
-pub use events::Holdback;
+pub use events::{EventCount, Holdback};
 pub use health::PROBE_INTERVAL;
 pub use job_moves::{CancelOutcome, PruneLimits, Pruned};
 pub(crate) use jobs::Accepted;

@@ -47,6 +47,12 @@ pub(crate) mod dialect {
     pub(crate) const PUSH_HORIZON: &str =
         "pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20";
 
+    /// `AND` where a text contains another: `strpos(haystack, needle) > 0` (no pattern
+    /// characters, so a `%` or `_` in the needle means itself).
+    pub(crate) const CONTAINS_OPEN: &str = " AND strpos(";
+    /// The minute an event was written, as minutes since the Unix epoch.
+    pub(crate) const EVENT_MINUTE: &str = "CAST(floor(extract(epoch FROM at) / 60) AS bigint)";
+
     /// `AND` the job carries `tag`.
     pub(crate) fn push_has_tag(qb: &mut QueryBuilder<Db>, tag: &str) {
         qb.push(" AND tags @> jsonb_build_array(")

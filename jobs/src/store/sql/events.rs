@@ -8,6 +8,7 @@ use super::rows;
 use crate::error::{StoreError, query};
 use crate::event::Event;
 use crate::id::{EventId, JobId};
+use crate::store::EventCount;
 use crate::store::codec::Time;
 
 /// An event about to be written.
@@ -77,6 +78,43 @@ impl Backend {
             .await
             .map_err(query("read job events"))?;
         rows.iter().map(rows::event).collect()
+    }
+
+    /// Events of `types` written at or after `since`, counted per minute and queue in the
+    /// database (a range of `events_at_idx`), oldest minute first.
+    pub(crate) async fn event_counts(
+        &self,
+        since: DateTime<Utc>,
+        types: &[&str],
+    ) -> Result<Vec<EventCount>, StoreError> {
+        use sqlx::Row as _;
+        let mut qb = sqlx::QueryBuilder::<Db>::new(format!(
+            "SELECT {} AS minute, queue, type, count(*) AS n FROM events WHERE at >= ",
+            super::dialect::EVENT_MINUTE
+        ));
+        qb.push_bind(Time(since)).push(" AND type IN (");
+        let mut list = qb.separated(", ");
+        for t in types {
+            list.push_bind(t.to_string());
+        }
+        qb.push(") GROUP BY 1, 2, 3 ORDER BY 1");
+        let rows = qb
+            .build()
+            .fetch_all(self.reader())
+            .await
+            .map_err(query("count events by minute"))?;
+        rows.iter()
+            .map(|row| {
+                let minute: i64 = row.try_get("minute")?;
+                Ok(EventCount {
+                    minute: DateTime::from_timestamp(minute * 60, 0).unwrap_or_default(),
+                    queue: row.try_get("queue")?,
+                    event_type: row.try_get("type")?,
+                    count: row.try_get("n")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query("read event counts"))
     }
 
     /// Two index lookups, never a scan of the table: the event written last before `at` (by

@@ -29,6 +29,12 @@ pub(crate) fn push_filter(qb: &mut QueryBuilder<Db>, filter: &JobFilter) {
     if let Some(key) = &filter.unique_key {
         qb.push(" AND unique_key = ").push_bind(key.clone());
     }
+    if let Some(text) = &filter.error {
+        qb.push(dialect::CONTAINS_OPEN)
+            .push("last_error, ")
+            .push_bind(text.clone())
+            .push(") > 0");
+    }
     if let Some(tag) = &filter.tag {
         dialect::push_has_tag(qb, tag);
     }

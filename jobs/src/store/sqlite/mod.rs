@@ -46,6 +46,12 @@ pub(crate) mod dialect {
     pub(crate) const PUSH_HORIZON: &str =
         "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'pushes'), 0) + 1";
 
+    /// `AND` where a text contains another: `instr(haystack, needle) > 0` (no pattern
+    /// characters, so a `%` or `_` in the needle means itself).
+    pub(crate) const CONTAINS_OPEN: &str = " AND instr(";
+    /// The minute an event was written, as minutes since the Unix epoch.
+    pub(crate) const EVENT_MINUTE: &str = "(at / 60000000)";
+
     /// `AND` the job carries `tag`.
     pub(crate) fn push_has_tag(qb: &mut QueryBuilder<Db>, tag: &str) {
         qb.push(" AND EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ")
