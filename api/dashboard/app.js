@@ -79,6 +79,15 @@ function seconds(s) {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
+/** A time as the clock of `zone` (an IANA zone) shows it. */
+function inZone(iso, zone) {
+  try {
+    return new Date(iso).toLocaleString("en-GB", { timeZone: zone, dateStyle: "medium", timeStyle: "short" });
+  } catch {
+    return new Date(iso).toISOString();
+  }
+}
+
 function duration(from, to) {
   if (!from || !to) return "—";
   return seconds((new Date(to) - new Date(from)) / 1000);
@@ -750,8 +759,8 @@ async function jobPage(main, parts) {
       }, ".danger") : null);
     const related = [];
     if (meta.parent) related.push(h("dt", "parent"), h("dd", jobLink(meta.parent), meta.step !== undefined ? ` step ${meta.step}` : ""));
-    const children = (job.progress && Array.isArray(job.progress.steps)) ? job.progress.steps.filter((st) => st.job_id) : [];
-    if (children.length) related.push(h("dt", "children"), h("dd", children.map((c) => [jobLink(c.job_id), " "])));
+    const children = (job.progress && Array.isArray(job.progress.steps)) ? job.progress.steps.filter((st) => st.job) : [];
+    if (children.length) related.push(h("dt", "children"), h("dd", children.map((c) => [jobLink(c.job), ` ${c.name || ""} `])));
     if (meta.schedule) related.push(h("dt", "schedule"), h("dd", link("#/schedules", meta.schedule)));
     if (meta.stream_entry) related.push(h("dt", "stream entry"), h("dd", h("code", JSON.stringify(meta.stream_entry))));
     if (meta.traceparent) related.push(h("dt", "trace id"), h("dd", h("code.trace", String(meta.traceparent).split("-")[1] || meta.traceparent)));
@@ -906,7 +915,7 @@ async function schedulesPage(main) {
     fill(box, table(["schedule", "cron", "zone", "job", "next fire", "last fire", "fired / skipped / missed", ""], schedules.map((sc) =>
       h(`tr${sc.enabled ? "" : ".paused"}`, { dataset: { schedule: sc.id } },
         h("td", h("code", sc.id), sc.enabled ? null : h("span.badge.paused", "paused")), h("td", h("code", sc.cron)), h("td", sc.timezone),
-        h("td", sc.job.kind, " → ", sc.job.queue || "default"), h("td", time(sc.next_fire_at)),
+        h("td", sc.job.kind, " → ", sc.job.queue || "default"), h("td", time(sc.next_fire_at), sc.next_fire_at ? h("div.muted", inZone(sc.next_fire_at, sc.timezone)) : null),
         h("td", time(sc.last_fire_at), sc.last_job_id ? [" ", jobLink(sc.last_job_id)] : null),
         h("td.num", `${fmtNum(sc.fired_count)} / ${fmtNum(sc.skipped_count)} / ${fmtNum(sc.missed_count)}`),
         h("td.actions",
@@ -917,7 +926,7 @@ async function schedulesPage(main) {
             const jobs = await api(`/schedules/${encodeURIComponent(sc.id)}/jobs`);
             const upcoming = await api(`/schedules/${encodeURIComponent(sc.id)}/upcoming`);
             const dialog = h("dialog.history", h("h2", `${sc.id}`),
-              h("h3", "Next fires"), h("ul", upcoming.map((t) => h("li", new Date(t).toString()))),
+              h("h3", `Next fires (${sc.timezone})`), h("ul", upcoming.map((t) => h("li", inZone(t, sc.timezone)))),
               h("h3", "Jobs it made"), table(["job", "state", "created"], jobs.map((j) => h("tr", h("td", jobLink(j.id)), h("td", badge(j.state)), h("td", time(j.created_at))))),
               h("div.actions", h("button", { type: "button", onclick: () => dialog.close() }, "Close")));
             dialog.addEventListener("close", () => dialog.remove());
@@ -993,9 +1002,19 @@ async function webhooksPage(main) {
 }
 
 async function pushPage(main) {
-  main.append(h("h1", "Push stream"), h("p.muted", "The newest pushes, as gateways read them from GET /api/v1/push/stream (resume with Last-Event-ID)."));
+  const gateways = h("div");
   const box = h("ol.timeline");
-  main.append(box);
+  main.append(h("h1", "Push stream"), card("Gateways connected to this server", gateways),
+    h("h2", "Pushes, live"), h("p.muted", "As gateways read them from GET /api/v1/push/stream (resume with Last-Event-ID)."), box);
+  const drawGateways = async () => {
+    const list = await api("/push/gateways");
+    fill(gateways, table(["gateway", "share", "kinds", "connected", "position"], list.items.map((g) =>
+      h("tr", h("td", g.actor), h("td", g.partition || "all users"), h("td", g.kinds.join(", ") || "all"), h("td", time(g.connected_at)), h("td.num", fmtNum(g.position)))),
+    "No gateway is connected to this server."));
+  };
+  await drawGateways();
+  // Positions move with pushes: the table redraws when one arrives on this page's own stream.
+  const redrawGateways = throttle(() => drawGateways().catch(() => {}), 1000);
   const res = await fetch("/api/v1/push/stream?after=latest", { headers: headers({ Accept: "text/event-stream" }) }).catch(() => null);
   if (!res || !res.ok || !res.body) { box.append(h("li.muted", "The push stream is not reachable.")); return; }
   const controller = new AbortController();
@@ -1019,6 +1038,7 @@ async function pushPage(main) {
           const p = JSON.parse(data);
           if (p.position === undefined) continue;
           box.prepend(h("li", h("span.etype", `#${p.position}`), ` ${p.kind} → user ${p.user_id} `, time(p.at), json(p.payload)));
+          redrawGateways();
           while (box.children.length > 200) box.lastChild.remove();
         } catch { /* a notice, not a push */ }
       }

@@ -34,6 +34,7 @@ pub mod bulk;
 mod cursor;
 pub mod dashboard;
 pub mod events;
+pub mod fingerprint;
 mod middleware;
 pub mod model;
 pub mod problem;
@@ -158,6 +159,7 @@ pub(crate) struct Shared {
     pub events: events::EventHub,
     pub pushes: events::PushHub,
     pub bulk: bulk::BulkRunner,
+    pub gateways: Arc<routes::push::Gateways>,
 }
 
 impl ApiState {
@@ -188,6 +190,7 @@ impl ApiState {
                 events,
                 pushes,
                 bulk,
+                gateways: Arc::default(),
             }),
         }
     }

@@ -330,6 +330,19 @@ async fn an_operator_finds_a_failure_retries_it_and_watches_it_complete_in_a_rea
         .wait_text("#toasts", "Triggered nightly-report")
         .await;
 
+    // The push stream: a push arrives live, and the gateways table lists the readers.
+    browser.goto(&format!("{base}/#/push")).await;
+    browser.wait_text("main", "Waiting for pushes").await;
+    api.post(
+        "/push",
+        json!({"user_id": "player-7", "kind": "match.found", "payload": {"arena": 3}}),
+    )
+    .await;
+    browser
+        .wait_text("main ol.timeline", "match.found → user player-7")
+        .await;
+    browser.wait_text("main table", "token:ops").await;
+
     // One family page, and the overview with what happened.
     api.post(
         "/webhook-endpoints",

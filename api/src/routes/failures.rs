@@ -15,13 +15,13 @@ use longshore_jobs::{Job, JobId, JobState};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::Tag;
 use super::operations::{self, Started};
 use crate::ApiState;
 use crate::auth::Auth;
+use crate::fingerprint::{fingerprint_of, normalise};
 use crate::model::ActionView;
 use crate::problem::ApiError;
 
@@ -29,8 +29,6 @@ use crate::problem::ApiError;
 pub const SCAN: usize = 10_000;
 /// Rows read per page of the scan.
 const PAGE: u32 = 500;
-/// The longest normalised text kept (and fingerprinted).
-const PATTERN_CHARS: usize = 300;
 /// The pattern of a failed job that recorded no error.
 const NO_ERROR: &str = "(no error recorded)";
 
@@ -277,109 +275,4 @@ fn group(jobs: &[Job]) -> Vec<FailureGroup> {
             .then_with(|| b.last_seen.cmp(&a.last_seen))
     });
     out
-}
-
-/// 16 hex digits of the SHA-256 of a pattern.
-pub fn fingerprint_of(pattern: &str) -> String {
-    let digest = Sha256::digest(pattern.as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The error with what varies between occurrences replaced: a quoted value (`"…"`, `'…'`,
-/// `` `…` ``) by `"…"`; a word with a digit in it (a number, an id, a digest, an address with
-/// its port) by `#`, words being letters, digits and `_ - . :`; runs of whitespace by one
-/// space. At most [`PATTERN_CHARS`] characters.
-pub fn normalise(error: &str) -> String {
-    let mut out = String::new();
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        if word.chars().any(|c| c.is_ascii_digit()) {
-            // Keep a word's trailing punctuation ("port 5432." → "port #.").
-            let tail: String = word
-                .chars()
-                .rev()
-                .take_while(|c| matches!(c, '.' | ':'))
-                .collect();
-            out.push('#');
-            out.extend(tail.chars().rev());
-        } else {
-            out.push_str(word);
-        }
-        word.clear();
-    };
-    let mut chars = error.chars().peekable();
-    let mut previous: Option<char> = None;
-    while let Some(c) = chars.next() {
-        let quote = matches!(c, '"' | '\'' | '`')
-            && word.is_empty()
-            && !previous.is_some_and(char::is_alphanumeric);
-        if quote && chars.clone().any(|next| next == c) {
-            for next in chars.by_ref() {
-                if next == c {
-                    break;
-                }
-            }
-            out.push_str("\"…\"");
-        } else if c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':') {
-            word.push(c);
-        } else {
-            flush(&mut word, &mut out);
-            if c.is_whitespace() {
-                if !out.ends_with(' ') && !out.is_empty() {
-                    out.push(' ');
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        previous = Some(c);
-        if out.chars().count() >= PATTERN_CHARS {
-            break;
-        }
-    }
-    flush(&mut word, &mut out);
-    let out = out.trim_end();
-    out.chars().take(PATTERN_CHARS).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_failure_with_different_ids_numbers_and_addresses_is_one_pattern() {
-        let a = normalise(
-            "connect to 10.0.0.7:5432 failed after 3 attempts for job 0192f0c4-1b2a-7c3d-8e4f-a1b2c3d4e5f6: 'db-7' refused",
-        );
-        let b = normalise(
-            "connect to 192.168.1.20:6543 failed after 12 attempts for job 0192f0c4-ffff-7c3d-8e4f-000000000000: 'replica' refused",
-        );
-        assert_eq!(a, b);
-        assert_eq!(
-            a,
-            "connect to # failed after # attempts for job #: \"…\" refused"
-        );
-        assert_eq!(fingerprint_of(&a), fingerprint_of(&b));
-        assert_eq!(fingerprint_of(&a).len(), 16);
-    }
-
-    #[test]
-    fn different_failures_stay_apart_and_words_keep_their_letters() {
-        let timeout = normalise("HTTP 503 from https://hooks.example/x: upstream timed out");
-        let refused = normalise("HTTP 503 from https://hooks.example/x: connection refused");
-        assert_ne!(fingerprint_of(&timeout), fingerprint_of(&refused));
-        assert_eq!(
-            timeout,
-            "HTTP # from https://hooks.example/x: upstream timed out"
-        );
-        // An apostrophe inside a word is not a quote; a line break folds to a space.
-        assert_eq!(normalise("can't  reach\nuser 42."), "can't reach user #.");
-    }
-
-    #[test]
-    fn a_long_error_is_cut_and_an_unclosed_quote_is_kept() {
-        let long = "x".repeat(10_000);
-        assert_eq!(normalise(&long).chars().count(), PATTERN_CHARS);
-        assert_eq!(normalise("bad value \"abc"), "bad value \"abc");
-    }
 }

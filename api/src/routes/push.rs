@@ -18,6 +18,9 @@ use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use super::{StreamNotice, Tag};
 use crate::ApiState;
 use crate::auth::Auth;
@@ -114,6 +117,79 @@ impl From<&Push> for PushView {
             at: p.at,
         }
     }
+}
+
+/// A gateway connected to this process's push stream.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+pub struct GatewayView {
+    /// Who connected (`token:<name>`, or `local`).
+    pub actor: String,
+    /// Its share of the users, `index/count`, when it asked for one.
+    #[oai(skip_serializing_if_is_none)]
+    pub partition: Option<String>,
+    /// The kinds it asked for (all when empty).
+    pub kinds: Vec<String>,
+    /// When it connected.
+    pub connected_at: DateTime<Utc>,
+    /// The position of the last push sent to it (where it would resume).
+    pub position: i64,
+}
+
+/// The gateways connected to this process, each until its stream ends.
+#[derive(Default)]
+pub(crate) struct Gateways {
+    next: AtomicI64,
+    connected: Mutex<std::collections::BTreeMap<i64, (GatewayView, Arc<AtomicI64>)>>,
+}
+
+impl Gateways {
+    fn connect(self: &Arc<Self>, view: GatewayView) -> Connected {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let position = Arc::new(AtomicI64::new(view.position));
+        self.lock().insert(id, (view, Arc::clone(&position)));
+        Connected {
+            gateways: Arc::clone(self),
+            id,
+            position,
+        }
+    }
+
+    fn list(&self) -> Vec<GatewayView> {
+        self.lock()
+            .values()
+            .map(|(view, position)| GatewayView {
+                position: position.load(Ordering::Relaxed),
+                ..view.clone()
+            })
+            .collect()
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<i64, (GatewayView, Arc<AtomicI64>)>>
+    {
+        self.connected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A gateway's place in [`Gateways`], removed when its stream is dropped.
+struct Connected {
+    gateways: Arc<Gateways>,
+    id: i64,
+    position: Arc<AtomicI64>,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.gateways.lock().remove(&self.id);
+    }
+}
+
+/// The gateways connected to this process.
+#[derive(Clone, Debug, Object, serde::Serialize, serde::Deserialize)]
+pub struct GatewayList {
+    /// Oldest connection first.
+    pub items: Vec<GatewayView>,
 }
 
 /// An item of the gateway stream: first `ready` (the position the stream starts after),
@@ -226,6 +302,20 @@ impl PushApi {
         }))
     }
 
+    /// The gateways connected to this process's push stream (each API replica answers for
+    /// its own), with the position each would resume from.
+    #[oai(
+        path = "/push/gateways",
+        method = "get",
+        operation_id = "list_gateways"
+    )]
+    async fn gateways(&self, auth: Auth) -> Result<Json<GatewayList>, ApiError> {
+        auth.0.require(Scope::Read)?;
+        Ok(Json(GatewayList {
+            items: self.state.shared.gateways.list(),
+        }))
+    }
+
     /// The gateway stream (SSE): pushes in position order, each SSE `id` its position.
     ///
     /// Without `Last-Event-ID` or `after` it starts with live pushes; `after=0` replays every
@@ -280,6 +370,10 @@ impl PushApi {
             Some(start) => start,
             None => hub.latest().await?,
         };
+        let partition_text = partition.map(|p| format!("{}/{}", p.index, p.count));
+        let mut kinds_list: Vec<String> = kinds.0.clone();
+        kinds_list.sort();
+        kinds_list.dedup();
         let kinds: std::collections::HashSet<String> = kinds.0.into_iter().collect();
         let users: std::collections::HashSet<String> = users.0.into_iter().collect();
         let filter = move |push: &Push| {
@@ -287,6 +381,13 @@ impl PushApi {
                 && (users.is_empty() || users.contains(&push.user_id))
                 && partition.is_none_or(|p| p.contains(&push.user_id))
         };
+        let connected = self.state.shared.gateways.connect(GatewayView {
+            actor: auth.0.actor.clone(),
+            partition: partition_text,
+            kinds: kinds_list,
+            connected_at: Utc::now(),
+            position: start,
+        });
         let subscription = hub.stream(start, filter).await?;
         let ready = PushMessage {
             ready: Some(start),
@@ -294,10 +395,14 @@ impl PushApi {
         };
         let messages = super::stream_messages(
             subscription,
-            |item| PushMessage {
+            move |item| PushMessage {
                 notice: StreamNotice::of(&item).unwrap_or_default(),
                 push: match item {
-                    StreamItem::Item(push) => Some(PushView::from(push.as_ref())),
+                    StreamItem::Item(push) => {
+                        // The closure owns the gateway's place: it leaves with the stream.
+                        connected.position.store(push.position, Ordering::Relaxed);
+                        Some(PushView::from(push.as_ref()))
+                    }
                     StreamItem::Reset { .. } => None,
                 },
                 ready: None,

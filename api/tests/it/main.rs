@@ -2,6 +2,7 @@
 //! (`name::sqlite`, `name::postgres`) through the one per-backend harness of `testkit`.
 
 mod auth;
+mod dashboard;
 mod events;
 mod hostile;
 mod idempotency;
