@@ -1,14 +1,13 @@
 //! The API and the CLI as separate processes: the event stream resumes across processes,
 //! and a newcomer's first session with the CLI works as README tells it.
 
-use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
 use longshore_jobs::{EnqueueRequest, EventId, JobState};
 use serde_json::{Value, json};
 
-use crate::support::{BIN, FAST, TestDb, cli, eventually, free_port, ok, wait_ready};
+use crate::support::{FAST, TestDb, cli, eventually, free_port, ok, wait_ready};
 
 /// Reads SSE events (id, JSON) from `response` until `n` arrive.
 async fn read_sse(
@@ -289,14 +288,7 @@ async fn a_newcomer_enqueues_watches_and_bulk_retries_failures_with_the_cli() {
     let down = cli("http://127.0.0.1:9", None, &["stats"]);
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach Longshore"));
     // Tokens: the first is made in the database; from then on the API wants one.
-    let made = Command::new(BIN)
-        .args(["tokens", "create", "--name", "me", "--scope", "admin"])
-        .env("DATABASE_URL", &db.url)
-        .env_remove("LONGSHORE_SERVER")
-        .output()
-        .unwrap();
-    let token = ok(&made).trim().to_owned();
-    assert!(token.starts_with("lsh_"), "{token}");
+    let token = db.create_token("me", "admin");
     eventually(Duration::from_secs(10), "auth turns on", || async {
         let out = cli(&base, None, &["stats"]);
         String::from_utf8_lossy(&out.stderr)

@@ -12,22 +12,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::browser::Browser;
-use crate::support::{BIN, FAST, Proc, TestDb, eventually, free_port, ok, wait_ready};
+use crate::support::{FAST, Proc, TestDb, eventually, free_port, wait_ready};
 
 /// A key for sealing webhook secrets, as an operator makes one.
 const KEY: &str = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
-fn token(db: &TestDb, name: &str, scope: &str) -> String {
-    let made = std::process::Command::new(BIN)
-        .args(["tokens", "create", "--name", name, "--scope", scope])
-        .env("DATABASE_URL", &db.url)
-        .env_remove("LONGSHORE_SERVER")
-        .output()
-        .unwrap();
-    let token = ok(&made).trim().to_owned();
-    assert!(token.starts_with("lsh_"), "{token}");
-    token
-}
 
 /// The end of a job's id, as the page shows it.
 fn tail(id: &Value) -> &str {
@@ -137,23 +125,57 @@ async fn still_marked(browser: &Browser) {
     );
 }
 
+/// One test's stage: a browser, a database, `longshore serve` on it, and the test's own API
+/// client with an admin token (defining schedules and endpoints is an admin's).
+struct Stage {
+    browser: Browser,
+    db: TestDb,
+    listen: String,
+    base: String,
+    serve: Proc,
+    api: Api,
+}
+
+impl Stage {
+    /// `None` when the browser is not installed outside CI.
+    async fn start() -> Option<Stage> {
+        let browser = Browser::start().await?;
+        let db = TestDb::sqlite().await;
+        let admin = db.create_token("root", "admin");
+        let listen = format!("127.0.0.1:{}", free_port());
+        let base = format!("http://{listen}");
+        let serve = serve_on(&db, &listen);
+        wait_ready(&base).await;
+        let api = Api {
+            http: reqwest::Client::new(),
+            base: base.clone(),
+            token: admin,
+        };
+        Some(Stage {
+            browser,
+            db,
+            listen,
+            base,
+            serve,
+            api,
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_finds_a_failure_retries_it_and_watches_it_complete_in_a_real_browser() {
-    let Some(browser) = Browser::start().await else {
+    let Some(Stage {
+        browser,
+        db,
+        base,
+        api,
+        serve: _serve,
+        ..
+    }) = Stage::start().await
+    else {
         return;
     };
-    let db = TestDb::sqlite().await;
-    let operator = token(&db, "ops", "operate");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let base = format!("http://{listen}");
-    let _serve = serve_on(&db, &listen);
-    wait_ready(&base).await;
-    // The test's own calls use an admin token: defining schedules and endpoints is theirs.
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: base.clone(),
-        token: token(&db, "root", "admin"),
-    };
+    let operator = db.create_token("ops", "operate");
     let shots = shots(&db);
 
     // Sign in: the token is asked for, kept for the tab, never put in the URL.
@@ -239,9 +261,10 @@ async fn an_operator_finds_a_failure_retries_it_and_watches_it_complete_in_a_rea
     browser
         .click("dialog.confirm button", "retry 500 jobs")
         .await;
+    // The page follows the operation to its end and says what it did.
+    browser.wait_text("#toasts", "500 done, 0 skipped").await;
     api.wait_count("discarded", 0).await;
     api.wait_count("completed", 501).await;
-    browser.wait_text("#toasts", "500 done").await;
 
     // A failure group: thirty jobs failing alike, with different numbers and addresses.
     let jobs: Vec<Value> = (0..30)
@@ -321,14 +344,23 @@ async fn an_operator_finds_a_failure_retries_it_and_watches_it_complete_in_a_rea
     browser
         .click("tr[data-schedule='nightly-report'] button", "Trigger")
         .await;
-    eventually(Duration::from_secs(20), "the triggered job", || async {
-        let jobs = api.get("/schedules/nightly-report/jobs").await;
-        (!jobs.as_array()?.is_empty()).then_some(())
-    })
-    .await;
     browser
         .wait_text("#toasts", "Triggered nightly-report")
         .await;
+    let made = eventually(Duration::from_secs(20), "the triggered job", || async {
+        let jobs = api.get("/schedules/nightly-report/jobs").await;
+        jobs.as_array()?.first().map(|job| job["id"].clone())
+    })
+    .await;
+    // Its history on the page shows the job it made, and the next fires in its zone.
+    browser
+        .click("tr[data-schedule='nightly-report'] button", "History")
+        .await;
+    browser.wait_text("dialog.history", tail(&made)).await;
+    browser
+        .wait_text("dialog.history", "Next fires (Europe/Paris)")
+        .await;
+    browser.click("dialog.history button", "Close").await;
 
     // The push stream: a push arrives live, and the gateways table lists the readers.
     browser.goto(&format!("{base}/#/push")).await;
@@ -369,21 +401,18 @@ async fn an_operator_finds_a_failure_retries_it_and_watches_it_complete_in_a_rea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_token_sees_no_action_and_its_forged_requests_are_refused() {
-    let Some(browser) = Browser::start().await else {
+    let Some(Stage {
+        browser,
+        db,
+        base,
+        api,
+        serve: _serve,
+        ..
+    }) = Stage::start().await
+    else {
         return;
     };
-    let db = TestDb::sqlite().await;
-    let reader = token(&db, "viewer", "read");
-    let admin = token(&db, "root", "admin");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let base = format!("http://{listen}");
-    let _serve = serve_on(&db, &listen);
-    wait_ready(&base).await;
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: base.clone(),
-        token: admin,
-    };
+    let reader = db.create_token("viewer", "read");
     let failed = api
         .post(
             "/jobs",
@@ -475,21 +504,19 @@ async fn a_read_only_token_sees_no_action_and_its_forged_requests_are_refused() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_feed_resumes_with_no_gap_across_a_restart_of_the_server() {
-    let Some(browser) = Browser::start().await else {
+    let Some(Stage {
+        browser,
+        db,
+        listen,
+        base,
+        mut serve,
+        api,
+    }) = Stage::start().await
+    else {
         return;
     };
-    let db = TestDb::sqlite().await;
-    let admin = token(&db, "ops", "operate");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let base = format!("http://{listen}");
-    let mut serve = serve_on(&db, &listen);
-    wait_ready(&base).await;
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: base.clone(),
-        token: admin.clone(),
-    };
-    sign_in(&browser, &base, &admin).await;
+    let operator = db.create_token("ops", "operate");
+    sign_in(&browser, &base, &operator).await;
     browser.goto(&format!("{base}/#/events")).await;
     browser.wait_text("main h1", "Live events").await;
     mark(&browser).await;

@@ -203,14 +203,7 @@ async fn a_body_is_not_read_before_its_sender_is_known_and_streams_outlive_the_h
     let db = TestDb::sqlite().await;
     let config = db.path("longshore.toml");
     std::fs::write(&config, CONFIG).unwrap();
-    let made = std::process::Command::new(crate::support::BIN)
-        .args(["tokens", "create", "--name", "admin", "--scope", "admin"])
-        .env("DATABASE_URL", &db.url)
-        .env_remove("LONGSHORE_SERVER")
-        .output()
-        .unwrap();
-    let token = String::from_utf8(made.stdout).unwrap().trim().to_owned();
-    assert!(token.starts_with("lsh_"), "{token}");
+    let token = db.create_token("admin", "admin");
     let (_serve, base) = db.serve(&config, &[]);
     let addr = base.trim_start_matches("http://").to_owned();
     eventually(Duration::from_secs(20), "serve answers", || async {

@@ -103,6 +103,20 @@ impl TestDb {
         (process, base)
     }
 
+    /// Creates a token in the database, as an operator's first one is made
+    /// (`longshore tokens create`), and returns its secret.
+    pub fn create_token(&self, name: &str, scope: &str) -> String {
+        let made = Command::new(BIN)
+            .args(["tokens", "create", "--name", name, "--scope", scope])
+            .env("DATABASE_URL", &self.url)
+            .env_remove("LONGSHORE_SERVER")
+            .output()
+            .unwrap();
+        let token = ok(&made).trim().to_owned();
+        assert!(token.starts_with("lsh_"), "{token}");
+        token
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

@@ -18,6 +18,7 @@ crate::per_backend!(
     says_who_a_token_is,
     filters_by_error_text_literally,
     lists_the_gateways_connected_to_the_push_stream,
+    serves_the_dashboard_under_a_strict_policy,
 );
 
 async fn lists_the_gateways_connected_to_the_push_stream(api: TestApi) {
@@ -63,6 +64,81 @@ async fn lists_the_gateways_connected_to_the_push_stream(api: TestApi) {
     drop(body);
     let gone = api.get("/api/v1/push/gateways").await;
     assert_eq!(gone.expect(200)["items"], json!([]));
+}
+
+async fn serves_the_dashboard_under_a_strict_policy(api: TestApi) {
+    let page = api.cli.get("/").send().await;
+    page.assert_status_is_ok();
+    let headers = page.0.headers().clone();
+    let csp = headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.0.into_body().into_string().await.unwrap();
+    // Nothing inline that the policy would block: scripts and styles come from files.
+    assert!(html.contains(r#"<script src="/assets/app.js""#), "{html}");
+    assert!(
+        !html.contains("<script>") && !html.contains("style="),
+        "{html}"
+    );
+    let script = api.cli.get("/assets/app.js").send().await;
+    script.assert_status_is_ok();
+    assert!(
+        script.0.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let etag = script.0.headers()["etag"].to_str().unwrap().to_owned();
+    let js = script.0.into_body().into_string().await.unwrap();
+    assert!(
+        !js.contains("innerHTML") && !js.contains("eval("),
+        "the script builds the DOM, never parses HTML"
+    );
+    // No address of another server (the SVG namespace is a name, not a request).
+    let addresses = js.replace("\"http://www.w3.org/2000/svg\"", "");
+    assert!(
+        !addresses.contains("http://") && !addresses.contains("https://"),
+        "no request leaves the server"
+    );
+    let again = api
+        .cli
+        .get("/assets/app.js")
+        .header("if-none-match", &etag)
+        .send()
+        .await;
+    again.assert_status(poem::http::StatusCode::NOT_MODIFIED);
+    // Anything else under the dashboard is a problem, not a file of the disk.
+    for path in [
+        "/assets/nope.js",
+        "/assets/../Cargo.toml",
+        "/assets/%2e%2e/Cargo.toml",
+    ] {
+        api.get(path).await.problem(404, "not_found");
+    }
+    api.post("/", json!({}))
+        .await
+        .problem(405, "method_not_allowed");
+    // The probes are where they were.
+    api.get("/healthz").await.expect(200);
 }
 
 /// Enqueues a job of `queue` per error, then fails each for good with its error.
