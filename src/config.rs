@@ -50,6 +50,8 @@ pub struct Config {
     pub lifecycle: longshore_workers::kinds::LifecycleConfig,
     /// Redis Streams read into lifecycle jobs (`[[ingesters]]`).
     pub ingesters: Vec<longshore_workers::ingest::IngesterConfig>,
+    /// The windows of the active-users gauge (`[activity]`).
+    pub activity: longshore_jobs::activity::ActivityConfig,
 }
 
 /// How logs are written.
@@ -196,6 +198,9 @@ impl Config {
         self.api
             .validate()
             .map_err(|(field, message)| ConfigError::new(format!("api.{field}"), message))?;
+        self.activity
+            .windows()
+            .map_err(|message| ConfigError::new("activity.windows", message))?;
         self.webhooks
             .validate()
             .map_err(|(field, message)| ConfigError::new(format!("webhooks.{field}"), message))?;

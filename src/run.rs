@@ -34,7 +34,8 @@ pub fn registry(config: &Config, store: &Store, targets: &Arc<Targets>) -> Arc<R
     longshore_jobs::kinds::register_builtins(&mut registry);
     registry.register(kinds::Sweep::new(Arc::clone(targets)));
     registry.register(longshore_workers::pruner::Prune(
-        longshore_workers::pruner::Pruner::new(store.clone(), config.pool.retention.clone()),
+        longshore_workers::pruner::Pruner::new(store.clone(), config.pool.retention.clone())
+            .keeping_activity(config.activity.longest()),
     ));
     // Checked at start (Config::validate): these cannot fail here.
     let keyring = config.secrets.keyring().unwrap_or_default();
@@ -151,7 +152,8 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
                 config.secrets.keyring().unwrap_or_default(),
                 config.webhooks.rotation_grace,
             )
-            .with_lifecycle(config.lifecycle.event_types(), Arc::new(ingesters));
+            .with_lifecycle(config.lifecycle.event_types(), Arc::new(ingesters))
+            .with_activity(config.activity.windows().unwrap_or_default());
         let served = longshore_api::serve_on(listener, &config.api, state, shutdown.clone()).await;
         if let Err(error) = served {
             shutdown.cancel();

@@ -195,7 +195,7 @@ function toast(text, kind) {
   if (!box) return;
   const el = h(`div.toast.${kind}`, { role: "status" }, text);
   box.append(el);
-  setTimeout(() => el.remove(), kind === "error" ? 8000 : 3000);
+  setTimeout(() => el.remove(), kind === "error" ? 10000 : 5000);
 }
 
 /** A confirmation dialog; resolves true when confirmed. */
@@ -546,7 +546,9 @@ async function overviewPage(main, _parts, params) {
     const troubled = endpoints.items.filter((e) => e.breaker !== "closed" || !e.enabled);
     fill(body,
       h("section.counts", STATES.map((st) =>
-        link(`#/jobs?state=${st}`, h("div.count", h("span.n", { "data-state": st }, fmtNum(stats.counts[st] || 0)), badge(st))))),
+        link(`#/jobs?state=${st}`, h("div.count", h("span.n", { "data-state": st }, fmtNum(stats.counts[st] || 0)), badge(st)))),
+        Object.entries(stats.active_users || {}).map(([window, n]) =>
+          h("div.count.users", { title: "distinct users seen (lifecycle events, pushes, activity reports)" }, h("span.n", fmtNum(n)), h("span.badge", `users, ${window}`)))),
       warnings.length ? h("div.warning", { role: "alert" }, `No live worker serves ${warnings.map((q) => q.name).join(", ")}, and jobs are waiting there.`) : null,
       card("Throughput",
         h("div.ranges", ranges.map(([m, label]) => {
@@ -761,7 +763,8 @@ async function jobPage(main, parts) {
     if (meta.parent) related.push(h("dt", "parent"), h("dd", jobLink(meta.parent), meta.step !== undefined ? ` step ${meta.step}` : ""));
     const children = (job.progress && Array.isArray(job.progress.steps)) ? job.progress.steps.filter((st) => st.job) : [];
     if (children.length) related.push(h("dt", "children"), h("dd", children.map((c) => [jobLink(c.job), ` ${c.name || ""} `])));
-    if (meta.schedule) related.push(h("dt", "schedule"), h("dd", link("#/schedules", meta.schedule)));
+    if (meta.schedule) related.push(h("dt", "schedule"), h("dd", link("#/schedules", meta.schedule), meta.tick ? ` tick ${meta.tick}` : ""));
+    if (meta.sweep) related.push(h("dt", "sweep"), h("dd", link("#/sweeps", meta.sweep)));
     if (meta.stream_entry) related.push(h("dt", "stream entry"), h("dd", h("code", JSON.stringify(meta.stream_entry))));
     if (meta.traceparent) related.push(h("dt", "trace id"), h("dd", h("code.trace", String(meta.traceparent).split("-")[1] || meta.traceparent)));
     fill(box,

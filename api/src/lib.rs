@@ -35,6 +35,7 @@ mod cursor;
 pub mod dashboard;
 pub mod events;
 pub mod fingerprint;
+pub mod metrics;
 mod middleware;
 pub mod model;
 pub mod problem;
@@ -73,6 +74,9 @@ pub struct ApiConfig {
     /// outlasts it gets 503, a change 504 (it may or may not have been made). Defaults to 15 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Whether `GET /metrics` answers without a token (for a scraper inside the network).
+    /// Defaults to false: a `read` token is needed once auth is on.
+    pub public_metrics: bool,
 }
 
 impl ApiConfig {
@@ -99,6 +103,7 @@ impl Default for ApiConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(15),
+            public_metrics: false,
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct ApiState {
     pub(crate) targets: Arc<Targets>,
     pub(crate) webhooks: Arc<WebhookKeys>,
     pub(crate) lifecycle: Arc<Lifecycle>,
+    /// The windows of the active-users gauge, shortest first.
+    pub(crate) activity: Arc<Vec<(String, Duration)>>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -181,6 +188,11 @@ impl ApiState {
                 event_types: Vec::new(),
                 ingesters: Arc::new(NoIngesters),
             }),
+            activity: Arc::new(
+                longshore_jobs::activity::ActivityConfig::default()
+                    .windows()
+                    .unwrap_or_default(),
+            ),
             shared: Arc::new(Shared {
                 config,
                 require_auth,
@@ -227,6 +239,14 @@ impl ApiState {
                 event_types,
                 ingesters,
             }),
+            ..self
+        }
+    }
+
+    /// The same state counting active users over `windows` (named, shortest first).
+    pub fn with_activity(self, windows: Vec<(String, Duration)>) -> ApiState {
+        ApiState {
+            activity: Arc::new(windows),
             ..self
         }
     }
@@ -300,6 +320,7 @@ pub fn app(state: ApiState) -> impl Endpoint {
         .at("/index.html", dashboard::Dashboard)
         .at("/favicon.svg", dashboard::Dashboard)
         .nest_no_strip("/assets", dashboard::Dashboard)
+        .at("/metrics", metrics::Metrics)
         .at("/healthz", health.clone())
         .at("/readyz", health)
         // A panic in a route is a 500 problem, never a connection dropped without an answer.

@@ -369,6 +369,7 @@ pub(crate) fn required_scope(method: &Method, path: &str) -> Scope {
         "/api/v1/push/batch",
         "/api/v1/lifecycle-events",
         "/api/v1/lifecycle-events/batch",
+        "/api/v1/activity",
     ];
     if *method == Method::POST && enqueues.contains(&path) {
         return Scope::Enqueue;

@@ -363,6 +363,9 @@ pub struct StatsView {
     pub total: i64,
     /// Queues.
     pub queues: i64,
+    /// Distinct users seen over each trailing window (by its name, e.g. `24h`), across every
+    /// process: in lifecycle events, pushes and `POST /activity` reports.
+    pub active_users: BTreeMap<String, i64>,
     /// When the figures were read (they are cached for a second or two).
     pub as_of: DateTime<Utc>,
 }

@@ -39,6 +39,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod activity;
 pub mod admin;
 pub mod backoff;
 pub mod client;

@@ -337,6 +337,11 @@ async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
         .await,
         1
     );
+    // Each handled event marked its user seen at the event's time (a year ago here: in no
+    // trailing window of the gauge, which counts only what happened lately).
+    let event_time = chrono::DateTime::from_timestamp_millis(1764590000000).unwrap();
+    let since = [event_time - chrono::Duration::seconds(1)];
+    assert_eq!(db.store.active_users(&since).await.unwrap(), vec![4]);
 }
 
 /// An ingester whose Redis does not answer: the API is ready (jobs keep running) and

@@ -17,6 +17,7 @@ use crate::auth::Principal;
 use crate::events::{StreamItem, Subscription};
 use crate::problem::ApiError;
 
+pub mod activity;
 pub mod admin;
 pub mod events;
 pub mod failures;
@@ -60,6 +61,7 @@ pub(crate) fn apis(
 ) -> (
     jobs::JobsApi,
     failures::FailuresApi,
+    activity::ActivityApi,
     operations::OperationsApi,
     queues::QueuesApi,
     events::EventsApi,
@@ -75,6 +77,9 @@ pub(crate) fn apis(
             state: state.clone(),
         },
         failures::FailuresApi {
+            state: state.clone(),
+        },
+        activity::ActivityApi {
             state: state.clone(),
         },
         operations::OperationsApi {

@@ -154,6 +154,11 @@ impl Gateways {
         }
     }
 
+    /// How many are connected.
+    pub(crate) fn count(&self) -> usize {
+        self.lock().len()
+    }
+
     fn list(&self) -> Vec<GatewayView> {
         self.lock()
             .values()

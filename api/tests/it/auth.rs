@@ -39,6 +39,7 @@ fn body_for(operation: &str, job_created_at: &str) -> Option<Value> {
         "redeliver_webhook" => json!({"job_id": "01a234d6-e249-74b4-815f-5492ea73e2cf"}),
         "replay_webhooks" => json!({"since": "2026-01-01T00:00:00Z"}),
         "start_failure_group_operation" => json!({"action": "retry", "dry_run": true}),
+        "report_activity" => json!({"user_ids": ["matrix"]}),
         "lifecycle_event" => json!({"event_id": "e1", "event_type": "user.deleted",
             "user_id": "1", "occurred_at_ms": 5}),
         "lifecycle_events" => json!({"events": [{"event_id": "e2", "event_type": "user.deleted",
@@ -70,6 +71,7 @@ fn needed(path: &str, method: &Method) -> Scope {
             "/push",
             "/push/batch",
             "/lifecycle-events",
+            "/activity",
             "/lifecycle-events/batch",
         ]
         .contains(&path)

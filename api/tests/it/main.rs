@@ -8,6 +8,7 @@ mod hostile;
 mod idempotency;
 mod jobs;
 mod lifecycle;
+mod metrics;
 mod operations;
 mod parse_errors;
 mod queues;

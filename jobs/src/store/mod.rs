@@ -18,6 +18,7 @@ use crate::job::Enqueued;
 use crate::state::JobState;
 use crate::telemetry::JOB_ID;
 
+mod activity;
 mod audit;
 pub(crate) mod codec;
 mod events;

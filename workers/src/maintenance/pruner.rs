@@ -31,18 +31,35 @@ pub struct PruneReport {
     pub workers: u64,
     /// Expired idempotency keys and audit records deleted.
     pub control: u64,
+    /// Users not seen within the longest active-users window, forgotten.
+    #[serde(default)]
+    pub users: u64,
 }
 
 /// Applies retention.
 pub struct Pruner {
     store: Store,
     retention: RetentionConfig,
+    activity: std::time::Duration,
 }
 
 impl Pruner {
     /// A pruner applying `retention`.
     pub fn new(store: Store, retention: RetentionConfig) -> Self {
-        Pruner { store, retention }
+        Pruner {
+            store,
+            retention,
+            activity: longshore_jobs::activity::ActivityConfig::default().longest(),
+        }
+    }
+
+    /// The same pruner keeping user sightings for `longest` (the longest active-users
+    /// window).
+    pub fn keeping_activity(self, longest: std::time::Duration) -> Self {
+        Pruner {
+            activity: longest,
+            ..self
+        }
     }
 
     /// Deletes everything past retention, a batch at a time.
@@ -87,8 +104,10 @@ impl Pruner {
                 ago(self.retention.audit),
             )
             .await?;
+        report.users = self.store.prune_activity(ago(self.activity)).await?;
         if report != PruneReport::default() {
             tracing::info!(
+                users = report.users,
                 jobs = report.jobs,
                 events = report.events,
                 pushes = report.pushes,

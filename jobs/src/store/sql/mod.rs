@@ -8,6 +8,7 @@
 
 pub(crate) use super::dialect;
 
+pub(crate) mod activity;
 pub(crate) mod audit;
 pub(crate) mod events;
 pub(crate) mod filter;

@@ -88,6 +88,9 @@ impl Backend {
                 stored.insert(event_id, rows::get::<i64>(&row, "position")?);
             }
         }
+        // Each push marks its user active, with the push (at most a batch's worth of users).
+        let users = super::activity::latest(pushes.iter().map(|p| (p.user_id.as_str(), now.0)));
+        super::activity::mark(&mut *tx, &users).await?;
         tx.commit().await.map_err(query("store pushes"))?;
         pushes
             .iter()

@@ -403,7 +403,17 @@ impl Kind for Lifecycle {
         let saved = store.job_progress(job.id).await?;
         let mut progress = match saved.and_then(|p| serde_json::from_value::<Progress>(p).ok()) {
             Some(progress) => progress,
-            None => self.start(&job, event, steps).await?,
+            None => {
+                // The user was active: the gauge counts them from the event's time (or now,
+                // for an event stamped in the future).
+                let seen = chrono::DateTime::from_timestamp_millis(event.occurred_at_ms)
+                    .unwrap_or_else(chrono::Utc::now)
+                    .min(chrono::Utc::now());
+                store
+                    .record_activity(&[(event.user_id.clone(), seen)])
+                    .await?;
+                self.start(&job, event, steps).await?
+            }
         };
         let mut outcomes = Vec::with_capacity(progress.steps.len());
         let mut waiting = false;
