@@ -155,17 +155,7 @@ pub async fn render(state: &ApiState) -> Result<String, crate::problem::ApiError
     let workers = store.workers(now - chrono::Duration::seconds(60)).await?;
     let schedules = store.schedules().await?;
     let endpoints = store.endpoints().await?;
-    let starts: Vec<_> = state
-        .activity
-        .iter()
-        .map(|(_, length)| {
-            chrono::Duration::from_std(*length)
-                .ok()
-                .and_then(|l| now.checked_sub_signed(l))
-                .unwrap_or(now)
-        })
-        .collect();
-    let active = store.active_users(&starts).await?;
+    let active = crate::routes::activity::active_users(state).await?;
     let ingesters = state.lifecycle.ingesters.reports().await;
 
     let mut out = String::new();
@@ -214,7 +204,7 @@ pub async fn render(state: &ApiState) -> Result<String, crate::problem::ApiError
         }
     }
     head(&mut out, &ACTIVE_USERS);
-    for ((window, _), n) in state.activity.iter().zip(&active) {
+    for (window, n) in &active {
         sample(&mut out, &ACTIVE_USERS, &[window], *n as f64);
     }
     head(&mut out, &SCHEDULE_TICKS);

@@ -36,6 +36,29 @@ pub struct ActivityRecorded {
     pub recorded: i64,
 }
 
+/// The distinct users seen over each window of the gauge, by the window's name, shortest
+/// first.
+pub(crate) async fn active_users(state: &ApiState) -> Result<Vec<(String, i64)>, ApiError> {
+    let now = Utc::now();
+    let starts: Vec<DateTime<Utc>> = state
+        .activity
+        .iter()
+        .map(|(_, length)| {
+            Duration::from_std(*length)
+                .ok()
+                .and_then(|l| now.checked_sub_signed(l))
+                .unwrap_or(now)
+        })
+        .collect();
+    let counts = state.store().active_users(&starts).await?;
+    Ok(state
+        .activity
+        .iter()
+        .map(|(name, _)| name.clone())
+        .zip(counts)
+        .collect())
+}
+
 pub struct ActivityApi {
     pub state: ApiState,
 }

@@ -344,25 +344,9 @@ impl QueuesApi {
                 *counts.entry(state.as_str().to_owned()).or_insert(0) += n;
             }
         }
-        let now = chrono::Utc::now();
-        let starts: Vec<chrono::DateTime<chrono::Utc>> = self
-            .state
-            .activity
-            .iter()
-            .map(|(_, length)| {
-                chrono::Duration::from_std(*length)
-                    .ok()
-                    .and_then(|l| now.checked_sub_signed(l))
-                    .unwrap_or(now)
-            })
-            .collect();
-        let active = self.state.store().active_users(&starts).await?;
-        let active_users = self
-            .state
-            .activity
-            .iter()
-            .map(|(name, _)| name.clone())
-            .zip(active)
+        let active_users = super::activity::active_users(&self.state)
+            .await?
+            .into_iter()
             .collect();
         let stats = StatsView {
             total: counts.values().sum(),
