@@ -72,18 +72,29 @@ impl Backend {
         &self,
         since: &[DateTime<Utc>],
     ) -> Result<Vec<i64>, StoreError> {
-        let mut counts = Vec::with_capacity(since.len());
-        for start in since {
-            let n = sqlx::query_scalar::<Db, i64>(
-                "SELECT count(*) FROM user_activity WHERE last_seen_at >= $1",
-            )
-            .bind(Time(*start))
+        // One pass over the range of the oldest window, each window a sum of its own.
+        let Some(oldest) = since.iter().min() else {
+            return Ok(Vec::new());
+        };
+        let mut qb = sqlx::QueryBuilder::<Db>::new("SELECT ");
+        for (i, start) in since.iter().enumerate() {
+            if i > 0 {
+                qb.push(", ");
+            }
+            qb.push("CAST(coalesce(sum(CASE WHEN last_seen_at >= ")
+                .push_bind(Time(*start))
+                .push(" THEN 1 ELSE 0 END), 0) AS BIGINT)");
+        }
+        qb.push(" FROM user_activity WHERE last_seen_at >= ")
+            .push_bind(Time(*oldest));
+        let row = qb
+            .build()
             .fetch_one(self.reader())
             .await
             .map_err(query("count active users"))?;
-            counts.push(n);
-        }
-        Ok(counts)
+        (0..since.len())
+            .map(|i| sqlx::Row::try_get::<i64, _>(&row, i).map_err(query("read active users")))
+            .collect()
     }
 
     /// Forgets users not seen since `before`; returns how many.
