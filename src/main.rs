@@ -10,11 +10,12 @@ mod cli;
 mod client;
 mod config;
 mod exit;
+mod logging;
 mod run;
 mod tokens;
 
 use cli::{Cli, Command, RuntimeArgs};
-use config::{Config, LogFormat};
+use config::Config;
 
 /// The version and the commit it was built from, e.g. `0.1.0 (1a2b3c4d5e)`.
 pub const VERSION: &str = concat!(
@@ -40,8 +41,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    let role = match cli.command {
+        Command::Serve(_) => "serve",
+        Command::Worker(_) => "worker",
+        Command::Api(_) => "api",
+        _ => "migrate",
+    };
+    let otel = {
+        let _inside = runtime.enter();
+        match longshore_workers::otel::Otel::from_env("longshore", role) {
+            Ok(otel) => otel,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    logging::init(&config, &otel);
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(_) => run::run(config, run::Role::Serve, shutdown_signal()).await,
@@ -51,6 +68,8 @@ fn main() -> ExitCode {
             _ => unreachable!("client commands return earlier"),
         }
     });
+    // What is left of the traces and metrics goes out while the runtime still runs.
+    otel.shutdown();
     // The pool has already given up on handlers that would not stop; dropping the runtime
     // would wait for their threads forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -143,19 +162,5 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-fn init_logging(config: &Config) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::new(&config.log.filter);
-    // Colours only for a terminal: a log file or collector gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
     }
 }

@@ -5,8 +5,13 @@
 use std::sync::Arc;
 
 use longshore_jobs::admin::Scope;
+use longshore_jobs::telemetry::{
+    self, HTTP_METHOD, HTTP_ROUTE, HTTP_STATUS, OTEL_KIND, OTEL_NAME, OTEL_STATUS, URL_PATH,
+};
+use opentelemetry::KeyValue;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
+use tracing::Instrument;
 
 use crate::auth::{Verdict, authenticate};
 use crate::problem::{PROBLEM_JSON, Problem, problem_response};
@@ -30,18 +35,69 @@ pub(crate) async fn around<E: Endpoint>(
         req.uri().path().to_owned(),
         std::time::Instant::now(),
     );
-    let response = match prepare(&mut req).await {
-        Err(response) => response,
-        Ok(()) => call(&*ep, req, &method).await,
-    };
+    let (span, route) = server_span(&req, &method, &path);
+    let response = async {
+        match prepare(&mut req).await {
+            Err(response) => response,
+            Ok(()) => call(&*ep, req, &method).await,
+        }
+    }
+    .instrument(span.clone())
+    .await;
     let status = response.status().as_u16();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    span.record(HTTP_STATUS, status);
+    if status >= 500 {
+        span.record(OTEL_STATUS, "error");
+    }
+    telemetry::metrics::get().http.record(
+        elapsed,
+        &[
+            KeyValue::new(HTTP_METHOD, method.to_string()),
+            KeyValue::new(HTTP_ROUTE, route),
+            KeyValue::new(HTTP_STATUS, i64::from(status)),
+        ],
+    );
+    let ms = elapsed * 1000.0;
     if status >= 500 {
         tracing::warn!(%method, %path, status, ms, request_id = %request_id, "request failed");
     } else {
         tracing::debug!(%method, %path, status, ms, request_id = %request_id, "request");
     }
     Ok(finish(response, &request_id).await)
+}
+
+/// The server span of a request (`GET /api/v1/jobs/{id}`, per the HTTP conventions), a child
+/// of the caller's span when the request carries a valid `traceparent`.
+/// Also returns the route template (empty unless telemetry is exported).
+fn server_span(req: &Request, method: &Method, path: &str) -> (tracing::Span, String) {
+    let route = telemetry::exporting()
+        .then(|| req.data::<Arc<Spec>>().and_then(|spec| spec.template(path)))
+        .flatten()
+        .unwrap_or_default();
+    let name = match route.as_str() {
+        "" => method.to_string(),
+        route => format!("{method} {route}"),
+    };
+    let span = tracing::info_span!(
+        "request",
+        { OTEL_NAME } = %name,
+        { OTEL_KIND } = "server",
+        { HTTP_METHOD } = %method,
+        { URL_PATH } = path,
+        { HTTP_ROUTE } = route.as_str(),
+        { HTTP_STATUS } = tracing::field::Empty,
+        { OTEL_STATUS } = tracing::field::Empty,
+    );
+    let parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(telemetry::parse_traceparent);
+    if let Some(parent) = parent {
+        telemetry::set_remote_parent(&span, parent);
+    }
+    (span, route)
 }
 
 /// The answer to a request whose route panicked.

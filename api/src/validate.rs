@@ -130,6 +130,12 @@ impl Spec {
         .collect()
     }
 
+    /// The route template `path` matches (`/api/v1/jobs/{id}`), for telemetry.
+    pub fn template(&self, path: &str) -> Option<String> {
+        let op = *self.route(path).first()?;
+        Some(format!("/{}", op.segments.join("/")))
+    }
+
     /// Checks every declared parameter and the JSON body of `sent`.
     pub fn check(&self, sent: &Sent) -> Findings {
         let mut found = Findings::default();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::error::{EnqueueError, StoreError};
 use crate::id::JobId;
@@ -147,8 +148,9 @@ impl Client {
         conn: &mut impl InTransaction,
         request: EnqueueRequest,
     ) -> Result<Enqueued, EnqueueError> {
-        let job = self.prepare(request)?;
-        let mut enqueued = conn.insert_jobs(&[job]).await?;
+        let mut jobs = [self.prepare(request)?];
+        let span = crate::telemetry::send_span(&mut jobs);
+        let mut enqueued = conn.insert_jobs(&jobs).instrument(span).await?;
         enqueued.pop().ok_or_else(|| {
             EnqueueError::Store(StoreError::Corrupt {
                 what: "insert result",

@@ -13,14 +13,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{TestDb, cli, eventually, ok, wait_ready};
 
-const SCHEMA: &str = include_str!("../../examples/lifecycle/schema.sql");
-const EXAMPLE: &str = include_str!("../../examples/lifecycle/longshore.toml");
+pub(crate) const SCHEMA: &str = include_str!("../../examples/lifecycle/schema.sql");
+pub(crate) const EXAMPLE: &str = include_str!("../../examples/lifecycle/longshore.toml");
 /// The trace of the request that deleted user 1.
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 /// An accounts service that is busy for its first call (503, `Retry-After: 1`), takes every
 /// later one (204), and keeps each request's head.
-async fn accounts_service() -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn accounts_service() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let heads: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -48,7 +48,7 @@ async fn accounts_service() -> (String, Arc<Mutex<Vec<String>>>) {
     (base, heads)
 }
 
-async fn xadd(
+pub(crate) async fn xadd(
     conn: &mut redis::aio::MultiplexedConnection,
     stream: &str,
     fields: &[(&str, &str)],

@@ -12,6 +12,7 @@ mod hostile_http;
 mod lifecycle;
 mod maintenance;
 mod newcomer;
+mod otel;
 mod poison;
 mod push;
 mod schedules;

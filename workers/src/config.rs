@@ -57,6 +57,22 @@ pub struct PoolConfig {
     pub retention: RetentionConfig,
     /// The cron scheduler of this process.
     pub scheduler: SchedulerConfig,
+    /// How an attempt's `process` span joins the `send` span of its enqueue, when traces
+    /// are exported. Defaults to `link`.
+    pub trace_attempts: TraceAttempts,
+}
+
+/// How each attempt's `process {queue}` span relates to the trace its job carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceAttempts {
+    /// A trace of its own per attempt, linked to the job's: a job retried for a day does
+    /// not keep its enqueuer's trace open (the messaging conventions' default).
+    #[default]
+    Link,
+    /// A child of the job's trace: the request, the attempts and what they cause read as
+    /// one tree.
+    Child,
 }
 
 /// The cron scheduler. Any number of processes may run it: each tick still yields one job.
@@ -91,6 +107,7 @@ impl Default for PoolConfig {
             rescue_interval: Duration::from_secs(5),
             retention: RetentionConfig::default(),
             scheduler: SchedulerConfig::default(),
+            trace_attempts: TraceAttempts::default(),
         }
     }
 }

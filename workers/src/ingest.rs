@@ -14,11 +14,17 @@
 //! running, and the API's `/readyz` names the ingester as degraded. The database down: the
 //! batch waits and is stored once it is back; nothing is acknowledged before.
 
+use longshore_jobs::telemetry::{
+    self, MESSAGING_BATCH_COUNT, MESSAGING_DESTINATION, MESSAGING_OPERATION,
+    MESSAGING_OPERATION_NAME, MESSAGING_SYSTEM, OTEL_KIND, OTEL_NAME,
+};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use chrono::{DateTime, Utc};
 use longshore_jobs::Client;
@@ -451,12 +457,14 @@ impl Ingester {
                 Err(reason) => dead.push((entry, reason)),
             }
         }
+        let span = self.receive_span(&entries, &requests);
         let mut backoff = Duration::from_millis(100);
         let results = loop {
             if requests.is_empty() {
                 break Vec::new();
             }
-            match self.client.enqueue_many(requests.clone()).await {
+            let stored = self.client.enqueue_many(requests.clone());
+            match stored.instrument(span.clone()).await {
                 Ok(results) => break results,
                 Err(error) => {
                     // Nothing was stored (or the commit is unconfirmed: a retry finds the
@@ -487,6 +495,32 @@ impl Ingester {
             tracing::warn!(stream = %self.config.stream, dead = dead.len(), "entries dead-lettered");
         }
         Ok(())
+    }
+
+    /// The span of storing one read's entries (`receive {stream}`, a consumer), linked to
+    /// the trace each entry names (its `trace_id`): their jobs stay in those traces.
+    fn receive_span(
+        &self,
+        entries: &[Entry],
+        requests: &[longshore_jobs::EnqueueRequest],
+    ) -> tracing::Span {
+        let span = tracing::info_span!(
+            "receive",
+            { OTEL_NAME } = %format_args!("receive {}", self.config.stream),
+            { OTEL_KIND } = "consumer",
+            { MESSAGING_SYSTEM } = "redis",
+            { MESSAGING_OPERATION } = "receive",
+            { MESSAGING_OPERATION_NAME } = "ingest",
+            { MESSAGING_DESTINATION } = %self.config.stream,
+            { MESSAGING_BATCH_COUNT } = entries.len(),
+        );
+        let carried = requests
+            .iter()
+            .filter_map(|r| r.metadata.as_ref().and_then(telemetry::carried));
+        for context in carried {
+            span.add_link(context);
+        }
+        span
     }
 
     /// The event of an entry, or why it cannot be one.

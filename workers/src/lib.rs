@@ -38,8 +38,9 @@ pub mod exec;
 pub mod ingest;
 pub mod kinds;
 pub mod maintenance;
+pub mod otel;
 pub mod pool;
 
-pub use config::{PoolConfig, QueueConfig, RetentionConfig, SchedulerConfig};
+pub use config::{PoolConfig, QueueConfig, RetentionConfig, SchedulerConfig, TraceAttempts};
 pub use maintenance::{pruner, scheduler::Scheduler};
 pub use pool::{Pool, PoolError};

@@ -5,15 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apalis::layers::tracing::TraceLayer;
 use apalis::prelude::{Monitor, WorkerBuilder, WorkerBuilderExt};
-use apalis_core::task::Task;
 use longshore_jobs::store::WorkerInfo;
-use longshore_jobs::telemetry::{
-    JOB_ATTEMPT, JOB_ID, JOB_KIND, MESSAGING_DESTINATION, MESSAGING_OPERATION, MESSAGING_SYSTEM,
-    OTEL_KIND, OTEL_NAME, WORKER_ID,
-};
-use longshore_jobs::{ClaimedJob, Client, ProcessId, Registry, Store, StoreError, WorkerId};
+use longshore_jobs::telemetry::WORKER_ID;
+use longshore_jobs::{Client, ProcessId, Registry, Store, StoreError, WorkerId};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PoolConfig;
@@ -139,8 +134,8 @@ impl Pool {
     }
 
     /// The apalis monitor of the workers, each running this tower stack around an attempt,
-    /// outermost first: the ack layer (stores the outcome), the span of the attempt, the
-    /// concurrency limit, and the dispatcher (runs the handler on a task of its own and
+    /// outermost first: the ack layer (the span of the attempt, its metrics, and storing the
+    /// outcome), the concurrency limit, and the dispatcher (runs the handler on a task of its own and
     /// decides the outcome). A worker that fails is restarted.
     fn monitor(&self, workers: &[Arc<Shared>], completer: &Completer) -> Monitor {
         let mut monitor = Monitor::new().should_restart(|worker, error| {
@@ -151,13 +146,17 @@ impl Pool {
         for worker in workers {
             let (worker, client) = (Arc::clone(worker), client.clone());
             let (held, completer) = (self.held.clone(), completer.clone());
-            let grace = self.config.cancel_grace;
+            let (grace, trace) = (self.config.cancel_grace, self.config.trace_attempts);
             monitor = monitor.register(move |_restarts| {
                 let id = worker.worker.clone();
                 WorkerBuilder::new(id.as_str())
                     .backend(QueueBackend::new(Arc::clone(&worker)))
-                    .layer(AckLayer::new(completer.clone(), id.clone(), held.clone()))
-                    .layer(TraceLayer::new().make_span_with(process_span))
+                    .layer(AckLayer::new(
+                        completer.clone(),
+                        id.clone(),
+                        held.clone(),
+                        trace,
+                    ))
                     .concurrency(worker.concurrency as usize)
                     .build(Dispatch::new(client.clone(), held.clone(), id, grace))
             });
@@ -276,20 +275,4 @@ async fn stop_after_grace(shutdown: CancellationToken, held: HeldAttempts, grace
         );
     }
     held.stop_all(StopReason::Shutdown);
-}
-
-/// The span of one attempt, named after the OpenTelemetry messaging convention.
-fn process_span(task: &Task<ClaimedJob>) -> tracing::Span {
-    let job = &task.args;
-    tracing::info_span!(
-        "process",
-        { OTEL_NAME } = %format_args!("process {}", job.queue),
-        { OTEL_KIND } = "consumer",
-        { MESSAGING_SYSTEM } = "longshore",
-        { MESSAGING_OPERATION } = "process",
-        { MESSAGING_DESTINATION } = %job.queue,
-        { JOB_ID } = %job.id,
-        { JOB_KIND } = %job.kind,
-        { JOB_ATTEMPT } = job.attempt,
-    )
 }

@@ -186,13 +186,35 @@ pub(crate) fn stream_messages<T: Send + Sync + 'static, M: Send + 'static>(
     cutoff: impl Fn(String) -> M + Send + 'static,
 ) -> BoxStream<'static, M> {
     let Subscription { items, cut } = subscription;
-    let items = futures::stream::unfold(items, |mut rx| async move {
-        rx.recv().await.map(|received| (received, rx))
+    // Counted as a connected client (`longshore.sse.clients`) until the stream is dropped.
+    let client = SseClient::connect();
+    let items = futures::stream::unfold((items, client), |(mut rx, client)| async move {
+        rx.recv().await.map(|received| (received, (rx, client)))
     })
     .map(item);
     let last = futures::stream::once(async move { cut.get().cloned() })
         .filter_map(move |reason| std::future::ready(reason.map(&cutoff)));
     items.chain(last).boxed()
+}
+
+/// One client of an SSE stream, in the `longshore.sse.clients` gauge while it lives.
+struct SseClient;
+
+impl SseClient {
+    fn connect() -> SseClient {
+        longshore_jobs::telemetry::metrics::get()
+            .sse_clients
+            .add(1, &[]);
+        SseClient
+    }
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        longshore_jobs::telemetry::metrics::get()
+            .sse_clients
+            .add(-1, &[]);
+    }
 }
 
 /// Writes an audit record of a mutation.

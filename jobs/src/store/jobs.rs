@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::{Store, dispatch, inserter, on_backend};
 use crate::error::StoreError;
 use crate::id::{JobId, WorkerId};
 use crate::job::{ClaimedJob, Enqueued, Lease, NewJob};
 use crate::outcome::Completion;
 use crate::state::JobState;
+use crate::telemetry;
 
 /// What a lease renewal found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -92,12 +95,35 @@ impl Store {
     /// transaction.
     pub async fn insert_keyed(
         &self,
-        jobs: Vec<NewJob>,
+        mut jobs: Vec<NewJob>,
         keyed: Option<KeyedResponse>,
     ) -> Result<Vec<Enqueued>, StoreError> {
         if jobs.is_empty() && keyed.is_none() {
             return Ok(Vec::new());
         }
+        let span = telemetry::send_span(&mut jobs);
+        let counted: Vec<(String, String)> = jobs
+            .iter()
+            .map(|j| (j.queue.clone(), j.kind.clone()))
+            .collect();
+        let started = std::time::Instant::now();
+        let enqueued = self.send_to_inserter(jobs, keyed).instrument(span).await;
+        super::record_operation("insert", started);
+        let enqueued = enqueued?;
+        let enqueued_metric = &telemetry::metrics::get().enqueued;
+        for ((queue, kind), result) in counted.iter().zip(&enqueued) {
+            if !result.duplicate {
+                enqueued_metric.add(1, &telemetry::metrics::job_attributes(queue, kind));
+            }
+        }
+        Ok(enqueued)
+    }
+
+    async fn send_to_inserter(
+        &self,
+        jobs: Vec<NewJob>,
+        keyed: Option<KeyedResponse>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let queues: Vec<String> = jobs.iter().map(|j| j.queue.clone()).collect();
         let request = inserter::Request {

@@ -138,7 +138,16 @@ pub struct Store {
 /// refuses at once while the database is known to be unreachable, and learns from the
 /// result whether it is.
 macro_rules! on_backend {
-    ($self:ident, $s:ident => $call:expr) => {{
+    ($self:ident, $s:ident => $t:ident . $method:ident ( $($arg:expr),* $(,)? ) .await) => {{
+        let started = std::time::Instant::now();
+        let result = $crate::store::on_backend!(@run $self, $s => $t.$method($($arg),*).await);
+        $crate::store::record_operation(stringify!($method), started);
+        result
+    }};
+    ($self:ident, $s:ident => $call:expr) => {
+        $crate::store::on_backend!(@run $self, $s => $call)
+    };
+    (@run $self:ident, $s:ident => $call:expr) => {{
         $self.health.check()?;
         let call = async {
             match &$self.backend {
@@ -263,6 +272,18 @@ pub(crate) fn split_readable<R, T>(
         }
     }
     Ok((good, broken))
+}
+
+/// Records how long a store operation took (the `longshore.store.operation.duration`
+/// histogram; nothing when metrics are not exported).
+pub(crate) fn record_operation(name: &'static str, started: std::time::Instant) {
+    crate::telemetry::metrics::get().store.record(
+        started.elapsed().as_secs_f64(),
+        &[opentelemetry::KeyValue::new(
+            crate::telemetry::metrics::DB_OPERATION,
+            name,
+        )],
+    );
 }
 
 /// Milliseconds of a duration, as bound into SQL.

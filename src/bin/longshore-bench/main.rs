@@ -62,6 +62,11 @@ struct Args {
     /// Seconds W5's schedule runs.
     #[arg(long, default_value_t = 60)]
     w5_seconds: u64,
+    /// Trace and record metrics as `longshore serve` does with `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// set (which this then needs): spans exported in batches, metrics every
+    /// `OTEL_METRIC_EXPORT_INTERVAL`. Off, nothing subscribes to spans.
+    #[arg(long)]
+    telemetry: bool,
 }
 
 /// The no-op handler of the benchmarks: counts its runs and records when each started.
@@ -578,6 +583,10 @@ fn median(values: &mut [f64]) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let otel = match args.telemetry {
+        true => Some(telemetry()?),
+        false => None,
+    };
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -612,7 +621,38 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     print_table(&results, cores);
+    if let Some(otel) = otel {
+        tokio::task::spawn_blocking(move || otel.shutdown()).await?;
+    }
     Ok(())
+}
+
+/// Exports spans and metrics over OTLP, as the server does when configured to.
+fn telemetry() -> anyhow::Result<longshore_workers::otel::Otel> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    if std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_err() {
+        bail!(
+            "--telemetry needs OTEL_EXPORTER_OTLP_ENDPOINT (scripts/bench-telemetry starts a sink)"
+        );
+    }
+    let otel = longshore_workers::otel::Otel::from_env("longshore-bench", "bench")
+        .map_err(anyhow::Error::msg)?;
+    let ours = [
+        "longshore",
+        "longshore_jobs",
+        "longshore_workers",
+        "longshore_api",
+    ];
+    let spans = otel.layer().map(|layer| {
+        layer.with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_targets(ours.map(|target| (target, tracing::Level::INFO))),
+        )
+    });
+    tracing_subscriber::registry().with(spans).init();
+    Ok(otel)
 }
 
 fn print_table(results: &[(String, String, Value)], cores: usize) {

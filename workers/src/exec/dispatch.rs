@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tracing::Instrument;
 
 use apalis_core::task::Task;
 use futures::future::BoxFuture;
@@ -141,7 +142,8 @@ async fn run_until_stopped(
             None => Ran::Finished(handler.await),
         }
     };
-    let mut task = tokio::spawn(limited);
+    // In the attempt's span: what the handler logs and sends belongs to the attempt.
+    let mut task = tokio::spawn(limited.instrument(tracing::Span::current()));
     let joined = tokio::select! {
         joined = &mut task => joined,
         () = stop.token().cancelled() => match tokio::time::timeout(grace, &mut task).await {

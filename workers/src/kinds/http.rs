@@ -16,8 +16,9 @@ use longshore_jobs::secret::Keyring;
 use longshore_jobs::{JobContext, JobError, JobResult, Kind, KindOptions};
 use serde::{Deserialize, Serialize};
 
-use super::trace_context::traceparent;
+use super::trace_context::{client_span, record_delivery, traceparent};
 use crate::egress::{self, Egress};
+use tracing::Instrument;
 
 /// Headers sealed whatever the job says.
 const SENSITIVE: [&str; 4] = [
@@ -185,6 +186,7 @@ impl Kind for Http {
         self.egress.check_url(&url).map_err(JobError::fatal)?;
         let method =
             reqwest::Method::from_bytes(args.method.as_bytes()).map_err(JobError::fatal)?;
+        let span = client_span(method.as_str(), &url);
         let mut request = self.http.request(method, url);
         for (name, value) in &args.headers {
             let value = match value.strip_prefix(SEALED) {
@@ -199,19 +201,21 @@ impl Kind for Http {
             .keys()
             .any(|h| h.eq_ignore_ascii_case("traceparent"))
         {
-            request = request.header("traceparent", traceparent(&job.metadata));
+            request = request.header("traceparent", span.in_scope(|| traceparent(&job.metadata)));
         }
         if let Some(json) = &args.json {
             request = request.json(json);
         } else if let Some(body) = &args.body {
             request = request.body(body.clone());
         }
-        let answer = match request.send().await {
+        let answer = match request.send().instrument(span.clone()).await {
             Ok(answer) => answer,
             Err(error) if egress::refused(&error) => {
+                record_delivery(&span, Self::NAME, None, "refused");
                 return Err(JobError::fatal(egress::refusal(&error)));
             }
             Err(error) => {
+                record_delivery(&span, Self::NAME, None, "retryable");
                 return Err(JobError::retry(format!(
                     "no answer: {}",
                     error.without_url()
@@ -219,6 +223,12 @@ impl Kind for Http {
             }
         };
         let (status, verdict, text) = read_answer(answer).await;
+        let outcome = match verdict {
+            Verdict::Done => "delivered",
+            Verdict::Retry(_) => "retryable",
+            Verdict::Gone | Verdict::Fail => "refused",
+        };
+        record_delivery(&span, Self::NAME, Some(status), outcome);
         let failed = || format!("HTTP {status}: {}", text.trim());
         match verdict {
             Verdict::Done => Ok(serde_json::json!({ "status": status, "body": text })),

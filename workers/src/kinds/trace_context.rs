@@ -1,38 +1,71 @@
 //! The W3C trace context (`traceparent`) of the requests the built-in kinds send, so that the
 //! services they call can join the request to a trace.
 
-/// A W3C `traceparent` for one request: a new span in the trace of `metadata`'s
-/// `traceparent` when it holds a valid one (its enqueuer's context: no OpenTelemetry context
-/// lives in this process), else in a new trace.
-pub(crate) fn traceparent(metadata: &serde_json::Value) -> String {
-    let parent = metadata
-        .get("traceparent")
-        .and_then(serde_json::Value::as_str)
-        .and_then(trace_of);
-    let (trace_id, flags) = match parent {
-        Some((trace_id, flags)) => (trace_id.to_owned(), flags.to_owned()),
-        None => (format!("{:032x}", nonzero::<u128>()), "01".to_owned()),
-    };
-    format!("00-{trace_id}-{:016x}-{flags}", nonzero::<u64>())
+use longshore_jobs::telemetry::{
+    self, ERROR_TYPE, HTTP_METHOD, HTTP_STATUS, JOB_KIND, OTEL_KIND, OTEL_NAME, OTEL_STATUS,
+    OUTCOME, SERVER_ADDRESS, WEBHOOK_ENDPOINT, carried, current_traceparent,
+};
+use opentelemetry::KeyValue;
+
+/// The client span of one request a built-in kind sends (`POST`, per the HTTP conventions).
+/// Its `traceparent` is [`traceparent`] called inside it.
+pub(crate) fn client_span(method: &str, url: &reqwest::Url) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        { OTEL_NAME } = method,
+        { OTEL_KIND } = "client",
+        { HTTP_METHOD } = method,
+        { SERVER_ADDRESS } = url.host_str().unwrap_or(""),
+        { HTTP_STATUS } = tracing::field::Empty,
+        { ERROR_TYPE } = tracing::field::Empty,
+        { OUTCOME } = tracing::field::Empty,
+        { WEBHOOK_ENDPOINT } = tracing::field::Empty,
+        { OTEL_STATUS } = tracing::field::Empty,
+    )
 }
 
-/// The trace id and flags of a valid version-00 `traceparent`.
-fn trace_of(header: &str) -> Option<(&str, &str)> {
-    let mut parts = header.split('-');
-    let (version, trace_id, parent_id, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            && s.bytes().any(|b| b != b'0')
+/// Records how a request ended on its span and in the deliveries counter: `delivered`,
+/// `retryable` or `refused`, with the status or the class of failure (never its text).
+pub(crate) fn record_delivery(
+    span: &tracing::Span,
+    kind: &'static str,
+    status: Option<u16>,
+    outcome: &'static str,
+) {
+    let error_type = match (status, outcome) {
+        (_, "delivered") => None,
+        (Some(status), _) => Some(status.to_string()),
+        (None, "refused") => Some("refused".to_owned()),
+        (None, _) => Some("no_answer".to_owned()),
     };
-    let flags_ok = flags.len() == 2 && flags.bytes().all(|b| b.is_ascii_hexdigit());
-    (parts.next().is_none()
-        && version == "00"
-        && hex(trace_id, 32)
-        && hex(parent_id, 16)
-        && flags_ok)
-        .then_some((trace_id, flags))
+    if let Some(status) = status {
+        span.record(HTTP_STATUS, status);
+    }
+    span.record(OUTCOME, outcome);
+    let mut attributes = vec![
+        KeyValue::new(JOB_KIND, kind),
+        KeyValue::new(OUTCOME, outcome),
+    ];
+    if let Some(error_type) = error_type {
+        span.record(ERROR_TYPE, error_type.as_str());
+        span.record(OTEL_STATUS, "error");
+        attributes.push(KeyValue::new(ERROR_TYPE, error_type));
+    }
+    telemetry::metrics::get().deliveries.add(1, &attributes);
+}
+
+/// A W3C `traceparent` for one request. When traces are exported, the current span's (the
+/// delivery's, inside its attempt's). Otherwise a new span id in the trace of `metadata`'s
+/// `traceparent` when it holds a valid one (its enqueuer's), else in a new trace.
+pub(crate) fn traceparent(metadata: &serde_json::Value) -> String {
+    if let Some(current) = current_traceparent() {
+        return current;
+    }
+    let trace_id = match carried(metadata) {
+        Some(parent) => parent.trace_id().to_string(),
+        None => format!("{:032x}", nonzero::<u128>()),
+    };
+    format!("00-{trace_id}-{:016x}-01", nonzero::<u64>())
 }
 
 /// A random number other than zero (an all-zero trace or span id is invalid).
@@ -51,6 +84,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use longshore_jobs::telemetry::parse_traceparent;
+
     use super::*;
 
     const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -61,11 +96,12 @@ mod tests {
         let first = traceparent(&metadata);
         let second = traceparent(&metadata);
         for header in [&first, &second] {
-            let (trace_id, flags) = trace_of(header).unwrap();
+            let context = parse_traceparent(header).unwrap();
             assert_eq!(
-                (trace_id, flags),
-                ("0af7651916cd43dd8448eb211c80319c", "01")
+                context.trace_id().to_string(),
+                "0af7651916cd43dd8448eb211c80319c"
             );
+            assert!(context.is_sampled());
             assert!(!header.contains("b7ad6b7169203331"), "a new span: {header}");
         }
         assert_ne!(first, second);
@@ -83,9 +119,13 @@ mod tests {
             serde_json::json!({ "traceparent": format!("{PARENT}-extra") }),
         ] {
             let header = traceparent(&metadata);
-            let (trace_id, flags) = trace_of(&header).expect("a valid traceparent");
-            assert_ne!(trace_id, "0af7651916cd43dd8448eb211c80319c", "{metadata}");
-            assert_eq!(flags, "01");
+            let context = parse_traceparent(&header).expect("a valid traceparent");
+            assert_ne!(
+                context.trace_id().to_string(),
+                "0af7651916cd43dd8448eb211c80319c",
+                "{metadata}"
+            );
+            assert!(context.is_sampled());
             assert_eq!(header.len(), 55);
         }
         assert_ne!(

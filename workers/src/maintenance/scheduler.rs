@@ -3,7 +3,9 @@
 //! `(schedule, tick)` — so however many schedulers see a tick, it yields one job — and moves
 //! the schedule's next tick forward by compare-and-set.
 
+use longshore_jobs::telemetry::{OTEL_NAME, OUTCOME, SCHEDULE_NAME};
 use std::time::Duration;
+use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
 use longshore_jobs::cron::CronSpec;
@@ -136,7 +138,27 @@ impl Scheduler {
         tick: DateTime<Utc>,
         counts: &mut TickCounts,
     ) -> Result<Option<JobId>, StoreError> {
-        match self.client.enqueue(schedule.fire_request(Some(tick))).await {
+        let span = tracing::info_span!(
+            "fire",
+            { OTEL_NAME } = %format_args!("fire {}", schedule.id),
+            { SCHEDULE_NAME } = %schedule.id,
+            { OUTCOME } = tracing::field::Empty,
+        );
+        let fired = self
+            .client
+            .enqueue(schedule.fire_request(Some(tick)))
+            .instrument(span.clone())
+            .await;
+        span.record(
+            OUTCOME,
+            match &fired {
+                Ok(enqueued) if enqueued.duplicate => "duplicate",
+                Ok(_) => "fired",
+                Err(EnqueueError::Store(_)) => "failed",
+                Err(_) => "refused",
+            },
+        );
+        match fired {
             Ok(enqueued) => {
                 if !enqueued.duplicate {
                     counts.fired += 1;

@@ -2,7 +2,9 @@
 //! acts; `{"sweep": "guests", "dry_run": true}` only counts what a pass would touch. The pass
 //! itself, step by step, is in `pass`; the SQL it runs on its target, in `query`.
 
+use longshore_jobs::telemetry::{OTEL_NAME, SWEEP_ACTED, SWEEP_MATCHED, SWEEP_NAME};
 use std::sync::Arc;
+use tracing::Instrument;
 
 use longshore_jobs::target::{Target, TargetError, Targets};
 use longshore_jobs::{JobContext, JobError, JobResult, Kind, KindOptions, event};
@@ -56,12 +58,28 @@ impl Kind for Sweep {
     }
 
     async fn run(&self, job: JobContext, args: SweepArgs) -> JobResult {
-        let mut pass = Pass::start(self, &job, &args).await?;
-        while let Some(page) = pass.next_page().await? {
-            pass.act_on(page).await?;
-            pass.report(event::SWEEP_PAGE).await;
-            pass.pause().await;
+        let span = tracing::info_span!(
+            "sweep",
+            { OTEL_NAME } = %format_args!("sweep {}", args.sweep),
+            { SWEEP_NAME } = %args.sweep,
+            { SWEEP_MATCHED } = tracing::field::Empty,
+            { SWEEP_ACTED } = tracing::field::Empty,
+        );
+        async {
+            let mut pass = Pass::start(self, &job, &args).await?;
+            while let Some(page) = pass.next_page().await? {
+                pass.act_on(page).await?;
+                pass.report(event::SWEEP_PAGE).await;
+                pass.pause().await;
+            }
+            let counts = pass.counts();
+            let result = pass.finish().await;
+            let span = tracing::Span::current();
+            span.record(SWEEP_MATCHED, counts.0);
+            span.record(SWEEP_ACTED, counts.1);
+            result
         }
-        pass.finish().await
+        .instrument(span)
+        .await
     }
 }

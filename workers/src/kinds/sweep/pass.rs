@@ -201,6 +201,11 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// Rows matched and acted on so far.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        (self.progress.matched, self.progress.acted)
+    }
+
     /// Records where the next pass starts (after this one's last key when a budget stopped
     /// it, else from the beginning) and reports the counts.
     pub(super) async fn finish(self) -> JobResult {

@@ -26,7 +26,11 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use longshore_jobs::telemetry::WEBHOOK_ENDPOINT;
+use tracing::Instrument;
+
 use super::http::{Verdict, read_answer};
+use super::trace_context::{client_span, record_delivery, traceparent};
 use crate::egress::{self, Egress};
 
 pub mod relay;
@@ -322,6 +326,8 @@ impl Kind for Deliver {
         let signature = sign::header(&refs, &args.message_id, timestamp, &body);
         let url: reqwest::Url = endpoint.url.parse().map_err(JobError::fatal)?;
 
+        let span = client_span("POST", &url);
+        span.record(WEBHOOK_ENDPOINT, endpoint.id.to_string());
         let started = Instant::now();
         let sent = match self.egress.check_url(&url) {
             Err(refused) => Err(refused.to_string()),
@@ -332,8 +338,10 @@ impl Kind for Deliver {
                 .header("webhook-id", &args.message_id)
                 .header("webhook-timestamp", timestamp.to_string())
                 .header("webhook-signature", signature)
+                .header("traceparent", span.in_scope(|| traceparent(&job.metadata)))
                 .body(body)
                 .send()
+                .instrument(span.clone())
                 .await),
         };
         let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
@@ -354,6 +362,12 @@ impl Kind for Deliver {
                 None,
             ),
         };
+        let outcome = match verdict {
+            Verdict::Done => "delivered",
+            Verdict::Retry(_) => "retryable",
+            Verdict::Gone | Verdict::Fail => "refused",
+        };
+        record_delivery(&span, Self::NAME, status.map(|s| s as u16), outcome);
         let attempt = DeliveryAttempt {
             id: 0,
             endpoint_id: endpoint.id,
