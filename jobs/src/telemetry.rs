@@ -33,7 +33,7 @@ pub const MESSAGING_SYSTEM: &str = "messaging.system";
 pub const MESSAGING_OPERATION: &str = "messaging.operation.type";
 /// OpenTelemetry messaging operation name (`send`, `process`, `ingest`).
 pub const MESSAGING_OPERATION_NAME: &str = "messaging.operation.name";
-/// OpenTelemetry messaging destination (the queue, or the stream read).
+/// OpenTelemetry messaging destination (the queue, the push kind, or the stream read).
 pub const MESSAGING_DESTINATION: &str = "messaging.destination.name";
 /// OpenTelemetry messaging message id (the job's id, for one job).
 pub const MESSAGING_MESSAGE_ID: &str = "messaging.message.id";
@@ -63,8 +63,6 @@ pub const SWEEP_MATCHED: &str = "longshore.sweep.rows_matched";
 pub const SWEEP_ACTED: &str = "longshore.sweep.rows_acted";
 /// A webhook endpoint's name.
 pub const WEBHOOK_ENDPOINT: &str = "longshore.webhook.endpoint";
-/// A push's topic kind (`account.deleted`).
-pub const PUSH_KIND: &str = "longshore.push.kind";
 /// OpenTelemetry span name override (the exporter names the span by it).
 pub const OTEL_NAME: &str = "otel.name";
 /// OpenTelemetry span kind (`producer`, `consumer`, `server`, `client`, `internal`).
@@ -98,7 +96,6 @@ pub const NAMES: &[&str] = &[
     SWEEP_MATCHED,
     SWEEP_ACTED,
     WEBHOOK_ENDPOINT,
-    PUSH_KIND,
     OTEL_NAME,
     OTEL_KIND,
     OTEL_STATUS,
@@ -291,17 +288,22 @@ pub fn set_remote_parent(span: &tracing::Span, parent: SpanContext) {
     let _ = span.set_parent(context);
 }
 
-/// The `send {queue}` span of one enqueue (producer, per the messaging conventions), a child
-/// of the current span. When traces are exported, each job without a `traceparent` of its
-/// own gets this span's; a job that carries one keeps it, and the span links to it.
-pub(crate) fn send_span(jobs: &mut [NewJob]) -> tracing::Span {
-    let queue = match jobs.first() {
-        Some(first) if jobs.iter().all(|j| j.queue == first.queue) => first.queue.as_str(),
-        _ => "",
+/// A producer span, `{operation} {destination}` per the messaging conventions, over `count`
+/// messages to one destination (a queue, a push kind), or to several (then unnamed).
+pub(crate) fn producer_span<'a>(
+    operation: &'static str,
+    mut destinations: impl Iterator<Item = &'a str>,
+    count: usize,
+) -> tracing::Span {
+    let first = destinations.next().unwrap_or("");
+    let destination = if destinations.all(|d| d == first) {
+        first
+    } else {
+        ""
     };
-    let name = match queue {
-        "" => "send".to_owned(),
-        queue => format!("send {queue}"),
+    let name = match destination {
+        "" => operation.to_owned(),
+        destination => format!("{operation} {destination}"),
     };
     let span = tracing::info_span!(
         "send",
@@ -309,18 +311,29 @@ pub(crate) fn send_span(jobs: &mut [NewJob]) -> tracing::Span {
         { OTEL_KIND } = "producer",
         { MESSAGING_SYSTEM } = "longshore",
         { MESSAGING_OPERATION } = "send",
-        { MESSAGING_OPERATION_NAME } = "send",
-        { MESSAGING_DESTINATION } = queue,
+        { MESSAGING_OPERATION_NAME } = operation,
+        { MESSAGING_DESTINATION } = destination,
         { MESSAGING_BATCH_COUNT } = tracing::field::Empty,
         { MESSAGING_MESSAGE_ID } = tracing::field::Empty,
     );
+    if count > 1 {
+        span.record(MESSAGING_BATCH_COUNT, count);
+    }
+    span
+}
+
+/// The `send {queue}` span of one enqueue, a child of the current span. When traces are
+/// exported, each job without a `traceparent` of its own gets this span's; a job that
+/// carries one keeps it, and the span links to it.
+pub(crate) fn send_span(jobs: &mut [NewJob]) -> tracing::Span {
+    let queues = jobs.iter().map(|j| j.queue.as_str());
+    let span = producer_span("send", queues, jobs.len());
     if span.is_disabled() {
         return span;
     }
-    match &*jobs {
-        [one] => span.record(MESSAGING_MESSAGE_ID, tracing::field::display(one.id)),
-        many => span.record(MESSAGING_BATCH_COUNT, many.len()),
-    };
+    if let [one] = &*jobs {
+        span.record(MESSAGING_MESSAGE_ID, tracing::field::display(one.id));
+    }
     // Links are set before the span starts (reading its context starts it).
     let mut linked = 0;
     for job in jobs.iter() {

@@ -13,14 +13,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{TestDb, cli, eventually, ok, wait_ready};
 
-pub(crate) const SCHEMA: &str = include_str!("../../examples/lifecycle/schema.sql");
-pub(crate) const EXAMPLE: &str = include_str!("../../examples/lifecycle/longshore.toml");
+const SCHEMA: &str = include_str!("../../examples/lifecycle/schema.sql");
+const EXAMPLE: &str = include_str!("../../examples/lifecycle/longshore.toml");
 /// The trace of the request that deleted user 1.
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 /// An accounts service that is busy for its first call (503, `Retry-After: 1`), takes every
 /// later one (204), and keeps each request's head.
-pub(crate) async fn accounts_service() -> (String, Arc<Mutex<Vec<String>>>) {
+async fn accounts_service() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let heads: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -68,43 +68,75 @@ async fn scalar(pool: &PgPool, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// `examples/lifecycle/` ready to serve: the game database with accounts `1..=accounts`
+/// (each with a session and an identity), the accounts service, a fresh stream, and the
+/// config file (plus `extra`, TOML) pointing at them. `None` without Redis outside CI.
+pub(crate) struct Example {
+    pub path: std::path::PathBuf,
+    pub stream: String,
+    pub redis_url: String,
+    pub game: PgPool,
+    pub heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Example {
+    pub(crate) async fn prepare(db: &TestDb, accounts: i64, extra: &str) -> Option<Example> {
+        let redis_url = longshore_testkit::redis_url()?;
+        let target_url = longshore_testkit::postgres_target_url().await.unwrap();
+        let game = PgPool::connect(&target_url).await.unwrap();
+        sqlx::raw_sql(SCHEMA).execute(&game).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO accounts (id) SELECT g FROM generate_series(1, {accounts}) g; \
+             INSERT INTO sessions SELECT id, 't' || id FROM accounts; \
+             INSERT INTO identities SELECT id, 'device' FROM accounts;"
+        )))
+        .execute(&game)
+        .await
+        .unwrap();
+        let (service, heads) = accounts_service().await;
+        let stream = format!(
+            "test:{}:user:lifecycle_events",
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut config: toml::Table = EXAMPLE
+            .replace("TARGET_URL", &target_url)
+            .replace("http://accounts:8080", &service)
+            .replace("\"user:lifecycle_events\"", &format!("{stream:?}"))
+            .parse()
+            .unwrap();
+        let ingester = config["ingesters"][0].as_table_mut().unwrap();
+        ingester.insert("redis_url".into(), redis_url.clone().into());
+        ingester.insert("block".into(), "200ms".into());
+        let egress: toml::Table = "allow = [\"127.0.0.1\"]".parse().unwrap();
+        config.insert("egress".into(), egress.into());
+        config.extend(extra.parse::<toml::Table>().unwrap());
+        let path = db.path("longshore.toml");
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        Some(Example {
+            path,
+            stream,
+            redis_url,
+            game,
+            heads,
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let Some(redis_url) = longshore_testkit::redis_url() else {
+    let Some(example) = Example::prepare(&db, 4, "").await else {
         return;
     };
-    let target_url = longshore_testkit::postgres_target_url().await.unwrap();
-    let game = PgPool::connect(&target_url).await.unwrap();
-    sqlx::raw_sql(SCHEMA).execute(&game).await.unwrap();
-    sqlx::raw_sql(
-        "INSERT INTO accounts (id) SELECT g FROM generate_series(1, 4) g; \
-         INSERT INTO sessions SELECT id, 't' || id FROM accounts; \
-         INSERT INTO identities SELECT id, 'device' FROM accounts;",
-    )
-    .execute(&game)
-    .await
-    .unwrap();
-    let (service, heads) = accounts_service().await;
-    let stream = format!(
-        "test:{}:user:lifecycle_events",
-        uuid::Uuid::new_v4().simple()
-    );
-    let mut config: toml::Table = EXAMPLE
-        .replace("TARGET_URL", &target_url)
-        .replace("http://accounts:8080", &service)
-        .replace("\"user:lifecycle_events\"", &format!("{stream:?}"))
-        .parse()
-        .unwrap();
-    let ingester = config["ingesters"][0].as_table_mut().unwrap();
-    ingester.insert("redis_url".into(), redis_url.clone().into());
-    ingester.insert("block".into(), "200ms".into());
-    let egress: toml::Table = "allow = [\"127.0.0.1\"]".parse().unwrap();
-    config.insert("egress".into(), egress.into());
-    let path = db.path("longshore.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let Example {
+        path,
+        stream,
+        redis_url,
+        game,
+        heads,
+    } = example;
     let (_server, base) = db.serve(&path, &[]);
     wait_ready(&base).await;
 

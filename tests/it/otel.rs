@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::lifecycle::{EXAMPLE, SCHEMA, accounts_service, xadd};
+use crate::lifecycle::{Example, xadd};
 use crate::support::{FAST, TestDb, eventually, free_port, wait_ready};
 
 /// A span as exported, its ids in hex.
@@ -396,48 +396,18 @@ async fn a_lifecycle_entry_s_trace_holds_its_cascade_and_its_deliveries() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let Some(redis_url) = longshore_testkit::redis_url() else {
+    // The attempts as children of the job's trace: the cascade reads as one tree.
+    let extra = "[pool]\ntrace_attempts = \"child\"";
+    let Some(example) = Example::prepare(&db, 1, extra).await else {
         return;
     };
-    let target_url = longshore_testkit::postgres_target_url().await.unwrap();
-    let game = sqlx::PgPool::connect(&target_url).await.unwrap();
-    sqlx::raw_sql(SCHEMA).execute(&game).await.unwrap();
-    sqlx::raw_sql(
-        "INSERT INTO accounts (id) VALUES (1); \
-         INSERT INTO sessions VALUES (1, 't1'); \
-         INSERT INTO identities VALUES (1, 'device');",
-    )
-    .execute(&game)
-    .await
-    .unwrap();
-    let (service, heads) = accounts_service().await;
-    let stream = format!("test:{}:otel", uuid::Uuid::new_v4().simple());
-    let mut config: toml::Table = EXAMPLE
-        .replace("TARGET_URL", &target_url)
-        .replace("http://accounts:8080", &service)
-        .replace("\"user:lifecycle_events\"", &format!("{stream:?}"))
-        .parse()
-        .unwrap();
-    let ingester = config["ingesters"][0].as_table_mut().unwrap();
-    ingester.insert("redis_url".into(), redis_url.clone().into());
-    ingester.insert("block".into(), "200ms".into());
-    config.insert(
-        "egress".into(),
-        "allow = [\"127.0.0.1\"]"
-            .parse::<toml::Table>()
-            .unwrap()
-            .into(),
-    );
-    // The attempts as children of the job's trace: the cascade reads as one tree.
-    config.insert(
-        "pool".into(),
-        "trace_attempts = \"child\""
-            .parse::<toml::Table>()
-            .unwrap()
-            .into(),
-    );
-    let path = db.path("longshore.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let Example {
+        path,
+        stream,
+        redis_url,
+        heads,
+        ..
+    } = example;
     let (receiver, otlp) = Receiver::start().await;
     let listen = format!("127.0.0.1:{}", free_port());
     let args = [

@@ -81,6 +81,28 @@ async fn counts_distinct_users_over_each_window_the_same_on_another_replica(api:
     answer.assert_status_is_ok();
     let body: serde_json::Value = answer.0.into_body().into_json().await.unwrap();
     assert_eq!(body["active_users"], json!({"24h": 3, "7d": 4}));
+    // The other replica reports a user of its own (seen six days ago, by the report's
+    // clock) and one this replica reported: both scrapes count each user once.
+    let six_days = (Utc::now() - Duration::days(6)).to_rfc3339();
+    other
+        .post("/api/v1/activity")
+        .body_json(&json!({"user_ids": ["fay", "bo"], "at": six_days}))
+        .send()
+        .await
+        .assert_status_is_ok();
+    for scrape in [
+        api.cli.get("/metrics").send().await,
+        other.get("/metrics").send().await,
+    ] {
+        scrape.assert_status_is_ok();
+        let text = scrape.0.into_body().into_string().await.unwrap();
+        for sample in [
+            "longshore_active_users{window=\"24h\"} 3\n",
+            "longshore_active_users{window=\"7d\"} 5\n",
+        ] {
+            assert!(text.contains(sample), "{sample} in {text}");
+        }
+    }
     // Sightings past the longest window are pruned, and no longer count.
     let old = Utc::now() - Duration::days(8);
     api.store
@@ -98,7 +120,7 @@ async fn counts_distinct_users_over_each_window_the_same_on_another_replica(api:
         .active_users(&[Utc::now() - Duration::days(30)])
         .await
         .unwrap();
-    assert_eq!(counts, vec![4]);
+    assert_eq!(counts, vec![5]);
 }
 
 async fn refuses_bad_activity_reports(api: TestApi) {

@@ -7,10 +7,6 @@ use tracing::Instrument;
 use super::{Store, dispatch, on_backend};
 use crate::error::StoreError;
 use crate::push::{NewPush, Push, Pushed};
-use crate::telemetry::{
-    MESSAGING_BATCH_COUNT, MESSAGING_OPERATION, MESSAGING_OPERATION_NAME, MESSAGING_SYSTEM,
-    OTEL_KIND, OTEL_NAME, PUSH_KIND,
-};
 
 dispatch! {
     /// Pushes after position `after`, oldest first. Never skips a push that commits late.
@@ -28,24 +24,8 @@ impl Store {
         if pushes.is_empty() {
             return Ok(Vec::new());
         }
-        let kind = match pushes {
-            [first, rest @ ..] if rest.iter().all(|p| p.kind == first.kind) => first.kind.as_str(),
-            _ => "",
-        };
-        let name = match kind {
-            "" => "publish".to_owned(),
-            kind => format!("publish {kind}"),
-        };
-        let span = tracing::info_span!(
-            "publish",
-            { OTEL_NAME } = %name,
-            { OTEL_KIND } = "producer",
-            { MESSAGING_SYSTEM } = "longshore",
-            { MESSAGING_OPERATION } = "send",
-            { MESSAGING_OPERATION_NAME } = "publish",
-            { PUSH_KIND } = kind,
-            { MESSAGING_BATCH_COUNT } = pushes.len(),
-        );
+        let kinds = pushes.iter().map(|p| p.kind.as_str());
+        let span = crate::telemetry::producer_span("publish", kinds, pushes.len());
         async { on_backend!(self, s => s.insert_pushes(pushes).await) }
             .instrument(span)
             .await
