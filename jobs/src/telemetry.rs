@@ -122,6 +122,9 @@ pub mod metrics {
     /// Webhook and HTTP deliveries by outcome (`longshore.outcome`: `delivered`, `retryable`,
     /// `refused`; `error.type`).
     pub const DELIVERIES: &str = "longshore.deliveries";
+    /// Rows sweep passes matched and acted on (`longshore.sweep.name`, `longshore.outcome`:
+    /// `matched`, `acted`).
+    pub const SWEEP_ROWS: &str = "longshore.sweep.rows";
     /// Clients connected to the event stream (SSE) of this process.
     pub const SSE_CLIENTS: &str = "longshore.sse.clients";
     /// Requests served by the API (`http.request.method`, `http.route`,
@@ -139,6 +142,7 @@ pub mod metrics {
         PROCESS_DURATION,
         QUEUE_TIME,
         DELIVERIES,
+        SWEEP_ROWS,
         SSE_CLIENTS,
         HTTP_DURATION,
         STORE_DURATION,
@@ -157,6 +161,8 @@ pub mod metrics {
         pub queue_time: Histogram<f64>,
         /// [`DELIVERIES`].
         pub deliveries: Counter<u64>,
+        /// [`SWEEP_ROWS`].
+        pub sweep_rows: Counter<u64>,
         /// [`SSE_CLIENTS`].
         pub sse_clients: UpDownCounter<i64>,
         /// [`HTTP_DURATION`].
@@ -191,6 +197,10 @@ pub mod metrics {
                 deliveries: meter
                     .u64_counter(DELIVERIES)
                     .with_description("webhook and HTTP deliveries, by outcome")
+                    .build(),
+                sweep_rows: meter
+                    .u64_counter(SWEEP_ROWS)
+                    .with_description("rows sweep passes matched and acted on")
                     .build(),
                 sse_clients: meter
                     .i64_up_down_counter(SSE_CLIENTS)

@@ -2,7 +2,8 @@
 //! acts; `{"sweep": "guests", "dry_run": true}` only counts what a pass would touch. The pass
 //! itself, step by step, is in `pass`; the SQL it runs on its target, in `query`.
 
-use longshore_jobs::telemetry::{OTEL_NAME, SWEEP_ACTED, SWEEP_MATCHED, SWEEP_NAME};
+use longshore_jobs::telemetry::{self, OTEL_NAME, OUTCOME, SWEEP_ACTED, SWEEP_MATCHED, SWEEP_NAME};
+use opentelemetry::KeyValue;
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -77,6 +78,20 @@ impl Kind for Sweep {
             let span = tracing::Span::current();
             span.record(SWEEP_MATCHED, counts.0);
             span.record(SWEEP_ACTED, counts.1);
+            // A dry run changes nothing, and counts in no metric.
+            let rows = &telemetry::metrics::get().sweep_rows;
+            let counted = if args.dry_run {
+                Vec::new()
+            } else {
+                vec![("matched", counts.0), ("acted", counts.1)]
+            };
+            for (outcome, n) in counted {
+                let attributes = [
+                    KeyValue::new(SWEEP_NAME, args.sweep.clone()),
+                    KeyValue::new(OUTCOME, outcome),
+                ];
+                rows.add(n, &attributes);
+            }
             result
         }
         .instrument(span)
