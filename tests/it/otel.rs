@@ -21,30 +21,30 @@ use crate::support::{FAST, TestDb, eventually, free_port, wait_ready};
 
 /// A span as exported, its ids in hex.
 #[derive(Clone, Debug)]
-struct Span {
-    trace: String,
-    id: String,
-    parent: String,
-    name: String,
+pub(crate) struct Span {
+    pub trace: String,
+    pub id: String,
+    pub parent: String,
+    pub name: String,
     /// 2 server, 3 client, 4 producer, 5 consumer.
-    kind: i32,
-    attributes: HashMap<String, String>,
-    links: Vec<(String, String)>,
-    service: String,
+    pub kind: i32,
+    pub attributes: HashMap<String, String>,
+    pub links: Vec<(String, String)>,
+    pub service: String,
 }
 
 /// One data point of a metric, with its attributes.
 #[derive(Clone, Debug)]
-struct Point {
-    metric: String,
-    attributes: HashMap<String, String>,
+pub(crate) struct Point {
+    pub metric: String,
+    pub attributes: HashMap<String, String>,
 }
 
 /// An OTLP/HTTP receiver: `/v1/traces` and `/v1/metrics`, protobuf, keeping what arrives.
 #[derive(Clone, Default)]
-struct Receiver {
-    spans: Arc<Mutex<Vec<Span>>>,
-    points: Arc<Mutex<Vec<Point>>>,
+pub(crate) struct Receiver {
+    pub spans: Arc<Mutex<Vec<Span>>>,
+    pub points: Arc<Mutex<Vec<Point>>>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -67,7 +67,7 @@ fn attributes(kvs: &[KeyValue]) -> HashMap<String, String> {
 }
 
 impl Receiver {
-    async fn start() -> (Receiver, String) {
+    pub(crate) async fn start() -> (Receiver, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let receiver = Receiver::default();
@@ -177,7 +177,11 @@ impl Receiver {
     }
 
     /// Waits until the spans kept satisfy `found`, and returns its answer.
-    async fn spans_until<T>(&self, what: &str, found: impl Fn(&[Span]) -> Option<T>) -> T {
+    pub(crate) async fn spans_until<T>(
+        &self,
+        what: &str,
+        found: impl Fn(&[Span]) -> Option<T>,
+    ) -> T {
         eventually(Duration::from_secs(30), what, || {
             let spans = self.spans.lock().unwrap().clone();
             let answer = found(&spans);
@@ -188,7 +192,7 @@ impl Receiver {
 }
 
 /// The exporter's settings for a test: short batching so spans arrive within a second.
-fn otel_env(receiver: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn otel_env(receiver: &str) -> Vec<(&'static str, String)> {
     vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.to_owned()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),

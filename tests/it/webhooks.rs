@@ -679,3 +679,86 @@ async fn canary_secrets_are_found_nowhere_at_rest_while_deliveries_carry_them() 
         }
     }
 }
+
+/// With traces exported, each delivery is a client span inside its attempt, and the
+/// `traceparent` the endpoint receives is that span's; the deliveries counter says how
+/// each ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_delivery_sends_the_traceparent_of_its_exported_span() {
+    use longshore_jobs::telemetry::metrics::DELIVERIES;
+    let db = TestDb::sqlite().await;
+    let receiver = Receiver::start(Arc::new(|_, n| match n {
+        1 => (500, vec![]),
+        _ => (200, vec![]),
+    }))
+    .await;
+    let (otlp, otlp_base) = crate::otel::Receiver::start().await;
+    let mut env = crate::otel::otel_env(&otlp_base);
+    env.push(("LONGSHORE_EGRESS__ALLOW", "[\"127.0.0.1\"]".to_owned()));
+    env.push(("LONGSHORE_WEBHOOKS__RETRY_SCHEDULE", "[\"1s\"]".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_serve, base) = serve(&db, &env);
+    wait_ready(&base).await;
+    let (endpoint, _) =
+        create_endpoint(&base, json!({"url": receiver.url, "kinds": ["note"]})).await;
+    push(&base, "traced", "alice", "note").await;
+    wait_for("the message delivered", || {
+        receiver
+            .of("push_traced")
+            .iter()
+            .any(|r| r.status == 200)
+            .then_some(())
+    })
+    .await;
+    let requests = receiver.of("push_traced");
+    assert_eq!(requests.len(), 2, "one failure, then the delivery");
+    let calls = otlp
+        .spans_until("both deliveries' spans", |spans| {
+            let calls: Vec<_> = spans
+                .iter()
+                .filter(|s| {
+                    s.kind == 3 && s.attributes.get("longshore.webhook.endpoint") == Some(&endpoint)
+                })
+                .cloned()
+                .collect();
+            (calls.len() == 2).then_some(calls)
+        })
+        .await;
+    let spans = otlp.spans.lock().unwrap().clone();
+    for (request, (status, outcome)) in requests
+        .iter()
+        .zip([("500", "retryable"), ("200", "delivered")])
+    {
+        let header = &request.headers["traceparent"];
+        let parts: Vec<&str> = header.split('-').collect();
+        assert_eq!(parts.len(), 4, "{header}");
+        let call = calls
+            .iter()
+            .find(|c| c.id == parts[2])
+            .unwrap_or_else(|| panic!("no exported span is {header}: {calls:?}"));
+        assert_eq!(call.trace, parts[1]);
+        assert_eq!(call.name, "POST");
+        assert_eq!(call.attributes["http.response.status_code"], status);
+        assert_eq!(call.attributes["longshore.outcome"], outcome);
+        let attempt = spans
+            .iter()
+            .find(|s| s.id == call.parent)
+            .expect("the delivery's attempt was exported");
+        assert_eq!(attempt.name, "process webhooks");
+        assert_eq!(attempt.trace, call.trace);
+    }
+    crate::support::eventually(Duration::from_secs(20), "the deliveries counted", || {
+        let points = otlp.points.lock().unwrap().clone();
+        let counted = |outcome: &str, error: Option<&str>| {
+            points.iter().any(|p| {
+                p.metric == DELIVERIES
+                    && p.attributes.get("job.kind").map(String::as_str) == Some("longshore.webhook")
+                    && p.attributes.get("longshore.outcome").map(String::as_str) == Some(outcome)
+                    && p.attributes.get("error.type").map(String::as_str) == error
+            })
+        };
+        let both = counted("retryable", Some("500")) && counted("delivered", None);
+        async move { both.then_some(()) }
+    })
+    .await;
+}
