@@ -102,10 +102,14 @@ impl Store {
             return Ok(Vec::new());
         }
         let span = telemetry::send_span(&mut jobs);
-        let counted: Vec<(String, String)> = jobs
-            .iter()
-            .map(|j| (j.queue.clone(), j.kind.clone()))
-            .collect();
+        // Counted only when metrics are exported: nothing is copied otherwise.
+        let counted: Vec<(String, String)> = match telemetry::exporting() {
+            true => jobs
+                .iter()
+                .map(|j| (j.queue.clone(), j.kind.clone()))
+                .collect(),
+            false => Vec::new(),
+        };
         let started = std::time::Instant::now();
         let enqueued = self.send_to_inserter(jobs, keyed).instrument(span).await;
         super::record_operation("insert", started);

@@ -277,6 +277,9 @@ pub(crate) fn split_readable<R, T>(
 /// Records how long a store operation took (the `longshore.store.operation.duration`
 /// histogram; nothing when metrics are not exported).
 pub(crate) fn record_operation(name: &'static str, started: std::time::Instant) {
+    if !crate::telemetry::exporting() {
+        return;
+    }
     crate::telemetry::metrics::get().store.record(
         started.elapsed().as_secs_f64(),
         &[opentelemetry::KeyValue::new(

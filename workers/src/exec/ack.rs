@@ -87,11 +87,15 @@ where
         let started = std::time::Instant::now();
         let attempt = span.in_scope(|| self.inner.call(task));
         let layer = self.layer.clone();
-        let waited = (chrono::Utc::now() - job.run_at).num_milliseconds().max(0) as f64 / 1000.0;
-        let attributes = telemetry::metrics::job_attributes(&job.queue, &job.kind);
-        telemetry::metrics::get()
-            .queue_time
-            .record(waited, &attributes);
+        // Metrics only when exported: an attempt's attributes are built once, or not at all.
+        let metered = telemetry::exporting().then(|| {
+            let attributes = telemetry::metrics::job_attributes(&job.queue, &job.kind);
+            let waited = (chrono::Utc::now() - job.run_at).num_milliseconds().max(0);
+            telemetry::metrics::get()
+                .queue_time
+                .record(waited as f64 / 1000.0, &attributes);
+            attributes
+        });
         let recorded = span.clone();
         let attempt = async move {
             let key = (job.id, job.attempt);
@@ -113,7 +117,7 @@ where
                 return Ok(());
             }
             log_outcome(&job, &outcome);
-            record_outcome(&recorded, &job, &outcome, started);
+            record_outcome(&recorded, metered, &outcome, started);
             let failed = outcome.error().map(|e| e.message.clone());
             let completion = Completion {
                 lease: job.lease(&layer.worker),
@@ -160,10 +164,10 @@ fn process_span(job: &ClaimedJob, trace: TraceAttempts) -> tracing::Span {
     span
 }
 
-/// The attempt's outcome on its span and in the metrics.
+/// The attempt's outcome on its span and, when exported, in the metrics.
 fn record_outcome(
     span: &tracing::Span,
-    job: &ClaimedJob,
+    metered: Option<[KeyValue; 2]>,
     outcome: &Outcome,
     started: std::time::Instant,
 ) {
@@ -171,7 +175,9 @@ fn record_outcome(
     if outcome.error().is_some() {
         span.record(OTEL_STATUS, "error");
     }
-    let [queue, kind] = telemetry::metrics::job_attributes(&job.queue, &job.kind);
+    let Some([queue, kind]) = metered else {
+        return;
+    };
     let attributes = [queue, kind, KeyValue::new(OUTCOME, outcome.name())];
     let metrics = telemetry::metrics::get();
     metrics.finished.add(1, &attributes);
