@@ -1,6 +1,8 @@
 //! The `jobs` table's hot path on SQLite: insert, claim and complete. Batches travel as one
-//! JSON array per statement (`json_each`), so a batch costs a handful of statements, not a few
-//! per job; events are written from the same arrays.
+//! JSON array per statement, so a batch costs a handful of statements, not a few per job;
+//! events are written from the same arrays. An array of objects is read with `jsonb_each`:
+//! its elements come out as JSONB, which `->>` reads in place, where `json_each` hands each
+//! element out as text that every `->>` parses again (a tenth of a drain's CPU, profiled).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,7 +28,7 @@ SELECT unhex(j->>'id'), j->>'queue', j->>'kind', j->'args', j->>'priority',
        CASE WHEN j->>'run_at' > ?2 THEN 'scheduled' ELSE 'available' END,
        j->>'max_attempts', j->>'run_at', ?2, j->>'unique_key', j->>'unique_slot',
        j->>'unique_scope', j->'tags', j->'metadata', j->>'timeout_ms', j->>'sequence'
-FROM (SELECT value AS j FROM json_each(?1)) WHERE true
+FROM (SELECT value AS j FROM jsonb_each(?1)) WHERE true
 ON CONFLICT (unique_slot) WHERE unique_slot IS NOT NULL DO NOTHING
 RETURNING id, state";
 
@@ -52,7 +54,7 @@ FROM (SELECT unhex(value->>'id') AS id, value->>'attempt' AS attempt, value->>'w
              value->>'state' AS state, value->>'refund' AS refund, value->>'waits' AS waits,
              value->>'delay_us' AS delay_us, value->>'terminal' AS terminal,
              value->'result' AS result, value->>'error' AS error
-      FROM json_each(?1)) AS c
+      FROM jsonb_each(?1)) AS c
 WHERE jobs.id = c.id AND jobs.attempt = c.attempt AND jobs.locked_by = c.worker
   AND jobs.state = 'running'
 RETURNING jobs.id, jobs.sequence IS NOT NULL AS sequenced";
@@ -62,14 +64,14 @@ INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outc
                           error_chain)
 SELECT j.id, c.value->>'attempt', c.value->>'worker', COALESCE(j.attempted_at, ?2), ?2,
        c.value->>'outcome', c.value->>'error', c.value->'chain'
-FROM json_each(?1) AS c JOIN jobs AS j ON j.id = unhex(c.value->>'id')";
+FROM jsonb_each(?1) AS c JOIN jobs AS j ON j.id = unhex(c.value->>'id')";
 
 const OUTCOME_EVENTS: &str = "
 INSERT INTO events (at, type, job_id, queue, kind, state, attempt, data)
 SELECT ?2, c.value->>'event', j.id, j.queue, j.kind, j.state, j.attempt,
        CASE WHEN c.value->>'error' IS NULL THEN NULL
             ELSE json_object('error', c.value->>'error') END
-FROM json_each(?1) AS c JOIN jobs AS j ON j.id = unhex(c.value->>'id')";
+FROM jsonb_each(?1) AS c JOIN jobs AS j ON j.id = unhex(c.value->>'id')";
 
 impl SqliteStore {
     pub(crate) async fn claim(

@@ -54,7 +54,7 @@ impl SqliteStore {
                 lease_expires_at = NULL \
              WHERE state = 'running' AND (id, attempt, locked_by) IN \
                 (SELECT unhex(value->>'id'), value->>'attempt', value->>'worker' \
-                 FROM json_each($1)) \
+                 FROM jsonb_each($1)) \
              RETURNING id",
         )
         .bind(leases_json(leases))
@@ -81,7 +81,7 @@ impl SqliteStore {
         let mut tx = self.write("extend leases").await?;
         let lost = sqlx::query::<Sqlite>(
             "SELECT unhex(h.value->>'id') AS id, h.value->>'attempt' AS attempt \
-             FROM json_each(?1) AS h \
+             FROM jsonb_each(?1) AS h \
              WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = unhex(h.value->>'id') \
                 AND j.attempt = h.value->>'attempt' AND j.locked_by = h.value->>'worker' \
                 AND j.state = 'running') \
@@ -99,7 +99,7 @@ impl SqliteStore {
             "UPDATE jobs SET lease_expires_at = ?2 \
              WHERE state = 'running' AND lease_expires_at < ?3 \
                AND (id, attempt, locked_by) IN (SELECT unhex(value->>'id'), value->>'attempt', \
-                                                       value->>'worker' FROM json_each(?1))",
+                                                       value->>'worker' FROM jsonb_each(?1))",
         )
         .bind(&held)
         .bind(now.saturating_add(duration_us(lease)))
@@ -225,7 +225,7 @@ fn worker_list(workers: &[WorkerId]) -> String {
     serde_json::to_string(workers).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// Leases as the JSON array the statements read with `json_each`.
+/// Leases as the JSON array the statements read with `jsonb_each`.
 fn leases_json(leases: &[Lease]) -> String {
     let leases: Vec<serde_json::Value> = leases
         .iter()
