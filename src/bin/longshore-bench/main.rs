@@ -1,5 +1,6 @@
 //! `longshore-bench`: the workloads of BENCHMARKS.md (W1 bulk drain, W2 steady latency, W3
-//! single enqueue, W3-http, W4 drain with history, W5 cron, M1 memory) and of pushes (P1
+//! single enqueue, W3-http, W4 drain with history, W5 cron, W6 idle cost (asked for by name:
+//! it needs `pg_stat_statements`), M1 memory) and of pushes (P1
 //! batch intake, P2 push-to-gateway latency, P3 webhook deliveries; `push.rs`) and of
 //! lifecycle events (L1 stream ingestion; `lifecycle.rs`) on Postgres and SQLite. Prints one JSON line per run and a Markdown table of medians.
 //!
@@ -62,6 +63,9 @@ struct Args {
     /// Seconds W5's schedule runs.
     #[arg(long, default_value_t = 60)]
     w5_seconds: u64,
+    /// Seconds W6 watches the idle worker (after a warm-up of 10 s).
+    #[arg(long, default_value_t = 60)]
+    w6_seconds: u64,
     /// Trace and record metrics as `longshore serve` does with `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// set (which this then needs): spans exported in batches, metrics every
     /// `OTEL_METRIC_EXPORT_INTERVAL`. Off, nothing subscribes to spans.
@@ -524,6 +528,77 @@ async fn w5(db: &Database, seconds: u64) -> anyhow::Result<Value> {
     }))
 }
 
+/// W6: the idle cost of one `longshore worker` process working 10 queues with nothing to
+/// do, on Postgres: the statements it sends per minute (`pg_stat_statements`, this
+/// database's only, the bench's own reads of it left out) and the CPU it uses.
+async fn w6(db: &Database, seconds: u64) -> anyhow::Result<Value> {
+    const QUEUES: usize = 10;
+    drop(connect(&db.url).await?); // creates the schema, then leaves the database alone
+    let pool = sqlx::PgPool::connect(&db.url).await?;
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&pool)
+        .await
+        .context("W6 counts statements with the pg_stat_statements extension")?;
+    // The extension lives in whichever schema it was created in, not the bench's own.
+    let schema: String = sqlx::query_scalar(
+        "SELECT extnamespace::regnamespace::text FROM pg_extension \
+         WHERE extname = 'pg_stat_statements'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let count = format!(
+        "SELECT coalesce(sum(calls), 0)::bigint FROM {schema}.pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND query NOT LIKE '%pg_stat_statements%'"
+    );
+    let statements = || async {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count.clone()))
+            .fetch_one(&pool)
+            .await
+            .context(
+                "W6 needs pg_stat_statements loaded by the server \
+                 (shared_preload_libraries = 'pg_stat_statements', then a restart)",
+            )
+    };
+    statements().await?;
+    let queues: Vec<String> = (0..QUEUES).map(|i| format!("w6_{i}=4")).collect();
+    let (mut child, _port) = spawn_longshore(db, "worker", &["--queues", &queues.join(",")], &[])?;
+    let pid = child.id();
+    let result = async {
+        tokio::time::sleep(Duration::from_secs(10)).await; // start-up: migrations, workers
+        let (before, cpu_before) = (
+            statements().await?,
+            cpu_ticks(pid).context("worker exited")?,
+        );
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let (after, cpu_after) = (
+            statements().await?,
+            cpu_ticks(pid).context("worker exited")?,
+        );
+        // SAFETY: sysconf(3) has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let cpu_s = (cpu_after - cpu_before) as f64 / hz;
+        anyhow::Ok(json!({
+            "statements_per_min": (after - before) as f64 * 60.0 / seconds as f64,
+            "cpu_percent": cpu_s * 100.0 / seconds as f64,
+            "queues": QUEUES,
+        }))
+    }
+    .await;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    result
+}
+
+/// User and system CPU a process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -604,6 +679,8 @@ async fn main() -> anyhow::Result<()> {
                     // One process on an embedded file is not what W5 measures.
                     "w5" if backend == "sqlite" => continue,
                     "w5" => w5(&db, args.w5_seconds).await?,
+                    "w6" if backend == "sqlite" => continue,
+                    "w6" => w6(&db, args.w6_seconds).await?,
                     "m1" => m1(&db, args.drain_jobs).await?,
                     "p1" => push::p1(&db).await?,
                     "p2" => push::p2(&db).await?,
