@@ -1,8 +1,9 @@
 //! `longshore-bench`: the workloads of BENCHMARKS.md (W1 bulk drain, W2 steady latency, W3
-//! single enqueue, W3-http, W4 drain with history, W5 cron, W6 idle cost (asked for by name:
-//! it needs `pg_stat_statements`), M1 memory) and of pushes (P1
-//! batch intake, P2 push-to-gateway latency, P3 webhook deliveries; `push.rs`) and of
-//! lifecycle events (L1 stream ingestion; `lifecycle.rs`) on Postgres and SQLite. Prints one JSON line per run and a Markdown table of medians.
+//! single enqueue, W3-http, W4 drain with history, W5 cron, W6 idle cost, asked for by name
+//! as it needs `pg_stat_statements`, M1 memory) and of pushes (P1 batch intake, P2
+//! push-to-gateway latency, P3 webhook deliveries; `push.rs`) and of lifecycle events (L1
+//! stream ingestion; `lifecycle.rs`) on Postgres and SQLite. Prints one JSON line per run and
+//! a Markdown table of medians.
 //!
 //! ```sh
 //! cargo run --release --bin longshore-bench -- --runs 3
@@ -533,6 +534,7 @@ async fn w5(db: &Database, seconds: u64) -> anyhow::Result<Value> {
 /// database's only, the bench's own reads of it left out) and the CPU it uses.
 async fn w6(db: &Database, seconds: u64) -> anyhow::Result<Value> {
     const QUEUES: usize = 10;
+    anyhow::ensure!(seconds > 0, "--w6-seconds must be at least 1");
     drop(connect(&db.url).await?); // creates the schema, then leaves the database alone
     let pool = sqlx::PgPool::connect(&db.url).await?;
     sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
