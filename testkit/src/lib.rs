@@ -22,7 +22,7 @@ use longshore_jobs::{Client, EnqueueRequest, JobId, Store, StoreConfig};
 pub use tempfile::TempDir;
 
 mod redis;
-pub use redis::{PrivateRedis, free_port, redis_url};
+pub use redis::{PrivateRedis, free_port, redis_connection, redis_url};
 
 /// Runs each named test once per backend: `per_backend!(setup => name, …)` makes
 /// `name::sqlite` and `name::postgres`, each calling `name(setup(backend).await)`; `setup`

@@ -8,6 +8,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ::redis::aio::MultiplexedConnection;
+
 /// The shared Redis server's URL, or `None` when it does not answer outside CI.
 pub fn redis_url() -> Option<String> {
     let url = std::env::var("LONGSHORE_TEST_REDIS_URL")
@@ -24,6 +26,18 @@ pub fn redis_url() -> Option<String> {
     }
     eprintln!("skipping: Redis at {url} does not answer");
     None
+}
+
+/// A connection for a test's own commands. redis-rs gives up on a reply after 500 ms by
+/// default, which a long read (`XRANGE` of a 10,000-entry stream) can take on a loaded CI
+/// machine; a test waits longer rather than fail for the machine's load.
+pub async fn redis_connection(url: &str) -> ::redis::RedisResult<MultiplexedConnection> {
+    let config = ::redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(60)));
+    ::redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }
 
 /// Whether a Redis server at `host:port` answers `PING`.

@@ -140,9 +140,7 @@ async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
     let (_server, base) = db.serve(&path, &[]);
     wait_ready(&base).await;
 
-    let mut conn = redis::Client::open(redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
+    let mut conn = longshore_testkit::redis_connection(redis_url.as_str())
         .await
         .unwrap();
     let deleted = xadd(
@@ -454,9 +452,7 @@ async fn ten_thousand_entries_make_one_job_each_across_kill_9_of_an_ingester() {
     let producer = {
         let (url, stream) = (redis_url.clone(), stream.clone());
         tokio::spawn(async move {
-            let mut conn = redis::Client::open(url.as_str())
-                .unwrap()
-                .get_multiplexed_async_connection()
+            let mut conn = longshore_testkit::redis_connection(url.as_str())
                 .await
                 .unwrap();
             for chunk in 0..100_u64 {
@@ -487,9 +483,7 @@ async fn ten_thousand_entries_make_one_job_each_across_kill_9_of_an_ingester() {
     producer.await.unwrap();
 
     let pool = PgPool::connect(&db.url).await.unwrap();
-    let mut conn = redis::Client::open(redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
+    let mut conn = longshore_testkit::redis_connection(redis_url.as_str())
         .await
         .unwrap();
     eventually(

@@ -431,9 +431,7 @@ async fn a_lifecycle_entry_s_trace_holds_its_cascade_and_its_deliveries() {
     wait_ready(&format!("http://{listen}")).await;
 
     const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
-    let mut conn = redis::Client::open(redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
+    let mut conn = longshore_testkit::redis_connection(redis_url.as_str())
         .await
         .unwrap();
     xadd(

@@ -33,8 +33,11 @@ pub async fn l1(db: &Database, redis_url: &str) -> anyhow::Result<Value> {
     let client = Client::new(store.clone(), Arc::new(registry));
 
     let stream = format!("bench:{}:lifecycle", uuid::Uuid::new_v4().simple());
+    // Pipelines of 500 entries may take longer than redis-rs's default 500 ms reply timeout.
+    let patient =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
     let mut conn = redis::Client::open(redis_url)?
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&patient)
         .await?;
     let ingester = Ingester::new(
         IngesterConfig {

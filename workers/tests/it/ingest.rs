@@ -63,11 +63,7 @@ fn config(url: &str) -> IngesterConfig {
 }
 
 async fn redis(url: &str) -> MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    longshore_testkit::redis_connection(url).await.unwrap()
 }
 
 async fn add(conn: &mut MultiplexedConnection, stream: &str, fields: Fields<'_>) -> String {
@@ -505,9 +501,7 @@ async fn redis_restarted_during_ingestion_loses_and_doubles_nothing() {
         let mut n = 0;
         while n < 2_000 {
             let sent = async {
-                let mut conn = redis::Client::open(url.as_str())?
-                    .get_multiplexed_async_connection()
-                    .await?;
+                let mut conn = longshore_testkit::redis_connection(url.as_str()).await?;
                 let mut pipe = redis::pipe();
                 for i in n..n + 20 {
                     pipe.cmd("XADD")
