@@ -21,7 +21,7 @@ use longshore_jobs::{
     Client, EnqueueRequest, JobContext, JobId, JobResult, JobState, Kind, KindOptions, Registry,
     Store, StoreConfig,
 };
-use longshore_workers::{Pool, PoolConfig, QueueConfig};
+use longshore_workers::{Pool, PoolConfig, Prefetch, QueueConfig};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +72,18 @@ struct Args {
     /// `OTEL_METRIC_EXPORT_INTERVAL`. Off, nothing subscribes to spans.
     #[arg(long)]
     telemetry: bool,
+    /// Jobs each worker claims ahead of its free slots (`pool.queues.*.prefetch`), to see
+    /// what a setting changes. Defaults to the pool's default.
+    #[arg(long)]
+    prefetch: Option<u32>,
+    /// SQL run on each fresh database after its migrations and before the workload (an
+    /// index tried, a setting changed), to measure a schema change without a rebuild.
+    #[arg(long)]
+    setup_sql: Option<String>,
 }
+
+/// The experiment knobs of [`Args`], read where the workloads connect and build pools.
+static KNOBS: std::sync::OnceLock<(Option<u32>, Option<String>)> = std::sync::OnceLock::new();
 
 /// The no-op handler of the benchmarks: counts its runs and records when each started.
 #[derive(Clone, Default)]
@@ -146,11 +157,24 @@ async fn fresh_database(backend: &str, pg_url: &str) -> anyhow::Result<Database>
 }
 
 async fn connect(url: &str) -> anyhow::Result<Store> {
-    Ok(Store::connect(&StoreConfig {
+    let store = Store::connect(&StoreConfig {
         url: url.to_owned(),
         ..StoreConfig::default()
     })
-    .await?)
+    .await?;
+    if let Some(Some(sql)) = KNOBS.get().map(|k| &k.1) {
+        match url.starts_with("sqlite:") {
+            true => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&sqlx::SqlitePool::connect(url).await?)
+                .await
+                .map(drop)?,
+            false => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&sqlx::PgPool::connect(url).await?)
+                .await
+                .map(drop)?,
+        }
+    }
+    Ok(store)
 }
 
 fn pool_config(concurrency: u32) -> PoolConfig {
@@ -159,7 +183,10 @@ fn pool_config(concurrency: u32) -> PoolConfig {
             "bench".to_owned(),
             QueueConfig {
                 concurrency,
-                ..QueueConfig::default()
+                prefetch: KNOBS
+                    .get()
+                    .and_then(|k| k.0)
+                    .map_or(QueueConfig::default().prefetch, Prefetch::Fixed),
             },
         )]
         .into(),
@@ -660,6 +687,7 @@ fn median(values: &mut [f64]) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let _ = KNOBS.set((args.prefetch, args.setup_sql.clone()));
     let otel = match args.telemetry {
         true => Some(telemetry()?),
         false => None,
