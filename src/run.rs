@@ -118,14 +118,14 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
         .entry(longshore_workers::pruner::MAINTENANCE_QUEUE.to_owned())
         .or_insert(longshore_workers::QueueConfig {
             concurrency: 1,
-            prefetch: 0,
+            prefetch: longshore_workers::Prefetch::Fixed(0),
         });
     pool_config
         .queues
         .entry(kinds::webhook::QUEUE.to_owned())
         .or_insert(longshore_workers::QueueConfig {
             concurrency: config.webhooks.concurrency,
-            prefetch: 0,
+            prefetch: longshore_workers::Prefetch::Fixed(0),
         });
     // Lifecycle jobs exist only for the event types of the cascades.
     if !config.lifecycle.cascades.is_empty() {
@@ -134,7 +134,7 @@ pub async fn run(config: Config, role: Role, shutdown: CancellationToken) -> any
             .entry(config.lifecycle.queue.clone())
             .or_insert(longshore_workers::QueueConfig {
                 concurrency: config.lifecycle.concurrency,
-                prefetch: 0,
+                prefetch: longshore_workers::Prefetch::Fixed(0),
             });
     }
     announce(&config, role, listener.as_ref(), &pool_config);

@@ -41,6 +41,8 @@ pub mod maintenance;
 pub mod otel;
 pub mod pool;
 
-pub use config::{PoolConfig, QueueConfig, RetentionConfig, SchedulerConfig, TraceAttempts};
+pub use config::{
+    PoolConfig, Prefetch, QueueConfig, RetentionConfig, SchedulerConfig, TraceAttempts,
+};
 pub use maintenance::{pruner, scheduler::Scheduler};
 pub use pool::{Pool, PoolError};

@@ -9,8 +9,9 @@ use super::cluster::Cluster;
 use super::load::{probe, steady, verify};
 use crate::support::{FAST, TestDb, eventually};
 
-/// The most jobs the two processes run at once (concurrency 20 each, no prefetch).
-const IN_FLIGHT: usize = 40;
+/// The most jobs the two processes hold at once: concurrency 20 each, and as many again as
+/// the `auto` prefetch may claim ahead (three times the concurrency at the most).
+const IN_FLIGHT: usize = 2 * 20 * (1 + longshore_workers::Prefetch::MAX_FACTOR as usize);
 /// The most attempts the processes can hold when the database goes away: those running,
 /// and those finished whose outcomes wait to be stored (outcomes are stored in batches,
 /// apart from the worker slots: on a loaded machine a batch's commit takes a while, and the

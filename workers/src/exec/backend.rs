@@ -1,8 +1,9 @@
 //! The apalis backend over Longshore's store: one per worker, bound to one queue.
 //!
 //! apalis asks for a task only when the worker has a free slot. The backend then claims as
-//! many jobs as there are free slots (plus the queue's prefetch) in one round trip, hands them
-//! out one by one, and when the queue is empty waits for a wake-up or the poll interval.
+//! many jobs as there are free slots (plus the queue's prefetch, by default as many as its
+//! recent pace starts in the next few milliseconds) in one round trip, hands them out one by
+//! one, and when the queue is empty waits for a wake-up or the poll interval.
 //! Store errors never reach apalis (they would end the worker): the backend logs them and
 //! tries again after a backoff.
 
@@ -10,7 +11,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apalis_core::backend::{Backend, BackendConfig, finalize::Ephemeral};
 use apalis_core::task::Task;
@@ -22,6 +23,7 @@ use longshore_jobs::{ClaimedJob, JobId, Lease, Store, StoreError, WorkerId};
 use tokio::sync::Notify;
 use tower::layer::util::Identity;
 
+use crate::config::Prefetch;
 use crate::exec::completer::Completer;
 use crate::exec::held::HeldAttempts;
 
@@ -31,7 +33,7 @@ pub(crate) struct Shared {
     pub queue: String,
     pub worker: WorkerId,
     pub concurrency: u32,
-    pub prefetch: u32,
+    pub prefetch: Prefetch,
     pub lease: Duration,
     pub poll_interval: Duration,
     pub notify: Arc<Notify>,
@@ -49,6 +51,39 @@ pub struct QueueBackend {
     idle: Option<BoxFuture<'static, ()>>,
     closing: Option<BoxFuture<'static, ()>>,
     errors: u32,
+    pace: Pace,
+}
+
+/// How fast this worker hands jobs to its handlers, measured over windows of at least
+/// [`Pace::WINDOW`]: what an `auto` prefetch claims ahead for.
+struct Pace {
+    since: Instant,
+    started: u32,
+    per_second: f64,
+}
+
+impl Pace {
+    const WINDOW: Duration = Duration::from_millis(50);
+
+    fn new() -> Pace {
+        Pace {
+            since: Instant::now(),
+            started: 0,
+            per_second: 0.0,
+        }
+    }
+
+    /// The recent pace, closing the window when it is long enough: a window spent idle
+    /// brings the pace down, so a worker that turns to slow jobs stops claiming ahead.
+    fn per_second(&mut self) -> f64 {
+        let elapsed = self.since.elapsed();
+        if elapsed >= Self::WINDOW {
+            self.per_second = f64::from(self.started) / elapsed.as_secs_f64();
+            self.since = Instant::now();
+            self.started = 0;
+        }
+        self.per_second
+    }
 }
 
 impl QueueBackend {
@@ -60,6 +95,7 @@ impl QueueBackend {
             idle: None,
             closing: None,
             errors: 0,
+            pace: Pace::new(),
         }
     }
 
@@ -79,10 +115,16 @@ impl QueueBackend {
 
     /// How many jobs a claim may take now: the free slots plus the prefetch, less what is
     /// already buffered. Jobs held by this worker never exceed `concurrency + prefetch`.
-    fn room(&self, worker: &WorkerContext) -> u32 {
+    fn room(&mut self, worker: &WorkerContext) -> u32 {
         let busy = u32::try_from(worker.task_count()).unwrap_or(u32::MAX);
         let buffered = u32::try_from(self.buffer.len()).unwrap_or(u32::MAX);
-        (self.shared.concurrency + self.shared.prefetch)
+        let concurrency = self.shared.concurrency;
+        let ahead = self
+            .shared
+            .prefetch
+            .ahead(concurrency, self.pace.per_second());
+        concurrency
+            .saturating_add(ahead)
             .saturating_sub(busy)
             .saturating_sub(buffered)
     }
@@ -172,6 +214,7 @@ impl Backend for QueueBackend {
                 }
             }
             if let Some(job) = self.buffer.pop_front() {
+                self.pace.started += 1;
                 self.read_ahead(worker);
                 return Poll::Ready(Some(Ok(Task::new(job))));
             }

@@ -11,6 +11,7 @@ mod events;
 mod ingest;
 mod leases;
 mod lifecycle;
+mod prefetch;
 mod rescue;
 mod runtime;
 mod schedules;

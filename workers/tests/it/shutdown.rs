@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use longshore_jobs::JobState;
-use longshore_workers::{PoolConfig, QueueConfig};
+use longshore_workers::{PoolConfig, Prefetch, QueueConfig};
 use serde_json::json;
 
 use crate::support::{
@@ -24,7 +24,7 @@ async fn finishes_in_flight_jobs_and_hands_back_unstarted_ones(db: TestDb) {
         "default".into(),
         QueueConfig {
             concurrency: 2,
-            prefetch: 4,
+            prefetch: Prefetch::Fixed(4),
         },
     );
     let mut ids = Vec::new();
