@@ -14,6 +14,7 @@ crate::per_backend!(
     answers_each_item_of_a_batch,
     stores_jobs_with_a_checkpoint_only_while_the_attempt_holds_its_lease,
     enqueues_inside_the_callers_transaction,
+    an_enqueue_held_past_its_deadline_says_whether_it_may_be_stored,
 );
 
 async fn refuses_bad_enqueues_naming_the_field(db: TestDb) {
@@ -234,4 +235,111 @@ async fn enqueues_inside_the_callers_transaction(db: TestDb) {
     assert_eq!(job.args, json!({ "order": 7 }));
     let events = db.store.job_events(committed.id).await.unwrap();
     assert_eq!(events[0].event_type, longshore_jobs::event::JOB_ENQUEUED);
+}
+
+/// Enqueues held by another connection's lock on the jobs table past the store's deadline.
+/// A job without keys is one statement on Postgres, sent before the lock holds it: the answer
+/// is `Unconfirmed`, naming the job, as the statement may commit once the lock goes. A keyed job is a
+/// transaction whose commit was never sent: `TimedOut`, and nothing is stored, so the same
+/// key is free afterwards. SQLite cannot begin either while another connection writes, so
+/// both time out with nothing stored.
+async fn an_enqueue_held_past_its_deadline_says_whether_it_may_be_stored(db: TestDb) {
+    use longshore_jobs::{Registry, Store, StoreConfig, StoreError, UniqueOptions, kinds};
+
+    // A client of its own for each enqueue: a store that timed out once refuses the next
+    // enqueue at once for a while (it takes the database for down), which is not the case
+    // tried here.
+    let client = || async {
+        let store = Store::connect(&StoreConfig {
+            url: db.url.clone(),
+            migrate: false,
+            timeout: Duration::from_secs(1),
+            ..StoreConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut registry = Registry::new();
+        kinds::register_builtins(&mut registry);
+        longshore_jobs::Client::new(store, std::sync::Arc::new(registry))
+    };
+    let (first, second) = (client().await, client().await);
+    let keyed = || EnqueueRequest {
+        unique: Some(UniqueOptions {
+            key: "held".into(),
+            scope: Default::default(),
+            window: None,
+        }),
+        ..EnqueueRequest::new("noop", json!({ "keyed": true }))
+    };
+
+    let lock = Locker::hold(&db).await;
+    let plain = first
+        .enqueue(EnqueueRequest::new("noop", json!({ "plain": true })))
+        .await
+        .unwrap_err();
+    let held = second.enqueue(keyed()).await.unwrap_err();
+    lock.release().await;
+
+    let plain_id = match (&plain, db.is_postgres()) {
+        (EnqueueError::Store(StoreError::Unconfirmed { jobs }), true) if jobs.len() == 1 => {
+            Some(jobs[0])
+        }
+        (EnqueueError::Store(StoreError::TimedOut { .. }), false) => None,
+        other => panic!("the plain enqueue answered {other:?}"),
+    };
+    assert!(
+        matches!(held, EnqueueError::Store(StoreError::TimedOut { .. })),
+        "the keyed enqueue answered {held:?}"
+    );
+    // The key is free: the held transaction never committed (on Postgres this insert waits
+    // for that transaction's end before it can tell).
+    let again = crate::support::client(&db).enqueue(keyed()).await.unwrap();
+    assert!(!again.duplicate, "the timed-out keyed job was stored");
+    // Whether the unconfirmed statement committed is the database's to say (here it does
+    // not: the store gave up its connection while the statement waited); at most once.
+    if let Some(id) = plain_id {
+        let filter = JobFilter {
+            ids: vec![id],
+            ..JobFilter::default()
+        };
+        assert!(db.store.count_jobs(&filter).await.unwrap() <= 1);
+    }
+}
+
+/// Another connection holding the jobs table: Postgres `LOCK TABLE … IN EXCLUSIVE MODE`
+/// (reads go on, writes wait), SQLite a write transaction (the file's one writer).
+enum Locker {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+}
+
+impl Locker {
+    async fn hold(db: &TestDb) -> Locker {
+        if db.is_postgres() {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("LOCK TABLE jobs IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            Locker::Postgres(tx)
+        } else {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            Locker::Sqlite(conn)
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Locker::Postgres(tx) => tx.rollback().await.unwrap(),
+            Locker::Sqlite(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+            }
+        }
+    }
 }

@@ -108,6 +108,53 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Stores jobs that hold no unique key, with no idempotency answer, as one statement
+    /// committed on its own: one round trip instead of three (`BEGIN`, the insert,
+    /// `COMMIT`), and nothing to retry, as no job can conflict. The deadline applies until
+    /// the statement is sent; after that only the database knows whether it committed, and
+    /// a lost answer is [`StoreError::Unconfirmed`].
+    pub(crate) async fn insert_alone(
+        &self,
+        jobs: &[NewJob],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let op = "insert jobs";
+        let mut conn = tokio::time::timeout_at(deadline, self.pool.acquire())
+            .await
+            .map_err(|_| StoreError::TimedOut { op })?
+            .map_err(query(op))?;
+        let all: Vec<usize> = (0..jobs.len()).collect();
+        let stored =
+            match tokio::time::timeout_at(deadline, insert_rows(&mut *conn, jobs, &all)).await {
+                Ok(Ok(stored)) => stored,
+                // The database answered: it did not commit.
+                Ok(Err(StoreError::Query {
+                    error: error @ sqlx::Error::Database(_),
+                    ..
+                })) => return Err(StoreError::Query { op, error }),
+                Ok(Err(_)) | Err(_) => {
+                    return Err(StoreError::Unconfirmed {
+                        jobs: jobs.iter().map(|j| j.id).collect(),
+                    });
+                }
+            };
+        jobs.iter()
+            .map(|job| match stored.get(&job.id) {
+                Some(&state) => Ok(Enqueued {
+                    id: job.id,
+                    state,
+                    duplicate: false,
+                }),
+                None => Err(StoreError::Corrupt {
+                    what: "insert result",
+                    detail: format!("job {} without a unique key was not stored", job.id),
+                }),
+            })
+            .collect()
+    }
+}
+
 async fn insert_rows<'c, E: PgExecutor<'c>>(
     executor: E,
     jobs: &[NewJob],

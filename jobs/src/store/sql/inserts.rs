@@ -1,6 +1,7 @@
 //! What every enqueue shares on both backends: one transaction for the jobs, their events and
 //! their idempotency answers, a commit sent only before the deadline, and an honest answer
-//! when it is not confirmed. The rows themselves are each backend's (`insert_on`).
+//! when it is not confirmed. The rows themselves are each backend's (`insert_on`), and so is
+//! the batch with no key of either kind (`insert_alone`: one statement on Postgres).
 
 use super::dialect::Backend;
 use super::{idempotency, jobs::save_progress_on};
@@ -13,6 +14,17 @@ impl Backend {
     /// before the commit is sent leaves nothing stored ([`StoreError::TimedOut`]); a commit
     /// that goes unanswered is [`StoreError::Unconfirmed`].
     pub(crate) async fn insert(&self, batch: Batch<'_>) -> Result<Vec<Enqueued>, StoreError> {
+        if batch.keyed.is_empty() && batch.jobs.iter().all(|j| j.unique.is_none()) {
+            return self.insert_alone(batch.jobs, batch.deadline).await;
+        }
+        self.insert_in_transaction(batch).await
+    }
+
+    /// [`Backend::insert`] as one transaction.
+    pub(crate) async fn insert_in_transaction(
+        &self,
+        batch: Batch<'_>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
         let staged = async {
             let mut tx = self.write("insert jobs").await?;
             let enqueued = Backend::insert_on(&mut tx, batch.jobs).await?;

@@ -122,6 +122,22 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// SQLite writes a batch's events in statements of their own: every insert is a
+    /// transaction, keys or none.
+    pub(crate) async fn insert_alone(
+        &self,
+        jobs: &[NewJob],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let keyed = Vec::new();
+        self.insert_in_transaction(crate::store::inserter::Batch {
+            jobs,
+            keyed,
+            deadline,
+        })
+        .await
+    }
+
     /// Stores `jobs` and their events on `conn`, a transaction of the caller's; a job whose
     /// unique slot is taken returns the holder instead.
     pub(crate) async fn insert_on(
