@@ -141,8 +141,9 @@ impl Client {
 
     /// Validates `request` and stores the job on `conn`, a connection inside a transaction of
     /// the caller's on the same database (`&mut *tx`): the job commits with that transaction
-    /// or not at all. Workers see it at their next poll once committed; [`Client::wake`]
-    /// after the commit wakes them at once.
+    /// or not at all. On Postgres the transaction also carries the wake-up (`NOTIFY` is sent
+    /// when it commits), so the workers of every process see the job at once; on SQLite
+    /// they see it at their next poll, or at once after [`Client::wake`] once committed.
     pub async fn enqueue_in(
         &self,
         conn: &mut impl InTransaction,

@@ -159,16 +159,38 @@ const EVENT_CURSOR: &str = "webhooks.event_cursor";
 /// endpoint exists is ahead of the cursors, however late the relay first runs.
 pub async fn relay_cursors(store: &Store) -> Result<(i64, i64), StoreError> {
     let read = |value: String| value.parse::<i64>().unwrap_or(0);
-    let pushes = store
-        .setting_or_insert(PUSH_CURSOR, &(store.push_horizon().await? - 1).to_string())
-        .await?;
-    let events = store
-        .setting_or_insert(
-            EVENT_CURSOR,
-            &(store.event_horizon().await?.0 - 1).to_string(),
-        )
-        .await?;
+    // Read first: the horizons are worked out only the once a cursor is missing.
+    let pushes = match store.setting(PUSH_CURSOR).await? {
+        Some(value) => value,
+        None => {
+            let start = (store.push_horizon().await? - 1).to_string();
+            store.setting_or_insert(PUSH_CURSOR, &start).await?
+        }
+    };
+    let events = match store.setting(EVENT_CURSOR).await? {
+        Some(value) => value,
+        None => {
+            let start = (store.event_horizon().await?.0 - 1).to_string();
+            store.setting_or_insert(EVENT_CURSOR, &start).await?
+        }
+    };
     Ok((read(pushes), read(events)))
+}
+
+/// Moves the relay's cursors to the present unless an endpoint is enabled: the relay reads
+/// nothing while none is, so an endpoint enabled then must not be handed what happened
+/// before. Called before the endpoint is stored enabled, so that no relay pass in between
+/// can hand it the past either.
+pub async fn relay_from_now_unless_enabled(store: &Store) -> Result<(), StoreError> {
+    if store.endpoints().await?.iter().any(|e| e.enabled) {
+        return Ok(());
+    }
+    store
+        .raise_setting(PUSH_CURSOR, store.push_horizon().await? - 1)
+        .await?;
+    store
+        .raise_setting(EVENT_CURSOR, store.event_horizon().await?.0 - 1)
+        .await
 }
 
 /// Moves the relay's cursors past what it made deliveries for.

@@ -102,10 +102,16 @@ pub struct PoolConfig {
     /// under half the lease. Defaults to 5 s.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
-    /// How often an idle worker looks for jobs when no wake-up arrives (scheduled and
-    /// retried jobs, other processes on SQLite). Defaults to 1 s.
+    /// How often an idle worker looks again for jobs that were due but not its to take (a
+    /// queue's global limit, a sequence), and on SQLite, where other processes' enqueues
+    /// wake nobody, for any job. Defaults to 1 s.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// On Postgres, the longest a worker with nothing due sleeps: every enqueue, retry and
+    /// resume wakes it across processes (`NOTIFY`), and it wakes by itself at its queue's
+    /// next `run_at`, so this bounds only a wake-up that was lost. Defaults to 60 s.
+    #[serde(with = "humantime_serde")]
+    pub idle_poll_interval: Duration,
     /// How long in-flight jobs may run on after a shutdown begins. Defaults to 30 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -144,7 +150,9 @@ pub enum TraceAttempts {
 pub struct SchedulerConfig {
     /// Whether this process runs it. Defaults to true.
     pub enabled: bool,
-    /// How often it looks for due ticks. Defaults to 250 ms.
+    /// The longest it sleeps between looks: it wakes at the next tick of any schedule and
+    /// when a schedule changes in any process, so this bounds only a change it missed.
+    /// Defaults to 60 s.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
 }
@@ -153,7 +161,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             enabled: true,
-            interval: Duration::from_millis(250),
+            interval: Duration::from_secs(60),
         }
     }
 }
@@ -165,6 +173,7 @@ impl Default for PoolConfig {
             lease: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
+            idle_poll_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             cancel_grace: Duration::from_secs(5),
             rescue_interval: Duration::from_secs(5),
@@ -247,6 +256,7 @@ impl PoolConfig {
         }
         for (field, value) in [
             ("poll_interval", self.poll_interval),
+            ("idle_poll_interval", self.idle_poll_interval),
             ("rescue_interval", self.rescue_interval),
             ("scheduler.interval", self.scheduler.interval),
         ] {

@@ -125,6 +125,7 @@ impl Pool {
                 prefetch: settings.prefetch,
                 lease: self.config.lease,
                 poll_interval: self.config.poll_interval,
+                idle_poll_interval: self.config.idle_poll_interval,
                 notify: self.store.wakeups().queue(queue),
                 completer: completer.clone(),
                 held: self.held.clone(),
@@ -224,7 +225,8 @@ impl Pool {
             config.heartbeat_interval,
         );
         tokio::spawn(heartbeat.run(stop.clone()));
-        tokio::spawn(Rescuer::new(self.store.clone(), config.rescue_interval).run(stop.clone()));
+        let rescuer = Rescuer::new(self.store.clone(), config.rescue_interval, config.lease);
+        tokio::spawn(rescuer.run(stop.clone()));
         if config.scheduler.enabled {
             let client = Client::new(self.store.clone(), Arc::clone(&self.registry));
             let mut scheduler = Scheduler::new(client, config.scheduler.interval);

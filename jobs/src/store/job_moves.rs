@@ -102,7 +102,8 @@ impl Store {
     /// Changes a waiting job.
     pub async fn edit_job(&self, id: JobId, edit: &JobEdit) -> Result<Job, StoreError> {
         let job = on_backend!(self, s => s.edit_job(id, edit).await)?;
-        if job.state == JobState::Available {
+        // A new run_at may be sooner than the one its queue's idle workers wait for.
+        if job.state.is_pending() {
             self.wakeups.job_available(&job.queue);
         }
         Ok(job)

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use tracing::Instrument;
 
 use super::{Store, dispatch, inserter, on_backend};
@@ -35,7 +37,9 @@ pub trait InTransaction: Send {
 
 impl InTransaction for sqlx::PgConnection {
     async fn insert_jobs(&mut self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
-        super::pg::PgStore::insert_on(self, jobs).await
+        let enqueued = super::pg::PgStore::insert_on(self, jobs).await?;
+        super::pg::notify_in_transaction(self, jobs, &enqueued).await?;
+        Ok(enqueued)
     }
 }
 
@@ -57,6 +61,8 @@ pub(crate) struct Accepted {
 pub struct Rescued {
     /// The job.
     pub id: JobId,
+    /// Its queue.
+    pub queue: String,
     /// `retryable`, `discarded`, or `cancelled` when a cancel was pending.
     pub state: JobState,
     /// The worker that lost it.
@@ -177,10 +183,15 @@ impl Store {
             let Some(done) = accepted.iter().find(|a| a.id == c.lease.job) else {
                 continue;
             };
-            // A job made available again, or the end of a sequenced job (the next of its
+            // A job to run again, now or after its backoff (a worker with nothing due sleeps
+            // until its queue's next run_at), or the end of a sequenced job (the next of its
             // sequence may run now), wakes its queue.
             let state = c.outcome.state();
-            let wakes = state == JobState::Available || (done.sequenced && state.is_terminal());
+            let again = matches!(
+                state,
+                JobState::Available | JobState::Scheduled | JobState::Retryable
+            );
+            let wakes = again || (done.sequenced && state.is_terminal());
             if wakes && woken != Some(c.queue.as_str()) {
                 self.wakeups.job_available(&c.queue);
                 woken = Some(c.queue.as_str());
@@ -212,12 +223,24 @@ impl Store {
         on_backend!(self, s => s.extend_leases(held, lease, threshold).await)
     }
 
+    /// When the next lease of a running job ends, as the database knows it now.
+    pub async fn next_lease_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        on_backend!(self, s => s.next_lease_expiry().await)
+    }
+
     /// Moves up to `limit` running jobs whose lease expired to `retryable`, or `discarded`
     /// when their attempts are used up. The lost attempt counts.
     pub async fn rescue_expired(&self, limit: u32) -> Result<Vec<Rescued>, StoreError> {
         let rescued = on_backend!(self, s => s.rescue_expired(limit).await)?;
-        if !rescued.is_empty() {
-            self.wakeups.wake_all();
+        let mut queues: Vec<&str> = rescued
+            .iter()
+            .filter(|r| r.state == JobState::Retryable)
+            .map(|r| r.queue.as_str())
+            .collect();
+        queues.sort_unstable();
+        queues.dedup();
+        for queue in queues {
+            self.wakeups.job_available(queue);
         }
         Ok(rescued)
     }

@@ -45,6 +45,7 @@ pub use health::PROBE_INTERVAL;
 pub use job_moves::{CancelOutcome, PruneLimits, Pruned};
 pub(crate) use jobs::Accepted;
 pub use jobs::{InTransaction, KeyedResponse, RenderResponse, Renewal, Rescued};
+pub use queues::Outlook;
 pub(crate) use queues::QueueTotals;
 pub use wakeup::{Signal, Wakeups};
 pub use workers::WorkerInfo;
@@ -234,10 +235,19 @@ impl Store {
         &self.wakeups
     }
 
+    /// Whether enqueues, retries and resumes in other processes wake this one's workers
+    /// (Postgres, by `NOTIFY`); on SQLite other processes' changes are found by polling.
+    pub fn wakes_across_processes(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Wakes the workers of the queues that got a job to run now or later: a worker with
+    /// nothing due sleeps until its queue's next `run_at`, which a new job may move closer.
     fn wake_for(&self, queues: &[String], enqueued: &[Enqueued]) {
         let mut last: Option<&str> = None;
         for (queue, result) in queues.iter().zip(enqueued) {
-            if result.duplicate || result.state != JobState::Available {
+            let waits = matches!(result.state, JobState::Available | JobState::Scheduled);
+            if result.duplicate || !waits {
                 continue;
             }
             if last != Some(queue.as_str()) {

@@ -17,7 +17,22 @@ pub(crate) struct QueueTotals {
     pub workers: BTreeMap<String, i64>,
 }
 
+/// What an idle worker of a queue waits for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outlook {
+    /// The queue is paused (resuming it wakes its workers).
+    pub paused: bool,
+    /// The earliest time a waiting job of the queue may run: past when a job is due that a
+    /// claim did not take (a global limit, a sequence), `None` when no job waits.
+    pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 impl Store {
+    /// Whether the queue is paused and when its next waiting job may run.
+    pub async fn queue_outlook(&self, queue: &str) -> Result<Outlook, StoreError> {
+        on_backend!(self, s => s.queue_outlook(queue).await)
+    }
+
     /// Stops workers from claiming jobs of `queue`.
     pub async fn pause_queue(&self, queue: &str) -> Result<(), StoreError> {
         on_backend!(self, s => s.set_paused(queue, true).await)

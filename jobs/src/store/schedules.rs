@@ -3,21 +3,37 @@
 
 use chrono::{DateTime, Utc};
 
-use super::dispatch;
+use super::{Store, dispatch, on_backend};
+use crate::error::StoreError;
 use crate::id::JobId;
 use crate::schedule::{Schedule, TickCounts};
 
+impl Store {
+    /// Creates or replaces a schedule's definition and next tick, and wakes the schedulers
+    /// of every process (its next tick may come before the one they sleep until).
+    pub async fn put_schedule(&self, schedule: &Schedule) -> Result<Schedule, StoreError> {
+        let stored = on_backend!(self, s => s.put_schedule(schedule).await)?;
+        self.wakeups.schedules_changed();
+        Ok(stored)
+    }
+
+    /// Deletes a schedule (its jobs stay); false when there was none.
+    pub async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = on_backend!(self, s => s.delete_schedule(id).await)?;
+        self.wakeups.schedules_changed();
+        Ok(deleted)
+    }
+}
+
 dispatch! {
-    /// Creates or replaces a schedule's definition and next tick.
-    fn put_schedule(&self, schedule: &Schedule) -> Schedule;
     /// One schedule.
     fn schedule(&self, id: &str) -> Option<Schedule>;
     /// Every schedule, by id.
     fn schedules(&self) -> Vec<Schedule>;
     /// Enabled schedules whose next tick is at or before `now`.
     fn due_schedules(&self, now: DateTime<Utc>) -> Vec<Schedule>;
-    /// Deletes a schedule (its jobs stay); false when there was none.
-    fn delete_schedule(&self, id: &str) -> bool;
+    /// The next tick of any enabled schedule.
+    fn next_fire_at(&self) -> Option<DateTime<Utc>>;
     /// Moves a schedule's next tick from `expected` to `next`, recording the latest fire and
     /// adding to its tick counts; false when another scheduler moved it first.
     fn advance_schedule(

@@ -14,10 +14,14 @@ use crate::id::JobId;
 /// A signal between processes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Signal {
-    /// A job became available on this queue.
+    /// A job of this queue became available, or got a new time to run: look again.
     JobAvailable(String),
     /// An operator asked this running job to stop.
     CancelRequested(JobId),
+    /// A schedule was created, changed or deleted: its next tick may be sooner.
+    SchedulesChanged,
+    /// A webhook endpoint was created, changed or deleted.
+    EndpointsChanged,
 }
 
 /// The wake-up hub of one process.
@@ -29,6 +33,8 @@ pub struct Wakeups {
 struct Inner {
     queues: Mutex<HashMap<String, Arc<Notify>>>,
     cancels: broadcast::Sender<JobId>,
+    schedules: Arc<Notify>,
+    endpoints: Arc<Notify>,
     remote: OnceLock<mpsc::UnboundedSender<Signal>>,
 }
 
@@ -37,6 +43,8 @@ impl Default for Inner {
         Inner {
             queues: Mutex::new(HashMap::new()),
             cancels: broadcast::channel(1024).0,
+            schedules: Arc::default(),
+            endpoints: Arc::default(),
             remote: OnceLock::new(),
         }
     }
@@ -61,17 +69,42 @@ impl Wakeups {
         self.send_remote(Signal::CancelRequested(id));
     }
 
+    /// Says that the schedules changed, here and in other processes.
+    pub fn schedules_changed(&self) {
+        self.inner.schedules.notify_one();
+        self.send_remote(Signal::SchedulesChanged);
+    }
+
+    /// What the scheduler waits on between ticks.
+    pub fn schedules(&self) -> Arc<Notify> {
+        Arc::clone(&self.inner.schedules)
+    }
+
+    /// Says that the webhook endpoints changed, here and in other processes.
+    pub fn endpoints_changed(&self) {
+        self.inner.endpoints.notify_one();
+        self.send_remote(Signal::EndpointsChanged);
+    }
+
+    /// What the webhook relay waits on while no endpoint is enabled.
+    pub fn endpoints(&self) -> Arc<Notify> {
+        Arc::clone(&self.inner.endpoints)
+    }
+
     /// Cancel requests, as they arrive.
     pub fn subscribe_cancels(&self) -> broadcast::Receiver<JobId> {
         self.inner.cancels.subscribe()
     }
 
-    /// Wakes every local worker: after a lost connection, signals may have been missed.
+    /// Wakes every local worker, the scheduler and the relay: after a lost connection,
+    /// signals may have been missed.
     pub fn wake_all(&self) {
         let queues = self.inner.queues.lock().unwrap_or_else(|e| e.into_inner());
         for notify in queues.values() {
             notify.notify_one();
         }
+        self.inner.schedules.notify_one();
+        self.inner.endpoints.notify_one();
     }
 
     /// Delivers a signal that came from another process.
@@ -81,6 +114,8 @@ impl Wakeups {
             Signal::CancelRequested(id) => {
                 let _ = self.inner.cancels.send(id);
             }
+            Signal::SchedulesChanged => self.inner.schedules.notify_one(),
+            Signal::EndpointsChanged => self.inner.endpoints.notify_one(),
         }
     }
 

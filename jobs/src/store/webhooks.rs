@@ -3,18 +3,51 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::dispatch;
-use crate::webhook::{DeliveryAttempt, Endpoint, EndpointSpec};
+use super::{Store, dispatch, on_backend};
+use crate::error::StoreError;
+use crate::webhook::{self, DeliveryAttempt, Endpoint, EndpointSpec};
+
+/// What changes which endpoints are enabled wakes the relays of every process; an endpoint
+/// enabled when none was starts the relay's cursors at the present (while no endpoint was
+/// enabled the relay read nothing, and an endpoint never gets the log's past).
+impl Store {
+    /// Stores a new endpoint.
+    pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        if endpoint.enabled {
+            webhook::relay_from_now_unless_enabled(self).await?;
+        }
+        on_backend!(self, s => s.create_endpoint(endpoint).await)?;
+        self.wakeups.endpoints_changed();
+        Ok(())
+    }
+
+    /// Applies what `spec` gives; enabling an endpoint also clears its failures.
+    pub async fn update_endpoint(
+        &self,
+        id: Uuid,
+        spec: &EndpointSpec,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        if spec.enabled == Some(true) {
+            webhook::relay_from_now_unless_enabled(self).await?;
+        }
+        let updated = on_backend!(self, s => s.update_endpoint(id, spec).await)?;
+        self.wakeups.endpoints_changed();
+        Ok(updated)
+    }
+
+    /// Deletes an endpoint and its delivery log.
+    pub async fn delete_endpoint(&self, id: Uuid) -> Result<bool, StoreError> {
+        let deleted = on_backend!(self, s => s.delete_endpoint(id).await)?;
+        self.wakeups.endpoints_changed();
+        Ok(deleted)
+    }
+}
 
 dispatch! {
-    /// Stores a new endpoint.
-    fn create_endpoint(&self, endpoint: &Endpoint) -> ();
     /// One endpoint.
     fn endpoint(&self, id: Uuid) -> Option<Endpoint>;
     /// Every endpoint, oldest first.
     fn endpoints(&self) -> Vec<Endpoint>;
-    /// Applies what `spec` gives; enabling an endpoint also clears its failures.
-    fn update_endpoint(&self, id: Uuid, spec: &EndpointSpec) -> Option<Endpoint>;
     /// Replaces the sealed secret, the old one signing beside it until `previous_until`.
     fn rotate_endpoint_secret(
         &self,
@@ -23,8 +56,6 @@ dispatch! {
         previous_secret: &str,
         previous_until: DateTime<Utc>,
     ) -> Option<Endpoint>;
-    /// Deletes an endpoint and its delivery log.
-    fn delete_endpoint(&self, id: Uuid) -> bool;
     /// Disables an enabled endpoint; false when it was not enabled.
     fn disable_endpoint(&self, id: Uuid, reason: &str) -> bool;
     /// A delivery succeeded; true when the endpoint was failing until now.

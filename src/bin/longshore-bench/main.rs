@@ -589,21 +589,48 @@ async fn w6(db: &Database, seconds: u64) -> anyhow::Result<Value> {
                  (shared_preload_libraries = 'pg_stat_statements', then a restart)",
             )
     };
+    // Each statement's calls, to print what the idle process still asks.
+    let by_query = format!(
+        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 70), sum(calls)::bigint \
+         FROM {schema}.pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND query NOT LIKE '%pg_stat_statements%' GROUP BY 1"
+    );
+    let breakdown = || async {
+        let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(by_query.clone()))
+            .fetch_all(&pool)
+            .await?;
+        anyhow::Ok(rows.into_iter().collect::<HashMap<String, i64>>())
+    };
     statements().await?;
     let queues: Vec<String> = (0..QUEUES).map(|i| format!("w6_{i}=4")).collect();
     let (mut child, _port) = spawn_longshore(db, "worker", &["--queues", &queues.join(",")], &[])?;
     let pid = child.id();
     let result = async {
         tokio::time::sleep(Duration::from_secs(10)).await; // start-up: migrations, workers
-        let (before, cpu_before) = (
+        let (before, cpu_before, queries) = (
             statements().await?,
             cpu_ticks(pid).context("worker exited")?,
+            breakdown().await?,
         );
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         let (after, cpu_after) = (
             statements().await?,
             cpu_ticks(pid).context("worker exited")?,
         );
+        let mut asked: Vec<(i64, String)> = breakdown()
+            .await?
+            .into_iter()
+            .map(|(q, calls)| (calls - queries.get(&q).copied().unwrap_or(0), q))
+            .filter(|(calls, _)| *calls > 0)
+            .collect();
+        asked.sort_by(|a, b| b.cmp(a));
+        for (calls, query) in asked.iter().take(12) {
+            eprintln!(
+                "W6 {:>8.1}/min  {query}",
+                *calls as f64 * 60.0 / seconds as f64
+            );
+        }
         // SAFETY: sysconf(3) has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let cpu_s = (cpu_after - cpu_before) as f64 / hz;

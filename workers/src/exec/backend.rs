@@ -3,7 +3,7 @@
 //! apalis asks for a task only when the worker has a free slot. The backend then claims as
 //! many jobs as there are free slots (plus the queue's prefetch, by default as many as its
 //! recent pace starts in the next few milliseconds) in one round trip, hands them out one by
-//! one, and when the queue is empty waits for a wake-up or the poll interval.
+//! one, and when the queue has nothing due waits for a wake-up or its next job's `run_at`.
 //! Store errors never reach apalis (they would end the worker): the backend logs them and
 //! tries again after a backoff.
 
@@ -36,18 +36,49 @@ pub(crate) struct Shared {
     pub prefetch: Prefetch,
     pub lease: Duration,
     pub poll_interval: Duration,
+    pub idle_poll_interval: Duration,
     pub notify: Arc<Notify>,
     pub completer: Completer,
     pub held: HeldAttempts,
 }
 
-type Claim = BoxFuture<'static, Result<Vec<ClaimedJob>, StoreError>>;
+/// A claim in flight: the jobs, and when the claim came back short, how long to wait
+/// before the next (see [`Shared::idle_wait`]).
+type Claim = BoxFuture<'static, Result<(Vec<ClaimedJob>, Option<Duration>), StoreError>>;
+
+impl Shared {
+    /// How long a worker whose claim came back short waits, unless woken: until its queue's
+    /// next `run_at` (every enqueue, retry and resume wakes it, across processes on
+    /// Postgres), at most `idle_poll_interval` on Postgres and `poll_interval` on SQLite,
+    /// whose other processes send no wake-up. A job that was due at the claim but not taken
+    /// (a global limit, a sequence, another worker's claim) is looked for again every
+    /// `poll_interval`.
+    async fn idle_wait(&self, claimed_at: chrono::DateTime<chrono::Utc>) -> Duration {
+        let longest = match self.store.wakes_across_processes() {
+            true => self.idle_poll_interval,
+            false => self.poll_interval,
+        };
+        let outlook = match self.store.queue_outlook(&self.queue).await {
+            Ok(outlook) => outlook,
+            Err(_) => return self.poll_interval,
+        };
+        match outlook.next_run_at {
+            _ if outlook.paused => longest,
+            None => longest,
+            Some(at) if at <= claimed_at => self.poll_interval.min(longest),
+            Some(at) => (at - chrono::Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .min(longest),
+        }
+    }
+}
 
 /// A queue's jobs as an apalis task source.
 pub struct QueueBackend {
     shared: Arc<Shared>,
     buffer: VecDeque<ClaimedJob>,
-    claim: Option<(Claim, u32)>,
+    claim: Option<Claim>,
     idle: Option<BoxFuture<'static, ()>>,
     closing: Option<BoxFuture<'static, ()>>,
     errors: u32,
@@ -146,22 +177,28 @@ impl QueueBackend {
         let limit = self.room(worker).max(1);
         let shared = Arc::clone(&self.shared);
         let claim = async move {
-            shared
-                .store
+            let claimed_at = chrono::Utc::now();
+            let store = &shared.store;
+            let jobs = store
                 .claim(&shared.queue, &shared.worker, limit, shared.lease)
-                .await
+                .await?;
+            let wait = match (jobs.len() as u32) < limit {
+                true => Some(shared.idle_wait(claimed_at).await),
+                false => None,
+            };
+            Ok((jobs, wait))
         };
-        self.claim = Some((claim.boxed(), limit));
+        self.claim = Some(claim.boxed());
     }
 
     /// Takes the result of a finished claim: buffers the jobs, or arranges the next wait.
-    fn take_claim(&mut self, result: Result<Vec<ClaimedJob>, StoreError>, limit: u32) {
+    fn take_claim(&mut self, result: Result<(Vec<ClaimedJob>, Option<Duration>), StoreError>) {
         match result {
-            Ok(jobs) => {
+            Ok((jobs, wait)) => {
                 self.errors = 0;
-                // A short batch means the queue is drained: wait before claiming again.
-                if (jobs.len() as u32) < limit {
-                    self.sleep(self.shared.poll_interval);
+                // A short batch means nothing more is due: wait before claiming again.
+                if let Some(wait) = wait {
+                    self.sleep(wait);
                 }
                 self.shared.held.hold(&self.shared.worker, &jobs);
                 self.buffer.extend(jobs);
@@ -206,12 +243,11 @@ impl Backend for QueueBackend {
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Infallible>>> {
         loop {
-            if let Some((claim, limit)) = &mut self.claim {
-                let limit = *limit;
-                if let Poll::Ready(result) = claim.poll_unpin(cx) {
-                    self.claim = None;
-                    self.take_claim(result, limit);
-                }
+            if let Some(claim) = &mut self.claim
+                && let Poll::Ready(result) = claim.poll_unpin(cx)
+            {
+                self.claim = None;
+                self.take_claim(result);
             }
             if let Some(job) = self.buffer.pop_front() {
                 self.pace.started += 1;
@@ -236,7 +272,7 @@ impl Backend for QueueBackend {
     ) -> Poll<Result<(), Infallible>> {
         if self.closing.is_none() {
             let unstarted: Vec<ClaimedJob> = self.buffer.drain(..).collect();
-            let claim = self.claim.take().map(|(claim, _)| claim);
+            let claim = self.claim.take();
             let shared = Arc::clone(&self.shared);
             self.closing = Some(close(shared, unstarted, claim).boxed());
         }
@@ -251,7 +287,7 @@ impl Backend for QueueBackend {
 /// waits for this worker's outcomes to be stored, and marks the worker stopped.
 async fn close(shared: Arc<Shared>, mut unstarted: Vec<ClaimedJob>, claim: Option<Claim>) {
     if let Some(claim) = claim
-        && let Ok(jobs) = claim.await
+        && let Ok((jobs, _)) = claim.await
     {
         unstarted.extend(jobs);
     }
@@ -262,6 +298,8 @@ async fn close(shared: Arc<Shared>, mut unstarted: Vec<ClaimedJob>, claim: Optio
         .forget(handed.iter().map(|l| (l.job, l.attempt)));
     match shared.store.release(&handed).await {
         Ok(released) if released > 0 => {
+            // Other processes' idle workers take them at once.
+            shared.store.wakeups().job_available(&shared.queue);
             tracing::info!({ QUEUE_NAME } = %shared.queue, released, "handed back unstarted jobs")
         }
         Ok(_) => {}

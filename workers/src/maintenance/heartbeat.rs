@@ -21,6 +21,10 @@ pub struct HeartbeatReport {
     pub cancelled: usize,
 }
 
+/// How often an idle process marks its workers alive: the API counts a worker live for a
+/// minute after it was last seen.
+const IDLE_TOUCH: Duration = Duration::from_secs(30);
+
 /// Renews the leases this process holds.
 pub struct Heartbeat {
     store: Store,
@@ -28,6 +32,7 @@ pub struct Heartbeat {
     held: HeldAttempts,
     lease: Duration,
     interval: Duration,
+    touched: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Heartbeat {
@@ -45,12 +50,25 @@ impl Heartbeat {
             held,
             lease,
             interval,
+            touched: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether to mark the workers alive on this beat: on every beat while they hold jobs,
+    /// every [`IDLE_TOUCH`] while idle.
+    fn touch_due(&self) -> bool {
+        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        let due = !self.held.is_empty() || touched.is_none_or(|at| at.elapsed() >= IDLE_TOUCH);
+        if due {
+            *touched = Some(std::time::Instant::now());
+        }
+        due
     }
 
     /// One beat: extends the held leases that end within half a lease (so a short job is
     /// never touched), stops handlers whose attempt is no longer held, relays cancel
-    /// requests, and marks the workers alive.
+    /// requests, and marks the workers alive. An idle beat asks nothing, but every
+    /// [`IDLE_TOUCH`] to mark the workers alive.
     pub async fn run_once(&self) -> Result<HeartbeatReport, StoreError> {
         let renewal = self
             .store
@@ -63,13 +81,20 @@ impl Heartbeat {
                 "lease lost to another process; stopping the attempt (its outcome will not count)"
             );
         }
+        // Nothing held, nothing running to cancel: the idle beat is one statement.
         let mut cancelled = 0;
-        for id in self.store.cancel_requests(&self.workers).await? {
+        let requests = match self.held.is_empty() {
+            true => Vec::new(),
+            false => self.store.cancel_requests(&self.workers).await?,
+        };
+        for id in requests {
             if self.held.stop(id, StopReason::Cancelled) {
                 cancelled += 1;
             }
         }
-        self.store.touch_workers(&self.workers).await?;
+        if self.touch_due() {
+            self.store.touch_workers(&self.workers).await?;
+        }
         Ok(HeartbeatReport {
             extended: renewal.extended,
             lost: stopped.len(),

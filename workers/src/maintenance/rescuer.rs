@@ -26,12 +26,29 @@ pub struct RescueReport {
 pub struct Rescuer {
     store: Store,
     interval: Duration,
+    lease: Duration,
 }
 
 impl Rescuer {
-    /// A rescuer that runs every `interval`.
-    pub fn new(store: Store, interval: Duration) -> Self {
-        Rescuer { store, interval }
+    /// A rescuer that looks at most every `interval`, for leases of `lease`.
+    pub fn new(store: Store, interval: Duration, lease: Duration) -> Self {
+        Rescuer {
+            store,
+            interval,
+            lease,
+        }
+    }
+
+    /// How long to sleep after a pass: until the next lease of a running job ends, as the
+    /// database knows it now, but never less than `interval`. A job claimed after this look
+    /// holds its lease for a whole `lease` from then, and a lease can only be extended, so
+    /// with nothing running nothing can expire before a lease from now.
+    async fn next_look(&self) -> Result<Duration, StoreError> {
+        let until = match self.store.next_lease_expiry().await? {
+            Some(at) => (at - chrono::Utc::now()).to_std().unwrap_or_default(),
+            None => self.lease,
+        };
+        Ok(until.min(self.lease).max(self.interval))
     }
 
     /// Rescues every job whose lease has expired.
@@ -56,13 +73,23 @@ impl Rescuer {
         }
     }
 
-    /// Rescues every `interval` until `stop`.
+    /// Rescues until `stop`: when a lease can next have ended, every `interval` at most.
     pub async fn run(self, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while stop.run_until_cancelled(ticker.tick()).await.is_some() {
-            if let Err(error) = self.run_once().await {
+        loop {
+            let wait = match self.run_once().await {
+                Ok(_) => self.next_look().await,
+                Err(error) => Err(error),
+            };
+            let wait = wait.unwrap_or_else(|error| {
                 tracing::warn!(%error, "rescue pass failed; retrying at the next interval");
+                self.interval
+            });
+            if stop
+                .run_until_cancelled(tokio::time::sleep(wait))
+                .await
+                .is_none()
+            {
+                return;
             }
         }
     }

@@ -28,13 +28,15 @@ pub struct TickReport {
 /// Fires due schedules.
 pub struct Scheduler {
     client: Client,
+    /// The longest it sleeps: it wakes at the next tick of any schedule, and when a schedule
+    /// changes in any process.
     interval: Duration,
     /// Added to this process's clock (tests use it to play a skewed host).
     offset: chrono::Duration,
 }
 
 impl Scheduler {
-    /// A scheduler that looks every `interval`.
+    /// A scheduler that looks at every tick, and at least every `interval`.
     pub fn new(client: Client, interval: Duration) -> Scheduler {
         Scheduler {
             client,
@@ -198,13 +200,39 @@ impl Scheduler {
             .is_some_and(|job| !job.state.is_terminal()))
     }
 
-    /// Looks every interval until `stop`.
+    /// How long to sleep after a look: until the next tick of any enabled schedule (by this
+    /// scheduler's clock), at most `interval`. A tick still due right after a look is one
+    /// that cannot move (a cron that no longer parses) or another scheduler's to move: it is
+    /// looked at again in a second, not at once.
+    async fn next_look(&self) -> Result<Duration, StoreError> {
+        let until = match self.client.store().next_fire_at().await? {
+            Some(at) => (at - self.now()).to_std().unwrap_or_default(),
+            None => self.interval,
+        };
+        let until = match until.is_zero() {
+            true => Duration::from_secs(1),
+            false => until,
+        };
+        Ok(until.min(self.interval))
+    }
+
+    /// Looks until `stop`: at each schedule's tick, when a schedule changes (in this process
+    /// or another), and at least every `interval`.
     pub async fn run(self, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while stop.run_until_cancelled(ticker.tick()).await.is_some() {
-            if let Err(error) = self.tick(self.now()).await {
-                tracing::warn!(%error, "scheduler look failed; retrying at the next interval");
+        let changed = self.client.store().wakeups().schedules();
+        loop {
+            let looked = match self.tick(self.now()).await {
+                Ok(_) => self.next_look().await,
+                Err(error) => Err(error),
+            };
+            let wait = looked.unwrap_or_else(|error| {
+                tracing::warn!(%error, "scheduler look failed; retrying in a second");
+                Duration::from_secs(1).min(self.interval)
+            });
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = changed.notified() => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }

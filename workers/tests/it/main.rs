@@ -8,6 +8,7 @@ mod cancel;
 mod claim;
 mod completion;
 mod events;
+mod idle;
 mod ingest;
 mod leases;
 mod lifecycle;

@@ -72,7 +72,7 @@ WITH expired AS (
            jsonb_build_object('error', last_error, 'worker', lost_by)
     FROM r
 )
-SELECT id, state, lost_by FROM r
+SELECT id, queue, state, lost_by FROM r
 "#;
 
 impl PgStore {
@@ -154,6 +154,7 @@ impl PgStore {
             .map(|row| {
                 Ok(Rescued {
                     id: rows::job_id(row, "id")?,
+                    queue: rows::get(row, "queue")?,
                     state: rows::state(row, "state")?,
                     worker: row.try_get("lost_by").ok(),
                 })

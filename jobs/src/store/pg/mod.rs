@@ -17,6 +17,7 @@ mod events;
 pub mod jobs;
 mod leases;
 mod notify;
+pub(crate) use notify::notify_in_transaction;
 // Compiled into each backend on purpose: the SQL written once, with this backend's dialect.
 #[allow(clippy::duplicate_mod)]
 #[path = "../sql/mod.rs"]

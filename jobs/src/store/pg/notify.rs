@@ -70,17 +70,49 @@ async fn send_loop(
     }
 }
 
-fn signal_payload_key(signal: &Signal) -> String {
-    match signal {
-        Signal::JobAvailable(queue) => format!("q{queue}"),
-        Signal::CancelRequested(id) => format!("c{id}"),
+/// Wakes the workers of the queues that got jobs, from inside the caller's transaction: a
+/// `NOTIFY` is delivered when its transaction commits, and not at all if it rolls back. (It
+/// also makes commits wait on each other cluster-wide, which is why the store's own
+/// enqueues notify after their commit instead; a caller's transaction pays it.)
+pub(crate) async fn notify_in_transaction(
+    conn: &mut sqlx::PgConnection,
+    jobs: &[crate::job::NewJob],
+    enqueued: &[crate::job::Enqueued],
+) -> Result<(), StoreError> {
+    let mut queues: Vec<&str> = jobs
+        .iter()
+        .zip(enqueued)
+        .filter(|(_, e)| !e.duplicate)
+        .map(|(j, _)| j.queue.as_str())
+        .collect();
+    queues.sort_unstable();
+    queues.dedup();
+    if queues.is_empty() {
+        return Ok(());
     }
+    // The channel is the relay's (`longshore_{schema}`); an origin no process has, so that
+    // this process's own listener wakes its workers too.
+    sqlx::query::<Postgres>(
+        "SELECT pg_notify('longshore_' || current_schema(), 'transaction q ' || q) \
+         FROM unnest($1::text[]) AS q",
+    )
+    .bind(&queues)
+    .execute(conn)
+    .await
+    .map_err(crate::error::query("notify in transaction"))?;
+    Ok(())
+}
+
+fn signal_payload_key(signal: &Signal) -> String {
+    encode("", signal)
 }
 
 fn encode(origin: &str, signal: &Signal) -> String {
     match signal {
         Signal::JobAvailable(queue) => format!("{origin} q {queue}"),
         Signal::CancelRequested(id) => format!("{origin} c {id}"),
+        Signal::SchedulesChanged => format!("{origin} s *"),
+        Signal::EndpointsChanged => format!("{origin} e *"),
     }
 }
 
@@ -92,6 +124,8 @@ fn decode(payload: &str) -> Option<(&str, Signal)> {
     let signal = match tag {
         "q" => Signal::JobAvailable(body.to_owned()),
         "c" => Signal::CancelRequested(body.parse::<JobId>().ok()?),
+        "s" => Signal::SchedulesChanged,
+        "e" => Signal::EndpointsChanged,
         _ => return None,
     };
     Some((origin, signal))
@@ -146,6 +180,8 @@ mod tests {
         for signal in [
             Signal::JobAvailable("mail.high".into()),
             Signal::CancelRequested(id),
+            Signal::SchedulesChanged,
+            Signal::EndpointsChanged,
         ] {
             let payload = encode("me", &signal);
             assert_eq!(decode(&payload), Some(("me", signal)));

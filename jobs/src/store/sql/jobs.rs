@@ -15,6 +15,7 @@ use crate::error::{StoreError, query};
 use crate::id::JobId;
 use crate::job::{Attempt, Job, Lease};
 use crate::state::JobState;
+use crate::store::codec::Time;
 
 impl Backend {
     pub(crate) async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -95,6 +96,18 @@ impl Backend {
         rows.iter()
             .map(|row| Ok((rows::state(row, "state")?, rows::get::<i64>(row, "n")?)))
             .collect()
+    }
+
+    pub(crate) async fn next_lease_expiry(
+        &self,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let next = sqlx::query_scalar::<Db, Option<Time>>(
+            "SELECT min(lease_expires_at) FROM jobs WHERE state = 'running'",
+        )
+        .fetch_one(self.reader())
+        .await
+        .map_err(query("read the next lease expiry"))?;
+        Ok(next.map(|t| t.0))
     }
 
     pub(crate) async fn job_progress(

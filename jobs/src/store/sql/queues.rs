@@ -7,10 +7,42 @@ use super::events::{self, NewEvent};
 use super::rows;
 use crate::error::{StoreError, query};
 use crate::event;
-use crate::store::QueueTotals;
 use crate::store::codec::Time;
+use crate::store::{Outlook, QueueTotals};
+
+/// The earliest `run_at` of a queue's waiting jobs, read as ten probes of the claim index
+/// (one per priority, each the first entry of its range) rather than a scan of every
+/// waiting job, which may be millions scheduled ahead.
+fn next_run_at_sql() -> String {
+    let probes: Vec<String> = (0..=9)
+        .map(|p| {
+            format!(
+                "SELECT (SELECT run_at FROM jobs WHERE queue = $1 AND priority = {p} \
+                 AND state IN ('available', 'scheduled', 'retryable') \
+                 ORDER BY run_at LIMIT 1) AS at"
+            )
+        })
+        .collect();
+    format!(
+        "SELECT (SELECT paused FROM queues WHERE name = $1) AS paused, \
+                (SELECT min(at) FROM ({}) probes) AS next_run_at",
+        probes.join(" UNION ALL ")
+    )
+}
 
 impl Backend {
+    pub(crate) async fn queue_outlook(&self, queue: &str) -> Result<Outlook, StoreError> {
+        let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(next_run_at_sql()))
+            .bind(queue)
+            .fetch_one(self.reader())
+            .await
+            .map_err(query("read a queue's next job"))?;
+        Ok(Outlook {
+            paused: rows::get::<Option<bool>>(&row, "paused")?.unwrap_or(false),
+            next_run_at: rows::opt_time(&row, "next_run_at")?,
+        })
+    }
+
     pub(crate) async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), StoreError> {
         let event_type = if paused {
             event::QUEUE_PAUSED

@@ -109,6 +109,16 @@ impl Backend {
         rows.iter().map(schedule).collect()
     }
 
+    pub(crate) async fn next_fire_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next = sqlx::query_scalar::<Db, Option<Time>>(
+            "SELECT min(next_fire_at) FROM schedules WHERE enabled",
+        )
+        .fetch_one(self.reader())
+        .await
+        .map_err(query("read the next tick"))?;
+        Ok(next.map(|t| t.0))
+    }
+
     pub(crate) async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query::<Db>("DELETE FROM schedules WHERE id = $1")
             .bind(id)

@@ -36,7 +36,7 @@ UPDATE jobs SET
     unique_slot = CASE WHEN (cancel_requested_at IS NOT NULL OR attempt >= max_attempts)
                             AND unique_scope = 'active' THEN NULL ELSE unique_slot END
 WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND state = 'running'
-RETURNING id, state";
+RETURNING id, queue, state";
 
 const RESCUE_EVENTS: &str = "
 INSERT INTO events (at, type, job_id, queue, kind, state, attempt, data)
@@ -168,6 +168,7 @@ impl SqliteStore {
                 let id = rows::job_id(row, "id")?;
                 Ok(Rescued {
                     id,
+                    queue: rows::get(row, "queue")?,
                     state: rows::state(row, "state")?,
                     worker: workers.remove(&id).flatten(),
                 })

@@ -20,6 +20,9 @@ use longshore_jobs::Kind;
 
 /// Messages read per pass from each log.
 const PAGE: u32 = 500;
+/// The longest the relay sleeps while no endpoint is enabled: a change wakes it in every
+/// process, so this bounds only a change it missed.
+const IDLE: Duration = Duration::from_secs(60);
 
 /// What one pass made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,9 +93,13 @@ impl Relay {
         Relay { client, interval }
     }
 
-    /// One pass over both logs.
-    pub async fn run_once(&self) -> Result<RelayReport, StoreError> {
+    /// One pass over both logs; `None`, having read nothing else, when no endpoint is
+    /// enabled.
+    pub async fn run_once(&self) -> Result<Option<RelayReport>, StoreError> {
         let store = self.client.store();
+        if !store.endpoints().await?.iter().any(|e| e.enabled) {
+            return Ok(None);
+        }
         let (after_push, after_event) = webhook::relay_cursors(store).await?;
         let pushes = store.pushes_after(after_push, PAGE).await?;
         let events = store.events_after(EventId(after_event), PAGE).await?;
@@ -119,7 +126,7 @@ impl Relay {
             events.last().map(|e| e.id.0),
         )
         .await?;
-        Ok(report)
+        Ok(Some(report))
     }
 
     /// Makes the delivery jobs of `messages`; the number made.
@@ -166,22 +173,28 @@ impl Relay {
         Ok(made)
     }
 
-    /// A pass every `interval` until `stop`.
+    /// Passes until `stop`: at once after a full page, every `interval` while an endpoint
+    /// is enabled, and while none is, when an endpoint changes (or every [`IDLE`]).
     pub async fn run(self, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while stop.run_until_cancelled(ticker.tick()).await.is_some() {
-            loop {
-                match self.run_once().await {
-                    // A full page: go on at once.
-                    Ok(report)
-                        if report.pushes == PAGE as usize || report.events == PAGE as usize => {}
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, "webhook relay pass failed; retrying");
-                        break;
-                    }
+        let changed = self.client.store().wakeups().endpoints();
+        loop {
+            let wait = match self.run_once().await {
+                Ok(Some(report))
+                    if report.pushes == PAGE as usize || report.events == PAGE as usize =>
+                {
+                    continue;
                 }
+                Ok(Some(_)) => self.interval,
+                Ok(None) => IDLE,
+                Err(error) => {
+                    tracing::warn!(%error, "webhook relay pass failed; retrying");
+                    self.interval
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = changed.notified() => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
