@@ -130,7 +130,11 @@ impl PgStore {
             .await
             .map_err(StoreError::Connect)?;
         let store = PgStore {
-            _relay: Arc::new(notify::start_relay(&pool, wakeups).await?.drop_guard()),
+            _relay: Arc::new(
+                notify::start_relay(&pool, &lease_pool, wakeups)
+                    .await?
+                    .drop_guard(),
+            ),
             pool,
             lease_pool,
         };

@@ -15,8 +15,16 @@ use crate::store::{Signal, Wakeups};
 
 /// Starts the tasks that carry wake-ups between processes: one sends coalesced `NOTIFY`s, one
 /// `LISTEN`s. The channel is per schema, so schemas sharing a server do not wake each other.
+///
+/// The `NOTIFY`s go out on `quick`, a pool whose commits do not wait for the WAL flush: a
+/// transaction that notifies holds a lock every other notifying commit waits for, and is
+/// flushed like a write, so on the enqueue pool each would cost a flush of its own beside
+/// the enqueues' (it halved W3 on Postgres). A notification is delivered at commit either
+/// way; one lost to a server crash is lost with the listeners' connections, which wake every
+/// worker when they reconnect.
 pub(super) async fn start_relay(
     pool: &PgPool,
+    quick: &PgPool,
     wakeups: &Wakeups,
 ) -> Result<CancellationToken, StoreError> {
     let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
@@ -29,7 +37,7 @@ pub(super) async fn start_relay(
     let (tx, rx) = mpsc::unbounded_channel();
     wakeups.set_remote(tx);
     tokio::spawn(stop.clone().run_until_cancelled_owned(send_loop(
-        pool.clone(),
+        quick.clone(),
         channel.clone(),
         origin.clone(),
         rx,
@@ -42,6 +50,9 @@ pub(super) async fn start_relay(
     )));
     Ok(stop)
 }
+
+/// The least time between two `NOTIFY` statements of one process.
+const SPACING: Duration = Duration::from_millis(2);
 
 /// Sends signals as `NOTIFY`s, each distinct signal once per round trip however many arrived.
 async fn send_loop(
@@ -67,6 +78,9 @@ async fn send_loop(
             tracing::warn!(%error, "cannot send wake-up notifications; other processes will poll");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // What arrives meanwhile goes out as one: a burst of enqueues costs a NOTIFY every
+        // SPACING, not one per batch, and a lone enqueue is not held back at all.
+        tokio::time::sleep(SPACING).await;
     }
 }
 
