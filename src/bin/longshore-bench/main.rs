@@ -392,6 +392,7 @@ async fn w2(db: &Database, backend: &str) -> anyhow::Result<Value> {
         "p50_ms": pct(&mut latencies, 0.50),
         "p95_ms": pct(&mut latencies, 0.95),
         "p99_ms": pct(&mut latencies, 0.99),
+        "enqueue_p50_ms": pct(&mut commits, 0.50),
         "enqueue_p99_ms": pct(&mut commits, 0.99),
         "host_stall_max_ms": stall.load(Ordering::Relaxed) as f64 / 1000.0,
     }))

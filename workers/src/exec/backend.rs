@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use apalis_core::backend::{Backend, BackendConfig, finalize::Ephemeral};
 use apalis_core::task::Task;
 use apalis_core::worker::context::WorkerContext;
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use longshore_jobs::telemetry::QUEUE_NAME;
@@ -42,9 +43,8 @@ pub(crate) struct Shared {
     pub held: HeldAttempts,
 }
 
-/// A claim in flight: the jobs, and when the claim came back short, how long to wait
-/// before the next (see [`Shared::idle_wait`]).
-type Claim = BoxFuture<'static, Result<(Vec<ClaimedJob>, Option<Duration>), StoreError>>;
+/// A claim in flight: when it started (by this process's clock), and the jobs.
+type Claim = BoxFuture<'static, (DateTime<Utc>, Result<Vec<ClaimedJob>, StoreError>)>;
 
 impl Shared {
     /// How long a worker whose claim came back short waits, unless woken: until its queue's
@@ -53,7 +53,7 @@ impl Shared {
     /// whose other processes send no wake-up. A job that was due at the claim but not taken
     /// (a global limit, a sequence, another worker's claim) is looked for again every
     /// `poll_interval`.
-    async fn idle_wait(&self, claimed_at: chrono::DateTime<chrono::Utc>) -> Duration {
+    async fn idle_wait(&self, claimed_at: DateTime<Utc>) -> Duration {
         let longest = match self.store.wakes_across_processes() {
             true => self.idle_poll_interval,
             false => self.poll_interval,
@@ -66,10 +66,7 @@ impl Shared {
             _ if outlook.paused => longest,
             None => longest,
             Some(at) if at <= claimed_at => self.poll_interval.min(longest),
-            Some(at) => (at - chrono::Utc::now())
-                .to_std()
-                .unwrap_or_default()
-                .min(longest),
+            Some(at) => (at - Utc::now()).to_std().unwrap_or_default().min(longest),
         }
     }
 }
@@ -78,7 +75,7 @@ impl Shared {
 pub struct QueueBackend {
     shared: Arc<Shared>,
     buffer: VecDeque<ClaimedJob>,
-    claim: Option<Claim>,
+    claim: Option<(Claim, u32)>,
     idle: Option<BoxFuture<'static, ()>>,
     closing: Option<BoxFuture<'static, ()>>,
     errors: u32,
@@ -130,13 +127,17 @@ impl QueueBackend {
         }
     }
 
-    /// Waits for a wake-up of the queue or `wait`, whichever comes first.
-    fn sleep(&mut self, wait: Duration) {
-        let notify = Arc::clone(&self.shared.notify);
+    /// Waits for a wake-up of the queue or until [`Shared::idle_wait`] says, whichever comes
+    /// first. The jobs of the short claim are handed out meanwhile: the outlook is read
+    /// while they run, not before. A wake-up that arrives while it is read is kept by the
+    /// `Notify` and ends the wait at once.
+    fn sleep(&mut self, claimed_at: DateTime<Utc>) {
+        let shared = Arc::clone(&self.shared);
         self.idle = Some(
             async move {
+                let wait = shared.idle_wait(claimed_at).await;
                 tokio::select! {
-                    () = notify.notified() => {}
+                    () = shared.notify.notified() => {}
                     () = tokio::time::sleep(wait) => {}
                 }
             }
@@ -177,28 +178,29 @@ impl QueueBackend {
         let limit = self.room(worker).max(1);
         let shared = Arc::clone(&self.shared);
         let claim = async move {
-            let claimed_at = chrono::Utc::now();
+            let claimed_at = Utc::now();
             let store = &shared.store;
             let jobs = store
                 .claim(&shared.queue, &shared.worker, limit, shared.lease)
-                .await?;
-            let wait = match (jobs.len() as u32) < limit {
-                true => Some(shared.idle_wait(claimed_at).await),
-                false => None,
-            };
-            Ok((jobs, wait))
+                .await;
+            (claimed_at, jobs)
         };
-        self.claim = Some(claim.boxed());
+        self.claim = Some((claim.boxed(), limit));
     }
 
     /// Takes the result of a finished claim: buffers the jobs, or arranges the next wait.
-    fn take_claim(&mut self, result: Result<(Vec<ClaimedJob>, Option<Duration>), StoreError>) {
+    fn take_claim(
+        &mut self,
+        claimed: (DateTime<Utc>, Result<Vec<ClaimedJob>, StoreError>),
+        limit: u32,
+    ) {
+        let (claimed_at, result) = claimed;
         match result {
-            Ok((jobs, wait)) => {
+            Ok(jobs) => {
                 self.errors = 0;
                 // A short batch means nothing more is due: wait before claiming again.
-                if let Some(wait) = wait {
-                    self.sleep(wait);
+                if (jobs.len() as u32) < limit {
+                    self.sleep(claimed_at);
                 }
                 self.shared.held.hold(&self.shared.worker, &jobs);
                 self.buffer.extend(jobs);
@@ -243,11 +245,12 @@ impl Backend for QueueBackend {
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Infallible>>> {
         loop {
-            if let Some(claim) = &mut self.claim
+            if let Some((claim, limit)) = &mut self.claim
                 && let Poll::Ready(result) = claim.poll_unpin(cx)
             {
+                let limit = *limit;
                 self.claim = None;
-                self.take_claim(result);
+                self.take_claim(result, limit);
             }
             if let Some(job) = self.buffer.pop_front() {
                 self.pace.started += 1;
@@ -272,7 +275,7 @@ impl Backend for QueueBackend {
     ) -> Poll<Result<(), Infallible>> {
         if self.closing.is_none() {
             let unstarted: Vec<ClaimedJob> = self.buffer.drain(..).collect();
-            let claim = self.claim.take();
+            let claim = self.claim.take().map(|(claim, _)| claim);
             let shared = Arc::clone(&self.shared);
             self.closing = Some(close(shared, unstarted, claim).boxed());
         }
@@ -287,7 +290,7 @@ impl Backend for QueueBackend {
 /// waits for this worker's outcomes to be stored, and marks the worker stopped.
 async fn close(shared: Arc<Shared>, mut unstarted: Vec<ClaimedJob>, claim: Option<Claim>) {
     if let Some(claim) = claim
-        && let Ok((jobs, _)) = claim.await
+        && let (_, Ok(jobs)) = claim.await
     {
         unstarted.extend(jobs);
     }
