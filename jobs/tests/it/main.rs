@@ -14,6 +14,7 @@ mod leases;
 mod properties;
 mod pushes;
 mod rescue;
+mod retention;
 mod sequences;
 mod telemetry;
 mod unique;

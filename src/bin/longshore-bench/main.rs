@@ -671,6 +671,9 @@ async fn m1(db: &Database, jobs: u64) -> anyhow::Result<Value> {
     let store = connect(&db.url).await?;
     let result = async {
         while store.ping().await.is_err() || rss_mib(pid).is_none() {
+            if let Some(status) = child.try_wait()? {
+                bail!("longshore serve exited at start ({status})");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_secs(3)).await;

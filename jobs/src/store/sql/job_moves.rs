@@ -2,6 +2,7 @@
 //! move reads the job's head under a lock (Postgres `FOR UPDATE`; SQLite's write transaction
 //! holds the whole file), changes it, and writes its event in the same transaction.
 
+use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
 use super::dialect::{Backend, Conn, Db, FOR_UPDATE, GREATEST, LEAST, NOW};
@@ -208,30 +209,24 @@ impl Backend {
         if head.state == JobState::Running {
             return Err(head.conflict(id, "a running job cannot be deleted; cancel it first"));
         }
-        sqlx::query::<Db>("DELETE FROM jobs WHERE id = $1")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(query("delete job"))?;
+        // Its attempts first: on Postgres no foreign key deletes them (see the migration).
+        for sql in [
+            "DELETE FROM job_attempts WHERE job_id = $1",
+            "DELETE FROM jobs WHERE id = $1",
+        ] {
+            sqlx::query::<Db>(sql)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(query("delete job"))?;
+        }
         let event = head.event(id, event::JOB_DELETED, head.state.as_str());
         events::write(&mut *tx, event).await?;
         tx.commit().await.map_err(query("delete job"))
     }
 
     pub(crate) async fn prune(&self, limits: PruneLimits) -> Result<Pruned, StoreError> {
-        let jobs = sqlx::query::<Db>(
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
-               WHERE (state IN ('completed', 'cancelled') AND finished_at < $1) \
-                  OR (state = 'discarded' AND finished_at < $2) \
-               LIMIT $3)",
-        )
-        .bind(Time(limits.finished_before))
-        .bind(Time(limits.discarded_before))
-        .bind(limits.batch)
-        .execute(self.writer())
-        .await
-        .map_err(query("prune jobs"))?
-        .rows_affected();
+        let jobs = self.prune_jobs(limits).await?;
         let mut tx = self.write("prune events").await?;
         let last = sqlx::query_scalar::<Db, Option<i64>>(
             "SELECT max(id) FROM (SELECT id FROM events WHERE at < $1 ORDER BY id LIMIT $2) old",
@@ -254,5 +249,45 @@ impl Backend {
         }
         tx.commit().await.map_err(query("prune events"))?;
         Ok(Pruned { jobs, events })
+    }
+
+    /// Deletes a batch of finished jobs past retention, with their attempts: the batch is
+    /// read under a lock first, so that the attempts deleted are those of the jobs deleted
+    /// (a job retried meanwhile keeps both).
+    async fn prune_jobs(&self, limits: PruneLimits) -> Result<u64, StoreError> {
+        let mut tx = self.write("prune jobs").await?;
+        let sql = format!(
+            "SELECT id FROM jobs \
+             WHERE (state IN ('completed', 'cancelled') AND finished_at < $1) \
+                OR (state = 'discarded' AND finished_at < $2) \
+             LIMIT $3{FOR_UPDATE}"
+        );
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar::<Db, uuid::Uuid>(sqlx::AssertSqlSafe(sql))
+            .bind(Time(limits.finished_before))
+            .bind(Time(limits.discarded_before))
+            .bind(limits.batch)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(query("prune jobs"))?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        for (table, key) in [("job_attempts", "job_id"), ("jobs", "id")] {
+            let mut qb = QueryBuilder::<Db>::new(format!("DELETE FROM {table} WHERE {key} IN ("));
+            let mut list = qb.separated(", ");
+            for id in &ids {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            deleted = qb
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(query("prune jobs"))?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(query("prune jobs"))?;
+        Ok(deleted)
     }
 }
