@@ -193,7 +193,7 @@ pub mod metrics {
                     .with_description("attempts finished, by outcome")
                     .build(),
                 process: seconds(PROCESS_DURATION, "how long an attempt ran"),
-                queue_time: seconds(QUEUE_TIME, "from due to claimed"),
+                queue_time: seconds(QUEUE_TIME, "from due to started"),
                 deliveries: meter
                     .u64_counter(DELIVERIES)
                     .with_description("webhook and HTTP deliveries, by outcome")

@@ -16,6 +16,7 @@ mod pushes;
 mod rescue;
 mod retention;
 mod sequences;
+mod startup;
 mod telemetry;
 mod unique;
 

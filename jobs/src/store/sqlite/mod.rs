@@ -130,11 +130,23 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Applies the migrations inside one write transaction. sqlx's migrator takes no lock on
+    /// SQLite (on Postgres it holds an advisory lock): two processes opening a new file at
+    /// once would both read "nothing applied" and the second would fail on "table jobs
+    /// already exists". Holding the write lock from the first read serialises them; the
+    /// migrator's own transactions become savepoints inside this one.
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.writer)
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(StoreError::Migrate)
+            .map_err(query("migrate"))?;
+        // `run_direct` is `run` on a connection (sqlx's way around `Acquire`'s lifetime).
+        MIGRATOR
+            .run_direct(None, &mut *tx, false)
+            .await
+            .map_err(StoreError::Migrate)?;
+        tx.commit().await.map_err(query("migrate"))
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,48 @@
+//! Processes started at once on a new database: every one comes up on the same schema.
+
+use longshore_jobs::{Store, StoreConfig};
+use longshore_testkit::{Backend, TempDir};
+
+crate::per_backend!(crate::startup::fresh => eight_stores_opening_a_new_database_at_once_all_come_up);
+
+/// A database nobody has migrated yet: its URL, and the temp dir of an SQLite file.
+async fn fresh(backend: Backend) -> Option<(String, Option<TempDir>)> {
+    match backend {
+        Backend::Sqlite => {
+            let (url, dir) = longshore_testkit::sqlite_url();
+            Some((url, Some(dir)))
+        }
+        Backend::Postgres => Some((longshore_testkit::postgres_url().await?, None)),
+    }
+}
+
+async fn eight_stores_opening_a_new_database_at_once_all_come_up(
+    (url, _dir): (String, Option<TempDir>),
+) {
+    // As `serve` and `worker` started together by a supervisor: each migrates on open.
+    let opening: Vec<_> = (0..8)
+        .map(|_| {
+            let config = StoreConfig {
+                url: url.clone(),
+                migrate: true,
+                ..StoreConfig::default()
+            };
+            tokio::spawn(async move { Store::connect(&config).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for (i, opened) in opening.into_iter().enumerate() {
+        match opened.await.unwrap() {
+            Ok(store) => stores.push(store),
+            Err(error) => panic!("store {i} did not come up: {error:#}"),
+        }
+    }
+    // One schema, applied once: a job enqueued through one store is seen by every other.
+    let mut registry = longshore_jobs::Registry::new();
+    longshore_jobs::kinds::register_builtins(&mut registry);
+    let client = longshore_jobs::Client::new(stores[0].clone(), std::sync::Arc::new(registry));
+    let id = longshore_testkit::enqueue(&client, "noop", serde_json::json!({})).await;
+    for store in &stores {
+        assert_eq!(store.job(id).await.unwrap().unwrap().id, id);
+    }
+}
