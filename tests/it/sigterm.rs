@@ -49,6 +49,10 @@ async fn sigterm(db: TestDb) {
         },
     )
     .await;
+    // The claim is visible here a moment before its jobs reach their handlers: a SIGTERM
+    // sent at once may rightly hand all twelve back unstarted (seen once on a loaded
+    // machine). The four started jobs sleep 1.5 s, so 300 ms later they are mid-run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     process.signal(libc::SIGTERM);
     let sent = Instant::now();
     let status = process.wait_for_exit(Duration::from_secs(10));
