@@ -25,6 +25,10 @@ async fn eight_stores_opening_a_new_database_at_once_all_come_up(
             let config = StoreConfig {
                 url: url.clone(),
                 migrate: true,
+                // Few connections each: eight stores of the default size (about a dozen
+                // connections on Postgres) beside the rest of the suite would exhaust the
+                // server's `max_connections`, which is not what this tries.
+                max_connections: 2,
                 ..StoreConfig::default()
             };
             tokio::spawn(async move { Store::connect(&config).await })
