@@ -244,27 +244,40 @@ impl Browser {
         }
     }
 
-    /// Types `text` into the element matching `css`, after clearing it.
+    /// Types `text` into the element matching `css`, after clearing it; waits for the
+    /// element (the page's script draws the form after the document loads) and types again
+    /// when a redraw replaced it meanwhile.
     pub async fn type_into(&self, css: &str, text: &str) {
-        let element = self
-            .call(
-                "POST",
-                "element",
-                json!({ "using": "css selector", "value": css }),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"));
-        let id = element[ELEMENT].as_str().expect("an element").to_owned();
-        self.call("POST", &format!("element/{id}/clear"), json!({}))
-            .await
-            .expect("cleared");
-        self.call(
-            "POST",
-            &format!("element/{id}/value"),
-            json!({ "text": text }),
-        )
-        .await
-        .expect("typed");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let typed = async {
+                let element = self
+                    .call(
+                        "POST",
+                        "element",
+                        json!({ "using": "css selector", "value": css }),
+                    )
+                    .await?;
+                let id = element[ELEMENT]
+                    .as_str()
+                    .ok_or("not an element")?
+                    .to_owned();
+                self.call("POST", &format!("element/{id}/clear"), json!({}))
+                    .await?;
+                self.call(
+                    "POST",
+                    &format!("element/{id}/value"),
+                    json!({ "text": text }),
+                )
+                .await
+            }
+            .await;
+            match typed {
+                Ok(_) => return,
+                Err(e) if Instant::now() > deadline => panic!("nothing to type into at {css}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// Saves a PNG of the window to `path`.
