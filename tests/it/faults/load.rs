@@ -89,7 +89,11 @@ pub struct Report {
     pub unanswered: usize,
     pub other: HashMap<u16, usize>,
     pub ran_twice: usize,
-    /// Jobs that ran twice with no attempt of theirs recorded lost (a figure to watch).
+    /// Jobs that started the same attempt twice: the claim was forgotten by a Postgres
+    /// crash (claims commit asynchronously), so the job was available again as it was.
+    pub claim_forgotten: usize,
+    /// Jobs that ran twice with no attempt of theirs recorded lost and no claim forgotten
+    /// (a figure to watch).
     pub reran_without_loss: usize,
     pub longest_answer: Duration,
     pub stuck_running: i64,
@@ -100,7 +104,8 @@ impl Report {
         println!(
             "{test}: {} acknowledged, {} lost, {} refused (503; {} of them stored), {} unconfirmed \
              (504; {} of them stored), {} unanswered, other {:?}, {} ran more than once \
-             ({} with no lost attempt), longest answer {:.2} s, {} left running",
+             ({} started one attempt twice, its claim forgotten; {} with neither that nor a lost \
+             attempt), longest answer {:.2} s, {} left running",
             self.acknowledged,
             self.lost,
             self.refused,
@@ -110,6 +115,7 @@ impl Report {
             self.unanswered,
             self.other,
             self.ran_twice,
+            self.claim_forgotten,
             self.reran_without_loss,
             self.longest_answer.as_secs_f64(),
             self.stuck_running,
@@ -191,17 +197,23 @@ pub async fn verify(url: &str, answers: &[Answer], marker: &Path, settle: Durati
     let starts = std::fs::read_to_string(marker).unwrap_or_default();
     let mut seen = HashSet::new();
     let mut twice = HashSet::new();
+    let mut attempts_seen = HashSet::new();
+    let mut same_attempt = HashSet::new();
     for line in starts.lines() {
         let id = line.split_whitespace().next().unwrap_or_default();
         if !seen.insert(id) {
             twice.insert(id);
         }
+        if !attempts_seen.insert(line.trim()) {
+            same_attempt.insert(id);
+        }
     }
     report.ran_twice = twice.len();
+    report.claim_forgotten = same_attempt.len();
     // A job may run again only because an attempt of it was lost: held when the database
     // went away (running, or finished with its outcome not yet stored) and rescued after.
     let pool = sqlx::PgPool::connect(url).await.unwrap();
-    for id in &twice {
+    for id in twice.difference(&same_attempt) {
         let lost: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM job_attempts WHERE job_id = $1::uuid AND outcome = 'lost'",
         )

@@ -108,4 +108,9 @@ async fn a_postgres_crash_under_load_loses_no_acknowledged_job() {
         "{} jobs ran twice, more than the {HELD} the processes can hold",
         report.ran_twice
     );
+    // A job runs again only when an attempt of it was lost, or its claim forgotten by the crash.
+    assert_eq!(
+        report.reran_without_loss, 0,
+        "jobs ran again with no attempt lost: {report:?}"
+    );
 }

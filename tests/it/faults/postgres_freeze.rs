@@ -119,6 +119,11 @@ async fn a_postgres_freeze_under_load_answers_on_time_and_loses_no_acknowledged_
         "{} jobs ran twice, more than the {HELD} the processes can hold",
         report.ran_twice
     );
+    // A job runs again only when an attempt of it was lost.
+    assert_eq!(
+        report.reran_without_loss, 0,
+        "jobs ran again with no attempt lost: {report:?}"
+    );
     // 2 s of grace, 1 s of cancel grace, half a second for outcomes, a second to store them
     // (the database does not answer), a second for the runtime.
     assert!(
