@@ -54,9 +54,10 @@ impl Shared {
     /// (a global limit, a sequence, another worker's claim) is looked for again every
     /// `poll_interval`.
     async fn idle_wait(&self, claimed_at: DateTime<Utc>) -> Duration {
-        let longest = match self.store.wakes_across_processes() {
-            true => self.idle_poll_interval,
-            false => self.poll_interval,
+        let longest = if self.store.wakes_across_processes() {
+            self.idle_poll_interval
+        } else {
+            self.poll_interval
         };
         let outlook = match self.store.queue_outlook(&self.queue).await {
             Ok(outlook) => outlook,

@@ -83,9 +83,10 @@ impl Heartbeat {
         }
         // Nothing held, nothing running to cancel: the idle beat is one statement.
         let mut cancelled = 0;
-        let requests = match self.held.is_empty() {
-            true => Vec::new(),
-            false => self.store.cancel_requests(&self.workers).await?,
+        let requests = if self.held.is_empty() {
+            Vec::new()
+        } else {
+            self.store.cancel_requests(&self.workers).await?
         };
         for id in requests {
             if self.held.stop(id, StopReason::Cancelled) {

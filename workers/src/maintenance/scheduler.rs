@@ -209,9 +209,10 @@ impl Scheduler {
             Some(at) => (at - self.now()).to_std().unwrap_or_default(),
             None => self.interval,
         };
-        let until = match until.is_zero() {
-            true => Duration::from_secs(1),
-            false => until,
+        let until = if until.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            until
         };
         Ok(until.min(self.interval))
     }

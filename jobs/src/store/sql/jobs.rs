@@ -15,7 +15,6 @@ use crate::error::{StoreError, query};
 use crate::id::JobId;
 use crate::job::{Attempt, Job, Lease};
 use crate::state::JobState;
-use crate::store::codec::Time;
 
 impl Backend {
     pub(crate) async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -101,13 +100,11 @@ impl Backend {
     pub(crate) async fn next_lease_expiry(
         &self,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-        let next = sqlx::query_scalar::<Db, Option<Time>>(
+        self.earliest(
             "SELECT min(lease_expires_at) FROM jobs WHERE state = 'running'",
+            "read the next lease expiry",
         )
-        .fetch_one(self.reader())
         .await
-        .map_err(query("read the next lease expiry"))?;
-        Ok(next.map(|t| t.0))
     }
 
     pub(crate) async fn job_progress(

@@ -13,7 +13,7 @@ use crate::store::{Outlook, QueueTotals};
 /// The earliest `run_at` of a queue's waiting jobs, read as ten probes of the claim index
 /// (one per priority, each the first entry of its range) rather than a scan of every
 /// waiting job, which may be millions scheduled ahead.
-fn next_run_at_sql() -> String {
+static OUTLOOK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let probes: Vec<String> = (0..=9)
         .map(|p| {
             format!(
@@ -28,11 +28,11 @@ fn next_run_at_sql() -> String {
                 (SELECT min(at) FROM ({}) probes) AS next_run_at",
         probes.join(" UNION ALL ")
     )
-}
+});
 
 impl Backend {
     pub(crate) async fn queue_outlook(&self, queue: &str) -> Result<Outlook, StoreError> {
-        let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(next_run_at_sql()))
+        let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(OUTLOOK.as_str()))
             .bind(queue)
             .fetch_one(self.reader())
             .await

@@ -6,7 +6,7 @@ use sqlx::Row as _;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::dialect::{Db, Row};
+use super::dialect::{Backend, Db, Row};
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::id::{EventId, JobId};
@@ -147,4 +147,20 @@ pub(crate) fn event(row: &Row) -> Result<Event, StoreError> {
         attempt: get(row, "attempt")?,
         data: opt_json(row, "data")?,
     })
+}
+
+impl Backend {
+    /// The one time a `SELECT min(…)` reads (`None` when no row matches), as the store's
+    /// waits need it: the next lease to end, the next tick.
+    pub(crate) async fn earliest(
+        &self,
+        sql: &'static str,
+        op: &'static str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at = sqlx::query_scalar::<Db, Option<crate::store::codec::Time>>(sql)
+            .fetch_one(self.reader())
+            .await
+            .map_err(crate::error::query(op))?;
+        Ok(at.map(|t| t.0))
+    }
 }

@@ -110,13 +110,11 @@ impl Backend {
     }
 
     pub(crate) async fn next_fire_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let next = sqlx::query_scalar::<Db, Option<Time>>(
+        self.earliest(
             "SELECT min(next_fire_at) FROM schedules WHERE enabled",
+            "read the next tick",
         )
-        .fetch_one(self.reader())
         .await
-        .map_err(query("read the next tick"))?;
-        Ok(next.map(|t| t.0))
     }
 
     pub(crate) async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {

@@ -103,6 +103,9 @@ impl Relay {
         let (after_push, after_event) = webhook::relay_cursors(store).await?;
         let pushes = store.pushes_after(after_push, PAGE).await?;
         let events = store.events_after(EventId(after_event), PAGE).await?;
+        if pushes.is_empty() && events.is_empty() {
+            return Ok(Some(RelayReport::default()));
+        }
         // The endpoints after the messages: an endpoint created before a message was stored
         // is then in the list. Read first, they could miss one created in between.
         let endpoints: Vec<Endpoint> = store
