@@ -7,8 +7,9 @@
 use sqlx::Postgres;
 
 use super::PgStore;
+use super::sql::Fetch;
 use super::sql::rows;
-use crate::error::{StoreError, query};
+use crate::error::StoreError;
 use crate::event::Event;
 use crate::id::EventId;
 use crate::store::Holdback;
@@ -28,9 +29,8 @@ impl PgStore {
         let rows = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql))
             .bind(after.0)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query("read events"))?;
+            .all(&self.pool, "read events")
+            .await?;
         rows.iter().map(rows::event).collect()
     }
 
@@ -39,9 +39,8 @@ impl PgStore {
         sqlx::query_scalar::<Postgres, i64>(
             "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20",
         )
-        .fetch_one(&self.pool)
+        .one(&self.pool, "event horizon")
         .await
-        .map_err(query("event horizon"))
     }
 
     /// The oldest transaction holding the read horizon back, when events were committed
@@ -57,9 +56,7 @@ impl PgStore {
              WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid() \
              ORDER BY age(a.backend_xid) DESC LIMIT 1",
         )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(query("find what holds events back"))?;
+        .optional(&self.pool, "find what holds events back").await?;
         let Some(row) = row else {
             return Ok(None);
         };

@@ -9,6 +9,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, Postgres, Row};
 
 use super::sql::rows;
+use super::sql::{Fetch, Run};
 use super::{PgStore, column};
 use crate::error::{StoreError, query};
 use crate::event;
@@ -182,9 +183,8 @@ async fn insert_rows<'c, E: PgExecutor<'c>>(
         .bind(column(&batch, |j| j.timeout_ms))
         .bind(column(&batch, |j| j.sequence.as_deref()))
         .bind(event::JOB_ENQUEUED)
-        .fetch_all(executor)
-        .await
-        .map_err(query("insert jobs"))?;
+        .all(executor, "insert jobs")
+        .await?;
     rows.iter()
         .map(|row| Ok((rows::job_id(row, "id")?, rows::state(row, "state")?)))
         .collect()
@@ -203,9 +203,8 @@ async fn slot_holders<'c, E: PgExecutor<'c>>(
         "SELECT id, state, unique_slot FROM jobs WHERE unique_slot = ANY($1)",
     )
     .bind(&slots)
-    .fetch_all(executor)
-    .await
-    .map_err(query("find unique slot holders"))?;
+    .all(executor, "find unique slot holders")
+    .await?;
     rows.iter()
         .map(|row| {
             let slot: String = row.get("unique_slot");
@@ -316,9 +315,8 @@ impl PgStore {
             .bind(worker.as_str())
             .bind(millis(lease))
             .bind(event::JOB_STARTED)
-            .fetch_all(&self.lease_pool)
-            .await
-            .map_err(query("claim"))?;
+            .all(&self.lease_pool, "claim")
+            .await?;
         let (mut jobs, broken) =
             split_readable(&rows, rows::claimed, |row| rows::job_id(row, "id"))?;
         if !broken.is_empty() {
@@ -334,9 +332,8 @@ impl PgStore {
             .bind(column(broken, |(id, _)| id.0))
             .bind(column(broken, |(_, e)| e.as_str()))
             .bind(event::JOB_DISCARDED)
-            .execute(&self.lease_pool)
-            .await
-            .map_err(query("discard unreadable jobs"))?;
+            .run(&self.lease_pool, "discard unreadable jobs")
+            .await?;
         Ok(())
     }
 
@@ -360,9 +357,8 @@ impl PgStore {
             }))
             .bind(column(done, |c| c.outcome.event_type()))
             .bind(column(done, |c| c.outcome.consumes_attempt()))
-            .fetch_all(&self.lease_pool)
-            .await
-            .map_err(query("complete"))?;
+            .all(&self.lease_pool, "complete")
+            .await?;
         rows.iter().map(rows::accepted).collect()
     }
 }

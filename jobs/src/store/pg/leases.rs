@@ -7,9 +7,10 @@ use std::time::Duration;
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
+use super::sql::Fetch;
 use super::sql::rows;
 use super::{PgStore, column};
-use crate::error::{StoreError, query};
+use crate::error::StoreError;
 use crate::event;
 use crate::id::{JobId, WorkerId};
 use crate::job::Lease;
@@ -98,9 +99,8 @@ impl PgStore {
         .bind(column(leases, |l| l.attempt))
         .bind(column(leases, |l| l.worker.as_str()))
         .bind(event::JOB_RELEASED)
-        .fetch_one(&self.lease_pool)
-        .await
-        .map_err(query("release"))?;
+        .one(&self.lease_pool, "release")
+        .await?;
         Ok(released as u64)
     }
 
@@ -116,9 +116,8 @@ impl PgStore {
             .bind(column(held, |h| h.worker.as_str()))
             .bind(millis(lease))
             .bind(millis(threshold))
-            .fetch_one(&self.lease_pool)
-            .await
-            .map_err(query("extend leases"))?;
+            .one(&self.lease_pool, "extend leases")
+            .await?;
         let extended: i64 = rows::get(&row, "extended")?;
         let ids: Vec<Uuid> = rows::get(&row, "lost_ids")?;
         let attempts: Vec<i32> = rows::get(&row, "lost_attempts")?;
@@ -137,9 +136,8 @@ impl PgStore {
                AND cancel_requested_at IS NOT NULL",
         )
         .bind(workers.iter().map(WorkerId::as_str).collect::<Vec<_>>())
-        .fetch_all(&self.lease_pool)
-        .await
-        .map_err(query("read cancel requests"))?;
+        .all(&self.lease_pool, "read cancel requests")
+        .await?;
         Ok(ids.into_iter().map(JobId).collect())
     }
 
@@ -147,9 +145,8 @@ impl PgStore {
         let rows = sqlx::query::<Postgres>(RESCUE)
             .bind(i64::from(limit))
             .bind(event::JOB_RESCUED)
-            .fetch_all(&self.lease_pool)
-            .await
-            .map_err(query("rescue expired leases"))?;
+            .all(&self.lease_pool, "rescue expired leases")
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(Rescued {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::dialect::{Backend, Db, GREATEST};
+use super::{Fetch, Run};
 use crate::error::{StoreError, query};
 use crate::store::codec::Time;
 
@@ -34,10 +35,7 @@ where
         " ON CONFLICT (user_id) DO UPDATE SET last_seen_at = \
          {GREATEST}(user_activity.last_seen_at, excluded.last_seen_at)"
     ));
-    qb.build()
-        .execute(executor)
-        .await
-        .map_err(query("record user activity"))?;
+    qb.build().run(executor, "record user activity").await?;
     Ok(())
 }
 
@@ -87,11 +85,7 @@ impl Backend {
         }
         qb.push(" FROM user_activity WHERE last_seen_at >= ")
             .push_bind(Time(*oldest));
-        let row = qb
-            .build()
-            .fetch_one(self.reader())
-            .await
-            .map_err(query("count active users"))?;
+        let row = qb.build().one(self.reader(), "count active users").await?;
         (0..since.len())
             .map(|i| sqlx::Row::try_get::<i64, _>(&row, i).map_err(query("read active users")))
             .collect()

@@ -4,8 +4,9 @@ use sqlx::types::Json;
 
 use super::dialect::{Backend, Db};
 use super::rows;
+use super::{Fetch, Run};
 use crate::admin::{AuditEntry, NewAudit};
-use crate::error::{StoreError, query};
+use crate::error::StoreError;
 use crate::store::codec::Time;
 
 impl Backend {
@@ -20,9 +21,8 @@ impl Backend {
         .bind(Json(&entry.targets))
         .bind(entry.detail.as_ref().map(Json))
         .bind(entry.request_id.as_deref())
-        .execute(self.writer())
-        .await
-        .map_err(query("write audit"))?;
+        .run(self.writer(), "write audit")
+        .await?;
         Ok(())
     }
 
@@ -37,9 +37,8 @@ impl Backend {
         )
         .bind(before)
         .bind(i64::from(limit))
-        .fetch_all(self.reader())
-        .await
-        .map_err(query("read audit"))?;
+        .all(self.reader(), "read audit")
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(AuditEntry {

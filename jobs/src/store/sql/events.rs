@@ -5,6 +5,7 @@ use sqlx::types::Json;
 
 use super::dialect::{Backend, Db};
 use super::rows;
+use super::{Fetch, Run};
 use crate::error::{StoreError, query};
 use crate::event::Event;
 use crate::id::{EventId, JobId};
@@ -41,9 +42,8 @@ where
     .bind(event.state)
     .bind(event.attempt)
     .bind(event.data.map(Json))
-    .execute(executor)
-    .await
-    .map_err(query("write event"))?;
+    .run(executor, "write event")
+    .await?;
     Ok(())
 }
 
@@ -74,9 +74,8 @@ impl Backend {
         );
         let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(id.0)
-            .fetch_all(self.reader())
-            .await
-            .map_err(query("read job events"))?;
+            .all(self.reader(), "read job events")
+            .await?;
         rows.iter().map(rows::event).collect()
     }
 
@@ -100,9 +99,8 @@ impl Backend {
         qb.push(") GROUP BY 1, 2, 3 ORDER BY 1");
         let rows = qb
             .build()
-            .fetch_all(self.reader())
-            .await
-            .map_err(query("count events by minute"))?;
+            .all(self.reader(), "count events by minute")
+            .await?;
         rows.iter()
             .map(|row| {
                 let minute: i64 = row.try_get("minute")?;

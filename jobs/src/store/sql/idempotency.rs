@@ -2,8 +2,9 @@
 
 use super::dialect::{Backend, Db};
 use super::rows;
+use super::{Fetch, Run};
 use crate::admin::{IdempotencyClaim, idempotency_answer};
-use crate::error::{StoreError, query};
+use crate::error::StoreError;
 use crate::store::KeyedResponse;
 use crate::store::codec::Time;
 
@@ -35,9 +36,8 @@ where
     .bind(i32::from(status))
     .bind(body)
     .bind(Time::now())
-    .execute(executor)
-    .await
-    .map_err(query("record idempotent response"))?;
+    .run(executor, "record idempotent response")
+    .await?;
     Ok(())
 }
 
@@ -60,10 +60,9 @@ impl Backend {
         .bind(request_hash)
         .bind(Time(now))
         .bind(Time(now - TAKE_OVER_AFTER))
-        .execute(self.writer())
-        .await
-        .map_err(query("claim idempotency key"))?;
-        if inserted.rows_affected() == 1 {
+        .run(self.writer(), "claim idempotency key")
+        .await?;
+        if inserted == 1 {
             return Ok(IdempotencyClaim::Fresh);
         }
         let row = sqlx::query::<Db>(
@@ -72,9 +71,8 @@ impl Backend {
         )
         .bind(actor)
         .bind(key)
-        .fetch_optional(self.writer())
-        .await
-        .map_err(query("read idempotency key"))?;
+        .optional(self.writer(), "read idempotency key")
+        .await?;
         let Some(row) = row else {
             // Freed between the two statements: the caller may try again.
             return Ok(IdempotencyClaim::InFlight);
@@ -99,9 +97,8 @@ impl Backend {
         .bind(key)
         .bind(i32::from(status))
         .bind(body)
-        .execute(self.writer())
-        .await
-        .map_err(query("record idempotent response"))?;
+        .run(self.writer(), "record idempotent response")
+        .await?;
         Ok(())
     }
 
@@ -115,9 +112,8 @@ impl Backend {
         )
         .bind(actor)
         .bind(key)
-        .execute(self.writer())
-        .await
-        .map_err(query("release idempotency key"))?;
+        .run(self.writer(), "release idempotency key")
+        .await?;
         Ok(())
     }
 
@@ -128,16 +124,12 @@ impl Backend {
     ) -> Result<u64, StoreError> {
         let keys = sqlx::query::<Db>("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(Time(idempotency_before))
-            .execute(self.writer())
-            .await
-            .map_err(query("prune idempotency keys"))?
-            .rows_affected();
+            .run(self.writer(), "prune idempotency keys")
+            .await?;
         let audit = sqlx::query::<Db>("DELETE FROM audit_log WHERE at < $1")
             .bind(Time(audit_before))
-            .execute(self.writer())
-            .await
-            .map_err(query("prune audit log"))?
-            .rows_affected();
+            .run(self.writer(), "prune audit log")
+            .await?;
         Ok(keys + audit)
     }
 }

@@ -7,6 +7,7 @@ use sqlx::types::Json;
 
 use super::dialect::{Backend, Conn, Db, FOR_UPDATE, GREATEST, LEAST, NOW};
 use super::events::{self, NewEvent};
+use super::{Fetch, Run};
 use super::{rows, settings};
 use crate::admin::{JobEdit, check_editable};
 use crate::error::{StoreError, query};
@@ -32,9 +33,8 @@ impl Head {
         let sql = format!("SELECT state, queue, kind, attempt FROM jobs WHERE id = $1{FOR_UPDATE}");
         let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(id.0)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(query("lock job"))?
+            .optional(&mut *conn, "lock job")
+            .await?
             .ok_or(StoreError::JobNotFound(id))?;
         Ok(Head {
             state: rows::state(&row, "state")?,
@@ -126,9 +126,8 @@ impl Backend {
         };
         sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(query("cancel"))?;
+            .run(&mut *tx, "cancel")
+            .await?;
         events::write(&mut *tx, head.event(id, event_type, state)).await?;
         tx.commit().await.map_err(query("cancel"))?;
         Ok(outcome)
@@ -194,9 +193,8 @@ impl Backend {
             .bind(edit.max_attempts)
             .bind(edit.tags.as_ref().map(Json))
             .bind(edit.metadata.as_ref().map(Json))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(query("edit job"))?;
+            .one(&mut *tx, "edit job")
+            .await?;
         let job = rows::job(&row)?;
         events::write(&mut *tx, head.event(id, event::JOB_UPDATED, state.as_str())).await?;
         tx.commit().await.map_err(query("edit job"))?;
@@ -216,9 +214,8 @@ impl Backend {
         ] {
             sqlx::query::<Db>(sql)
                 .bind(id.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(query("delete job"))?;
+                .run(&mut *tx, "delete job")
+                .await?;
         }
         let event = head.event(id, event::JOB_DELETED, head.state.as_str());
         events::write(&mut *tx, event).await?;
@@ -233,18 +230,15 @@ impl Backend {
         )
         .bind(Time(limits.events_before))
         .bind(limits.batch)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(query("prune events"))?;
+        .one(&mut *tx, "prune events")
+        .await?;
         let mut events = 0;
         if let Some(last) = last {
             events = sqlx::query::<Db>("DELETE FROM events WHERE id <= $1 AND at < $2")
                 .bind(last)
                 .bind(Time(limits.events_before))
-                .execute(&mut *tx)
-                .await
-                .map_err(query("prune events"))?
-                .rows_affected();
+                .run(&mut *tx, "prune events")
+                .await?;
             settings::raise_mark(&mut *tx, "events_pruned_through", last).await?;
         }
         tx.commit().await.map_err(query("prune events"))?;
@@ -266,9 +260,8 @@ impl Backend {
             .bind(Time(limits.finished_before))
             .bind(Time(limits.discarded_before))
             .bind(limits.batch)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(query("prune jobs"))?;
+            .all(&mut *tx, "prune jobs")
+            .await?;
         if ids.is_empty() {
             return Ok(0);
         }
@@ -280,12 +273,7 @@ impl Backend {
                 list.push_bind(*id);
             }
             qb.push(")");
-            deleted = qb
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(query("prune jobs"))?
-                .rows_affected();
+            deleted = qb.build().run(&mut *tx, "prune jobs").await?;
         }
         tx.commit().await.map_err(query("prune jobs"))?;
         Ok(deleted)

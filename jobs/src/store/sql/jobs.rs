@@ -10,8 +10,9 @@ use sqlx::types::Json;
 use super::dialect::{Backend, Db};
 use super::filter::{newest_first, push_filter};
 use super::rows;
+use super::{Fetch, Run};
 use crate::admin::JobFilter;
-use crate::error::{StoreError, query};
+use crate::error::StoreError;
 use crate::id::JobId;
 use crate::job::{Attempt, Job, Lease};
 use crate::state::JobState;
@@ -21,9 +22,8 @@ impl Backend {
         let sql = format!("SELECT {} FROM jobs WHERE id = $1", rows::JOB_COLUMNS);
         let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(id.0)
-            .fetch_optional(self.reader())
-            .await
-            .map_err(query("read job"))?;
+            .optional(self.reader(), "read job")
+            .await?;
         row.as_ref().map(rows::job).transpose()
     }
 
@@ -33,9 +33,8 @@ impl Backend {
              FROM job_attempts WHERE job_id = $1 ORDER BY id",
         )
         .bind(id.0)
-        .fetch_all(self.reader())
-        .await
-        .map_err(query("read attempts"))?;
+        .all(self.reader(), "read attempts")
+        .await?;
         rows.iter().map(rows::attempt).collect()
     }
 
@@ -46,11 +45,7 @@ impl Backend {
         limit: u32,
     ) -> Result<Vec<Job>, StoreError> {
         let mut qb = newest_first(rows::JOB_COLUMNS, filter, before, limit);
-        let rows = qb
-            .build()
-            .fetch_all(self.reader())
-            .await
-            .map_err(query("list jobs"))?;
+        let rows = qb.build().all(self.reader(), "list jobs").await?;
         rows.iter().map(rows::job).collect()
     }
 
@@ -61,22 +56,14 @@ impl Backend {
         limit: u32,
     ) -> Result<Vec<JobId>, StoreError> {
         let mut qb = newest_first("id", filter, before, limit);
-        let rows = qb
-            .build()
-            .fetch_all(self.reader())
-            .await
-            .map_err(query("list job ids"))?;
+        let rows = qb.build().all(self.reader(), "list job ids").await?;
         rows.iter().map(|r| rows::job_id(r, "id")).collect()
     }
 
     pub(crate) async fn count_jobs(&self, filter: &JobFilter) -> Result<i64, StoreError> {
         let mut qb = QueryBuilder::<Db>::new("SELECT count(*) AS n FROM jobs");
         push_filter(&mut qb, filter);
-        let row = qb
-            .build()
-            .fetch_one(self.reader())
-            .await
-            .map_err(query("count jobs"))?;
+        let row = qb.build().one(self.reader(), "count jobs").await?;
         rows::get(&row, "n")
     }
 
@@ -89,9 +76,8 @@ impl Backend {
              GROUP BY state",
         )
         .bind(queue)
-        .fetch_all(self.reader())
-        .await
-        .map_err(query("count jobs"))?;
+        .all(self.reader(), "count jobs")
+        .await?;
         rows.iter()
             .map(|row| Ok((rows::state(row, "state")?, rows::get::<i64>(row, "n")?)))
             .collect()
@@ -115,9 +101,8 @@ impl Backend {
             "SELECT progress FROM jobs WHERE id = $1",
         )
         .bind(id.0)
-        .fetch_optional(self.reader())
-        .await
-        .map_err(query("read progress"))?;
+        .optional(self.reader(), "read progress")
+        .await?;
         Ok(progress.flatten().map(|p| p.0))
     }
 
@@ -148,8 +133,7 @@ where
     .bind(lease.attempt)
     .bind(lease.worker.as_str())
     .bind(Json(progress))
-    .execute(executor)
-    .await
-    .map_err(query("save progress"))?;
-    Ok(done.rows_affected() == 1)
+    .run(executor, "save progress")
+    .await?;
+    Ok(done == 1)
 }

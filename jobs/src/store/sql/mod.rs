@@ -20,6 +20,8 @@ pub(crate) mod operations;
 pub(crate) mod pushes;
 pub(crate) mod queues;
 pub(crate) mod rows;
+pub(crate) mod run;
+pub(crate) use run::{Fetch, Run};
 pub(crate) mod schedules;
 pub(crate) mod settings;
 pub(crate) mod sweeps;

@@ -8,8 +8,9 @@ use uuid::Uuid;
 
 use super::dialect::{Backend, Db, Row};
 use super::rows;
+use super::{Fetch, Run};
 use crate::admin::Operation;
-use crate::error::{StoreError, query};
+use crate::error::StoreError;
 use crate::store::codec::Time;
 
 const COLUMNS: &str = "id, action, selector, state, total, done, skipped, actor, created_at, \
@@ -50,9 +51,8 @@ impl Backend {
         .bind(Time(op.created_at))
         .bind(op.owner.as_deref())
         .bind(Time::now())
-        .execute(self.writer())
-        .await
-        .map_err(query("create operation"))?;
+        .run(self.writer(), "create operation")
+        .await?;
         Ok(())
     }
 
@@ -73,10 +73,9 @@ impl Backend {
         .bind(op.resume_before.map(|id| id.0))
         .bind(Time::now())
         .bind(op.owner.as_deref())
-        .execute(self.writer())
-        .await
-        .map_err(query("update operation"))?;
-        Ok(updated.rows_affected() == 1)
+        .run(self.writer(), "update operation")
+        .await?;
+        Ok(updated == 1)
     }
 
     pub(crate) async fn touch_operation(&self, id: Uuid, owner: &str) -> Result<bool, StoreError> {
@@ -87,10 +86,9 @@ impl Backend {
         .bind(id)
         .bind(owner)
         .bind(Time::now())
-        .execute(self.writer())
-        .await
-        .map_err(query("renew operation"))?;
-        Ok(touched.rows_affected() == 1)
+        .run(self.writer(), "renew operation")
+        .await?;
+        Ok(touched == 1)
     }
 
     pub(crate) async fn take_over_operations(
@@ -109,9 +107,8 @@ impl Backend {
             .bind(owner)
             .bind(Time(now))
             .bind(Time(now - stale))
-            .fetch_all(self.writer())
-            .await
-            .map_err(query("take over operations"))?;
+            .all(self.writer(), "take over operations")
+            .await?;
         rows.iter().map(operation).collect()
     }
 
@@ -119,9 +116,8 @@ impl Backend {
         let sql = format!("SELECT {COLUMNS} FROM operations WHERE id = $1");
         let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(self.reader())
-            .await
-            .map_err(query("read operation"))?;
+            .optional(self.reader(), "read operation")
+            .await?;
         row.as_ref().map(operation).transpose()
     }
 
@@ -136,11 +132,7 @@ impl Backend {
         }
         qb.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(limit));
-        let rows = qb
-            .build()
-            .fetch_all(self.reader())
-            .await
-            .map_err(query("list operations"))?;
+        let rows = qb.build().all(self.reader(), "list operations").await?;
         rows.iter().map(operation).collect()
     }
 }

@@ -13,6 +13,7 @@ use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
 use super::dialect::{BELOW_PUSH_HORIZON, Backend, Db, PUSH_HORIZON, Row};
+use super::{Fetch, Run};
 use super::{rows, settings};
 use crate::error::{StoreError, query};
 use crate::push::{NewPush, Push, Pushed};
@@ -53,11 +54,7 @@ impl Backend {
                 .push_bind(now);
         });
         qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING position, event_id");
-        let inserted = qb
-            .build()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(query("store pushes"))?;
+        let inserted = qb.build().all(&mut *tx, "store pushes").await?;
         let mut fresh = HashMap::with_capacity(inserted.len());
         for row in &inserted {
             let event_id: String = rows::get(row, "event_id")?;
@@ -78,12 +75,7 @@ impl Backend {
                 ids.push_bind(event_id);
             }
             qb.push(")");
-            for row in qb
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(query("find stored pushes"))?
-            {
+            for row in qb.build().all(&mut *tx, "find stored pushes").await? {
                 let event_id: String = rows::get(&row, "event_id")?;
                 stored.insert(event_id, rows::get::<i64>(&row, "position")?);
             }
@@ -131,18 +123,16 @@ impl Backend {
         let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(self.reader())
-            .await
-            .map_err(query("read pushes"))?;
+            .all(self.reader(), "read pushes")
+            .await?;
         rows.iter().map(push).collect()
     }
 
     /// Every push below this position is final: none can appear there later.
     pub(crate) async fn push_horizon(&self) -> Result<i64, StoreError> {
         sqlx::query_scalar::<Db, i64>(sqlx::AssertSqlSafe(format!("SELECT {PUSH_HORIZON}")))
-            .fetch_one(self.writer())
+            .one(self.writer(), "push horizon")
             .await
-            .map_err(query("push horizon"))
     }
 
     /// Deletes up to `batch` pushes stored before `before`, and raises the mark a resuming
@@ -159,19 +149,16 @@ impl Backend {
         )
         .bind(Time(before))
         .bind(batch)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(query("prune pushes"))?;
+        .one(&mut *tx, "prune pushes")
+        .await?;
         let Some(last) = last else {
             return Ok(0);
         };
         let deleted = sqlx::query::<Db>("DELETE FROM pushes WHERE position <= $1 AND at < $2")
             .bind(last)
             .bind(Time(before))
-            .execute(&mut *tx)
-            .await
-            .map_err(query("prune pushes"))?
-            .rows_affected();
+            .run(&mut *tx, "prune pushes")
+            .await?;
         settings::raise_mark(&mut *tx, PRUNED_THROUGH, last).await?;
         tx.commit().await.map_err(query("prune pushes"))?;
         Ok(deleted)

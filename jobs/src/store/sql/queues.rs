@@ -5,6 +5,7 @@ use chrono::Utc;
 use super::dialect::{Backend, Db};
 use super::events::{self, NewEvent};
 use super::rows;
+use super::{Fetch, Run};
 use crate::error::{StoreError, query};
 use crate::event;
 use crate::store::codec::Time;
@@ -34,9 +35,8 @@ impl Backend {
     pub(crate) async fn queue_outlook(&self, queue: &str) -> Result<Outlook, StoreError> {
         let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(OUTLOOK.as_str()))
             .bind(queue)
-            .fetch_one(self.reader())
-            .await
-            .map_err(query("read a queue's next job"))?;
+            .one(self.reader(), "read a queue's next job")
+            .await?;
         Ok(Outlook {
             paused: rows::get::<Option<bool>>(&row, "paused")?.unwrap_or(false),
             next_run_at: rows::opt_time(&row, "next_run_at")?,
@@ -85,9 +85,8 @@ impl Backend {
             .bind(queue)
             .bind(value)
             .bind(Time::now())
-            .execute(&mut *tx)
-            .await
-            .map_err(query("set queue"))?;
+            .run(&mut *tx, "set queue")
+            .await?;
         let event = NewEvent {
             event_type,
             job_id: None,
@@ -108,18 +107,16 @@ impl Backend {
         let reader = self.reader();
         let counts =
             sqlx::query::<Db>("SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state")
-                .fetch_all(reader)
-                .await
-                .map_err(query("queue stats"))?;
+                .all(reader, "queue stats")
+                .await?;
         for row in &counts {
             let queue: String = rows::get(row, "queue")?;
             let counts = totals.counts.entry(queue).or_default();
             counts.insert(rows::state(row, "state")?, rows::get(row, "n")?);
         }
         let settings = sqlx::query::<Db>("SELECT name, paused, concurrency FROM queues")
-            .fetch_all(reader)
-            .await
-            .map_err(query("queue stats"))?;
+            .all(reader, "queue stats")
+            .await?;
         for row in &settings {
             let setting = (rows::get(row, "paused")?, rows::get(row, "concurrency")?);
             totals.settings.insert(rows::get(row, "name")?, setting);
@@ -128,9 +125,8 @@ impl Backend {
             "SELECT queue, min(run_at) AS oldest FROM jobs WHERE state = 'available' \
              GROUP BY queue",
         )
-        .fetch_all(reader)
-        .await
-        .map_err(query("queue stats"))?;
+        .all(reader, "queue stats")
+        .await?;
         for row in &oldest {
             let age = (now - rows::time(row, "oldest")?).num_milliseconds() as f64 / 1000.0;
             totals
@@ -142,9 +138,8 @@ impl Backend {
                AND finished_at > $1 GROUP BY queue",
         )
         .bind(minute_ago)
-        .fetch_all(reader)
-        .await
-        .map_err(query("queue stats"))?;
+        .all(reader, "queue stats")
+        .await?;
         for row in &recent {
             let n = rows::get(row, "n")?;
             totals
@@ -156,9 +151,8 @@ impl Backend {
                AND last_seen_at > $1 GROUP BY queue",
         )
         .bind(minute_ago)
-        .fetch_all(reader)
-        .await
-        .map_err(query("queue stats"))?;
+        .all(reader, "queue stats")
+        .await?;
         for row in &workers {
             totals
                 .workers

@@ -5,7 +5,8 @@ use sqlx::types::Json;
 
 use super::dialect::{Backend, Db, Row};
 use super::rows;
-use crate::error::{StoreError, query};
+use super::{Fetch, Run};
+use crate::error::StoreError;
 use crate::id::JobId;
 use crate::schedule::{
     Schedule, TickCounts, catch_up_name, overlap_name, parse_catch_up, parse_overlap, parse_source,
@@ -67,9 +68,8 @@ impl Backend {
             .bind(s.source.as_str())
             .bind(s.next_fire_at.map(Time))
             .bind(Time::now())
-            .fetch_one(self.writer())
-            .await
-            .map_err(query("store schedule"))?;
+            .one(self.writer(), "store schedule")
+            .await?;
         schedule(&row)
     }
 
@@ -77,18 +77,16 @@ impl Backend {
         let sql = format!("SELECT {COLUMNS} FROM schedules WHERE id = $1");
         let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(self.writer())
-            .await
-            .map_err(query("read schedule"))?;
+            .optional(self.writer(), "read schedule")
+            .await?;
         row.as_ref().map(schedule).transpose()
     }
 
     pub(crate) async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM schedules ORDER BY id");
         let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.reader())
-            .await
-            .map_err(query("list schedules"))?;
+            .all(self.reader(), "list schedules")
+            .await?;
         rows.iter().map(schedule).collect()
     }
 
@@ -103,9 +101,8 @@ impl Backend {
         );
         let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(Time(now))
-            .fetch_all(self.writer())
-            .await
-            .map_err(query("due schedules"))?;
+            .all(self.writer(), "due schedules")
+            .await?;
         rows.iter().map(schedule).collect()
     }
 
@@ -120,10 +117,9 @@ impl Backend {
     pub(crate) async fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query::<Db>("DELETE FROM schedules WHERE id = $1")
             .bind(id)
-            .execute(self.writer())
-            .await
-            .map_err(query("delete schedule"))?;
-        Ok(done.rows_affected() == 1)
+            .run(self.writer(), "delete schedule")
+            .await?;
+        Ok(done == 1)
     }
 
     pub(crate) async fn advance_schedule(
@@ -149,9 +145,7 @@ impl Backend {
         .bind(counts.fired)
         .bind(counts.skipped)
         .bind(counts.missed)
-        .execute(self.writer())
-        .await
-        .map_err(query("advance schedule"))?;
-        Ok(done.rows_affected() == 1)
+        .run(self.writer(), "advance schedule").await?;
+        Ok(done == 1)
     }
 }

@@ -2,7 +2,8 @@
 //! retention mark).
 
 use super::dialect::{Backend, Db, GREATEST};
-use crate::error::{StoreError, query};
+use super::{Fetch, Run};
+use crate::error::StoreError;
 
 impl Backend {
     /// The setting, stored as `value` by whoever asks first.
@@ -16,14 +17,12 @@ impl Backend {
         )
         .bind(key)
         .bind(value)
-        .execute(self.writer())
-        .await
-        .map_err(query("write setting"))?;
+        .run(self.writer(), "write setting")
+        .await?;
         sqlx::query_scalar::<Db, String>("SELECT value FROM settings WHERE key = $1")
             .bind(key)
-            .fetch_one(self.writer())
+            .one(self.writer(), "read setting")
             .await
-            .map_err(query("read setting"))
     }
 
     pub(crate) async fn raise_setting(&self, key: &str, value: i64) -> Result<(), StoreError> {
@@ -33,9 +32,8 @@ impl Backend {
     pub(crate) async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar::<Db, String>("SELECT value FROM settings WHERE key = $1")
             .bind(key)
-            .fetch_optional(self.reader())
+            .optional(self.reader(), "read setting")
             .await
-            .map_err(query("read setting"))
     }
 }
 
@@ -52,8 +50,7 @@ where
     sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
         .bind(key)
         .bind(value.to_string())
-        .execute(executor)
-        .await
-        .map_err(query("raise a retention mark"))?;
+        .run(executor, "raise a retention mark")
+        .await?;
     Ok(())
 }

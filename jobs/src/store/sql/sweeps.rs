@@ -4,7 +4,8 @@ use sqlx::types::Json;
 
 use super::dialect::{Backend, Db, Row};
 use super::rows;
-use crate::error::{StoreError, query};
+use super::{Fetch, Run};
+use crate::error::StoreError;
 use crate::schedule::{Source, parse_source};
 use crate::store::codec::Time;
 use crate::sweep::{StoredSweep, SweepDef};
@@ -40,9 +41,8 @@ impl Backend {
             .bind(Json(def))
             .bind(source.as_str())
             .bind(Time::now())
-            .fetch_one(self.writer())
-            .await
-            .map_err(query("store sweep"))?;
+            .one(self.writer(), "store sweep")
+            .await?;
         sweep(&row)
     }
 
@@ -50,18 +50,16 @@ impl Backend {
         let sql = format!("SELECT {COLUMNS} FROM sweeps WHERE name = $1");
         let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(name)
-            .fetch_optional(self.reader())
-            .await
-            .map_err(query("read sweep"))?;
+            .optional(self.reader(), "read sweep")
+            .await?;
         row.as_ref().map(sweep).transpose()
     }
 
     pub(crate) async fn sweeps(&self) -> Result<Vec<StoredSweep>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM sweeps ORDER BY name");
         let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.reader())
-            .await
-            .map_err(query("list sweeps"))?;
+            .all(self.reader(), "list sweeps")
+            .await?;
         rows.iter().map(sweep).collect()
     }
 
@@ -73,18 +71,16 @@ impl Backend {
         sqlx::query::<Db>("UPDATE sweeps SET resume_after = $2 WHERE name = $1")
             .bind(name)
             .bind(after)
-            .execute(self.writer())
-            .await
-            .map_err(query("store a sweep's resume point"))?;
+            .run(self.writer(), "store a sweep's resume point")
+            .await?;
         Ok(())
     }
 
     pub(crate) async fn delete_sweep(&self, name: &str) -> Result<bool, StoreError> {
         let done = sqlx::query::<Db>("DELETE FROM sweeps WHERE name = $1")
             .bind(name)
-            .execute(self.writer())
-            .await
-            .map_err(query("delete sweep"))?;
-        Ok(done.rows_affected() == 1)
+            .run(self.writer(), "delete sweep")
+            .await?;
+        Ok(done == 1)
     }
 }

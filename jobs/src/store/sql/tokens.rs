@@ -5,8 +5,9 @@ use uuid::Uuid;
 
 use super::dialect::{Backend, Db, Row};
 use super::rows;
+use super::{Fetch, Run};
 use crate::admin::TokenRow;
-use crate::error::{StoreError, query};
+use crate::error::StoreError;
 use crate::store::codec::Time;
 
 const COLUMNS: &str = "id, name, prefix, scopes, created_at, last_used_at, revoked_at";
@@ -35,9 +36,8 @@ impl Backend {
         .bind(hash)
         .bind(Json(&t.scopes))
         .bind(Time(t.created_at))
-        .execute(self.writer())
-        .await
-        .map_err(query("create token"))?;
+        .run(self.writer(), "create token")
+        .await?;
         Ok(())
     }
 
@@ -45,26 +45,23 @@ impl Backend {
         let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE hash = $1");
         let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(hash)
-            .fetch_optional(self.reader())
-            .await
-            .map_err(query("read token"))?;
+            .optional(self.reader(), "read token")
+            .await?;
         row.as_ref().map(token).transpose()
     }
 
     pub(crate) async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM api_tokens ORDER BY created_at, id");
         let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.reader())
-            .await
-            .map_err(query("list tokens"))?;
+            .all(self.reader(), "list tokens")
+            .await?;
         rows.iter().map(token).collect()
     }
 
     pub(crate) async fn active_tokens(&self) -> Result<i64, StoreError> {
         sqlx::query_scalar::<Db, i64>("SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL")
-            .fetch_one(self.reader())
+            .one(self.reader(), "count tokens")
             .await
-            .map_err(query("count tokens"))
     }
 
     pub(crate) async fn revoke_token(&self, id: Uuid) -> Result<bool, StoreError> {
@@ -73,19 +70,17 @@ impl Backend {
         )
         .bind(id)
         .bind(Time::now())
-        .execute(self.writer())
-        .await
-        .map_err(query("revoke token"))?;
-        Ok(done.rows_affected() == 1)
+        .run(self.writer(), "revoke token")
+        .await?;
+        Ok(done == 1)
     }
 
     pub(crate) async fn touch_token(&self, id: Uuid) -> Result<(), StoreError> {
         sqlx::query::<Db>("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
             .bind(id)
             .bind(Time::now())
-            .execute(self.background())
-            .await
-            .map_err(query("touch token"))?;
+            .run(self.background(), "touch token")
+            .await?;
         Ok(())
     }
 }

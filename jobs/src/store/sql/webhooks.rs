@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::dialect::{Backend, Db, Row};
 use super::rows;
-use crate::error::{StoreError, query};
+use super::{Fetch, Run};
+use crate::error::StoreError;
 use crate::store::codec::Time;
 use crate::webhook::{DeliveryAttempt, Endpoint, EndpointSpec};
 
@@ -70,9 +71,8 @@ impl Backend {
         .bind(e.ordered)
         .bind(&e.secret)
         .bind(Time(e.created_at))
-        .execute(self.writer())
-        .await
-        .map_err(query("create webhook endpoint"))?;
+        .run(self.writer(), "create webhook endpoint")
+        .await?;
         Ok(())
     }
 
@@ -80,18 +80,16 @@ impl Backend {
         let sql = format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1");
         let row = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(self.reader())
-            .await
-            .map_err(query("read webhook endpoint"))?;
+            .optional(self.reader(), "read webhook endpoint")
+            .await?;
         row.as_ref().map(endpoint).transpose()
     }
 
     pub(crate) async fn endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM webhook_endpoints ORDER BY created_at, id");
         let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.reader())
-            .await
-            .map_err(query("list webhook endpoints"))?;
+            .all(self.reader(), "list webhook endpoints")
+            .await?;
         rows.iter().map(endpoint).collect()
     }
 
@@ -128,9 +126,8 @@ impl Backend {
         qb.push(format!(" RETURNING {COLUMNS}"));
         let row = qb
             .build()
-            .fetch_optional(self.writer())
-            .await
-            .map_err(query("update webhook endpoint"))?;
+            .optional(self.writer(), "update webhook endpoint")
+            .await?;
         row.as_ref().map(endpoint).transpose()
     }
 
@@ -152,19 +149,17 @@ impl Backend {
             .bind(previous_secret)
             .bind(Time(previous_until))
             .bind(Time::now())
-            .fetch_optional(self.writer())
-            .await
-            .map_err(query("rotate webhook secret"))?;
+            .optional(self.writer(), "rotate webhook secret")
+            .await?;
         row.as_ref().map(endpoint).transpose()
     }
 
     pub(crate) async fn delete_endpoint(&self, id: Uuid) -> Result<bool, StoreError> {
         let done = sqlx::query::<Db>("DELETE FROM webhook_endpoints WHERE id = $1")
             .bind(id)
-            .execute(self.writer())
-            .await
-            .map_err(query("delete webhook endpoint"))?;
-        Ok(done.rows_affected() == 1)
+            .run(self.writer(), "delete webhook endpoint")
+            .await?;
+        Ok(done == 1)
     }
 
     /// Disables an enabled endpoint; false when it was disabled (or gone) already.
@@ -180,10 +175,9 @@ impl Backend {
         .bind(id)
         .bind(reason)
         .bind(Time::now())
-        .execute(self.writer())
-        .await
-        .map_err(query("disable webhook endpoint"))?;
-        Ok(done.rows_affected() == 1)
+        .run(self.writer(), "disable webhook endpoint")
+        .await?;
+        Ok(done == 1)
     }
 
     /// A delivery succeeded: the failures are forgotten and the breaker closes. Returns
@@ -195,10 +189,9 @@ impl Backend {
              WHERE id = $1 AND (consecutive_failures > 0 OR breaker_until IS NOT NULL)",
         )
         .bind(id)
-        .execute(self.writer())
-        .await
-        .map_err(query("record a webhook success"))?;
-        Ok(done.rows_affected() == 1)
+        .run(self.writer(), "record a webhook success")
+        .await?;
+        Ok(done == 1)
     }
 
     /// A delivery failed: one more failure in a row, and the breaker opens until `open_until`
@@ -221,9 +214,8 @@ impl Backend {
             .bind(Time::now())
             .bind(threshold)
             .bind(Time(open_until))
-            .fetch_optional(self.writer())
-            .await
-            .map_err(query("record a webhook failure"))?;
+            .optional(self.writer(), "record a webhook failure")
+            .await?;
         row.as_ref().map(endpoint).transpose()
     }
 
@@ -242,10 +234,9 @@ impl Backend {
         .bind(id)
         .bind(Time(open_until))
         .bind(Time::now())
-        .execute(self.writer())
-        .await
-        .map_err(query("take a webhook probe"))?;
-        Ok(done.rows_affected() == 1)
+        .run(self.writer(), "take a webhook probe")
+        .await?;
+        Ok(done == 1)
     }
 
     pub(crate) async fn record_delivery_attempt(
@@ -267,9 +258,8 @@ impl Backend {
         .bind(a.latency_ms)
         .bind(a.error.as_deref())
         .bind(a.response.as_deref())
-        .execute(self.background())
-        .await
-        .map_err(query("record a delivery attempt"))?;
+        .run(self.background(), "record a delivery attempt")
+        .await?;
         Ok(())
     }
 
@@ -291,9 +281,8 @@ impl Backend {
             .push_bind(i64::from(limit));
         let rows = qb
             .build()
-            .fetch_all(self.reader())
-            .await
-            .map_err(query("read the delivery log"))?;
+            .all(self.reader(), "read the delivery log")
+            .await?;
         rows.iter().map(attempt).collect()
     }
 
@@ -314,9 +303,8 @@ impl Backend {
         .bind(endpoint_id.to_string())
         .bind(order_key)
         .bind(seq)
-        .fetch_optional(self.reader())
-        .await
-        .map_err(query("look for an earlier delivery"))?;
+        .optional(self.reader(), "look for an earlier delivery")
+        .await?;
         Ok(row.is_some())
     }
 }

@@ -5,8 +5,9 @@ use sqlx::types::Json;
 
 use super::dialect::{Backend, Db, Row};
 use super::rows;
+use super::{Fetch, Run};
 use crate::admin::WorkerRow;
-use crate::error::{StoreError, query};
+use crate::error::StoreError;
 use crate::id::WorkerId;
 use crate::store::WorkerInfo;
 use crate::store::codec::Time;
@@ -25,9 +26,8 @@ impl Backend {
         .bind(worker.concurrency as i32)
         .bind(Json(&worker.kinds))
         .bind(Time::now())
-        .execute(self.writer())
-        .await
-        .map_err(query("register worker"))?;
+        .run(self.writer(), "register worker")
+        .await?;
         Ok(())
     }
 
@@ -39,10 +39,7 @@ impl Backend {
             list.push_bind(worker.as_str());
         }
         qb.push(")");
-        qb.build()
-            .execute(self.background())
-            .await
-            .map_err(query("touch workers"))?;
+        qb.build().run(self.background(), "touch workers").await?;
         Ok(())
     }
 
@@ -50,19 +47,17 @@ impl Backend {
         sqlx::query::<Db>("UPDATE workers SET stopped_at = $2 WHERE id = $1")
             .bind(worker.as_str())
             .bind(Time::now())
-            .execute(self.writer())
-            .await
-            .map_err(query("stop worker"))?;
+            .run(self.writer(), "stop worker")
+            .await?;
         Ok(())
     }
 
     pub(crate) async fn reap_workers(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let result = sqlx::query::<Db>("DELETE FROM workers WHERE last_seen_at < $1")
             .bind(Time(before))
-            .execute(self.writer())
-            .await
-            .map_err(query("reap workers"))?;
-        Ok(result.rows_affected())
+            .run(self.writer(), "reap workers")
+            .await?;
+        Ok(result)
     }
 
     pub(crate) async fn workers(
@@ -77,9 +72,8 @@ impl Backend {
              FROM workers w WHERE w.last_seen_at >= $1 ORDER BY w.started_at, w.id",
         )
         .bind(Time(live_since))
-        .fetch_all(self.reader())
-        .await
-        .map_err(query("list workers"))?;
+        .all(self.reader(), "list workers")
+        .await?;
         rows.iter().map(worker_row).collect()
     }
 }

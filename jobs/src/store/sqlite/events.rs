@@ -4,6 +4,7 @@
 use sqlx::Sqlite;
 
 use super::SqliteStore;
+use super::sql::Fetch;
 use super::sql::rows;
 use crate::error::{StoreError, query};
 use crate::event::Event;
@@ -23,9 +24,8 @@ impl SqliteStore {
         let rows = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(sql))
             .bind(after.0)
             .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(query("read events"))?;
+            .all(&self.reader, "read events")
+            .await?;
         rows.iter().map(rows::event).collect()
     }
 

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use sqlx::{Sqlite, SqliteConnection};
 
 use super::sql::rows;
+use super::sql::{Fetch, Run};
 use super::{SqliteStore, duration_us, micros, now_us};
 use crate::error::{StoreError, query};
 use crate::id::{JobId, WorkerId};
@@ -110,9 +111,8 @@ impl SqliteStore {
         .bind(now.saturating_add(duration_us(lease)))
         .bind(queue)
         .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(query("claim"))?;
+        .all(&mut *tx, "claim")
+        .await?;
         let (mut jobs, broken) =
             crate::store::split_readable(&rows, rows::claimed, |row| rows::job_id(row, "id"))?;
         for (id, error) in &broken {
@@ -153,9 +153,8 @@ impl SqliteStore {
         let inserted = sqlx::query::<Sqlite>(INSERT)
             .bind(Value::Array(rows).to_string())
             .bind(now)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(query("insert jobs"))?;
+            .all(&mut *conn, "insert jobs")
+            .await?;
         let mut states = HashMap::with_capacity(inserted.len());
         for row in &inserted {
             states.insert(rows::job_id(row, "id")?, rows::state(row, "state")?);
@@ -206,9 +205,8 @@ impl SqliteStore {
         let accepted = sqlx::query::<Sqlite>(COMPLETE)
             .bind(Value::Array(rows.clone()).to_string())
             .bind(now)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(query("complete"))?;
+            .all(&mut *tx, "complete")
+            .await?;
         let accepted: Vec<Accepted> = accepted
             .iter()
             .map(rows::accepted)
@@ -227,9 +225,8 @@ impl SqliteStore {
             sqlx::query::<Sqlite>(sql)
                 .bind(&kept)
                 .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(query(op))?;
+                .run(&mut *tx, op)
+                .await?;
         }
         tx.commit().await.map_err(query("complete"))?;
         Ok(accepted)
@@ -249,9 +246,8 @@ pub(super) async fn write_events(
         .bind(serde_json::to_string(ids).unwrap_or_default())
         .bind(now)
         .bind(event_type)
-        .execute(conn)
-        .await
-        .map_err(query("write events"))?;
+        .run(conn, "write events")
+        .await?;
     Ok(())
 }
 
@@ -274,9 +270,8 @@ async fn slot_holders(
          WHERE unique_slot IN (SELECT value FROM json_each(?))",
     )
     .bind(serde_json::to_string(&slots).unwrap_or_default())
-    .fetch_all(conn)
-    .await
-    .map_err(query("find unique slot holders"))?;
+    .all(conn, "find unique slot holders")
+    .await?;
     rows.iter()
         .map(|row| {
             let slot: String = rows::get(row, "unique_slot")?;

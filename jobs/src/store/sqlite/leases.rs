@@ -8,6 +8,7 @@ use sqlx::{Sqlite, SqliteConnection};
 use super::jobs::{hex, write_events};
 use super::sql::events::{self, NewEvent};
 use super::sql::rows;
+use super::sql::{Fetch, Run};
 use super::{SqliteStore, duration_us, now_us};
 use crate::error::{StoreError, query};
 use crate::event;
@@ -58,9 +59,8 @@ impl SqliteStore {
              RETURNING id",
         )
         .bind(leases_json(leases))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(query("release"))?;
+        .all(&mut *tx, "release")
+        .await?;
         let ids = released
             .iter()
             .map(|row| rows::job_id(row, "id").map(hex))
@@ -88,9 +88,8 @@ impl SqliteStore {
              ORDER BY 1",
         )
         .bind(&held)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(query("extend leases"))?;
+        .all(&mut *tx, "extend leases")
+        .await?;
         let lost = lost
             .iter()
             .map(|row| Ok((rows::job_id(row, "id")?, rows::get::<i32>(row, "attempt")?)))
@@ -104,10 +103,8 @@ impl SqliteStore {
         .bind(&held)
         .bind(now.saturating_add(duration_us(lease)))
         .bind(now.saturating_add(duration_us(threshold)))
-        .execute(&mut *tx)
-        .await
-        .map_err(query("extend leases"))?
-        .rows_affected();
+        .run(&mut *tx, "extend leases")
+        .await?;
         tx.commit().await.map_err(query("extend leases"))?;
         Ok(Renewal { extended, lost })
     }
@@ -122,9 +119,8 @@ impl SqliteStore {
                AND cancel_requested_at IS NOT NULL",
         )
         .bind(worker_list(workers))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(query("read cancel requests"))?;
+        .all(&self.reader, "read cancel requests")
+        .await?;
         rows.iter().map(|row| rows::job_id(row, "id")).collect()
     }
 
@@ -136,9 +132,8 @@ impl SqliteStore {
         let lost = sqlx::query::<Sqlite>(RECORD_LOST)
             .bind(now)
             .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(query("rescue expired leases"))?;
+            .all(&mut *tx, "rescue expired leases")
+            .await?;
         let ids: Vec<String> = lost
             .iter()
             .map(|row| rows::job_id(row, "job_id").map(hex))
@@ -147,16 +142,14 @@ impl SqliteStore {
         let moved = sqlx::query::<Sqlite>(RESCUE)
             .bind(&ids)
             .bind(now)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(query("rescue expired leases"))?;
+            .all(&mut *tx, "rescue expired leases")
+            .await?;
         sqlx::query::<Sqlite>(RESCUE_EVENTS)
             .bind(&ids)
             .bind(now)
             .bind(event::JOB_RESCUED)
-            .execute(&mut *tx)
-            .await
-            .map_err(query("rescue expired leases"))?;
+            .run(&mut *tx, "rescue expired leases")
+            .await?;
         tx.commit().await.map_err(query("rescue expired leases"))?;
         let mut workers = std::collections::HashMap::new();
         for row in &lost {
@@ -193,9 +186,8 @@ pub(super) async fn quarantine(
     .bind(now)
     .bind(error)
     .bind(id.0)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(query("discard unreadable job"))?;
+    .one(&mut *conn, "discard unreadable job")
+    .await?;
     let attempt: i32 = rows::get(&row, "attempt")?;
     sqlx::query::<Sqlite>(
         "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error) \
@@ -206,9 +198,8 @@ pub(super) async fn quarantine(
     .bind(now)
     .bind(now)
     .bind(error)
-    .execute(&mut *conn)
-    .await
-    .map_err(query("discard unreadable job"))?;
+    .run(&mut *conn, "discard unreadable job")
+    .await?;
     let (queue, kind): (String, String) = (rows::get(&row, "queue")?, rows::get(&row, "kind")?);
     let event = NewEvent {
         event_type: event::JOB_DISCARDED,

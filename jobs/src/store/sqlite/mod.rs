@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use self::sql::Run;
 use crate::error::{StoreError, query};
 use crate::store::StoreConfig;
 
@@ -151,10 +152,9 @@ impl SqliteStore {
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
-            .execute(&self.reader)
+            .run(&self.reader, "ping")
             .await
             .map(|_| ())
-            .map_err(query("ping"))
     }
 
     /// Reads go to the pool of read-only connections.
