@@ -13,6 +13,39 @@ crate::per_backend!(
     says_how_to_create_a_missing_database,
 );
 
+/// A server that refuses connections ("too many clients") is named as the reason, not only
+/// "pool timed out": sqlx retries such a refusal until its timeout and then hides it.
+#[tokio::test]
+async fn says_why_postgres_refused_the_connection() {
+    let Some(db) = crate::support::db(crate::support::Backend::Postgres).await else {
+        return;
+    };
+    // A role allowed no connections is refused as a full server refuses: SQLSTATE 53300.
+    let role = format!("longshore_full_{}", uuid::Uuid::new_v4().simple());
+    let create = format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT 0");
+    longshore_testkit::execute(&db.url, &create, &[]).await;
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    let config = StoreConfig {
+        url: format!("{scheme}://{role}@{host}"),
+        timeout: std::time::Duration::from_millis(500),
+        ..StoreConfig::default()
+    };
+    let result = Store::connect(&config).await;
+    longshore_testkit::execute(&db.url, &format!("DROP ROLE {role}"), &[]).await;
+    let error = match result {
+        Err(error) => error,
+        Ok(_) => panic!("a role with no connections left connects"),
+    };
+    let text = error.to_string();
+    assert!(matches!(error, StoreError::Connect(_)), "{error:?}");
+    assert!(
+        text.starts_with("cannot connect to the database: "),
+        "{text}"
+    );
+    assert!(text.contains("too many connections for role"), "{text}");
+}
+
 async fn says_what_the_database_said_once(db: TestDb) {
     // The database refuses every new queue setting, with its own words.
     if db.is_postgres() {

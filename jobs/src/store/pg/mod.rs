@@ -5,11 +5,13 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio_util::sync::DropGuard;
 
+use self::sql::Run;
 use crate::error::{StoreError, query};
 use crate::store::{StoreConfig, Wakeups};
 
@@ -109,26 +111,58 @@ fn missing_database(options: &PgConnectOptions, error: sqlx::Error) -> StoreErro
     }
 }
 
+/// What the server said when a pool gave up on its first connection. sqlx retries a refusal
+/// it deems passing ("too many clients already", "the database system is starting up")
+/// until its timeout, then reports only that the pool timed out; one direct attempt asks the
+/// server why.
+async fn refusal(options: &PgConnectOptions, timeout: Duration, error: sqlx::Error) -> sqlx::Error {
+    use sqlx::Connection as _;
+    if !matches!(error, sqlx::Error::PoolTimedOut) {
+        return error;
+    }
+    match tokio::time::timeout(timeout, sqlx::PgConnection::connect_with(options)).await {
+        Ok(Err(refused)) => refused,
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            error
+        }
+        Err(_) => error,
+    }
+}
+
 impl PgStore {
     pub(crate) async fn connect(
         config: &StoreConfig,
         wakeups: &Wakeups,
     ) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(&config.url).map_err(StoreError::Connect)?;
-        let pool = PgPoolOptions::new()
+        let pool = match PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.timeout)
             .connect_with(options.clone())
             .await
-            .map_err(|error| missing_database(&options, error))?;
+        {
+            Ok(pool) => pool,
+            Err(error) => {
+                let error = refusal(&options, config.timeout, error).await;
+                return Err(missing_database(&options, error));
+            }
+        };
         let lease_connections = (config.max_connections / 2).max(2);
-        let lease_pool = PgPoolOptions::new()
+        let lease_options = options.options([("synchronous_commit", "off")]);
+        let lease_pool = match PgPoolOptions::new()
             .max_connections(lease_connections)
             .min_connections(lease_connections)
             .acquire_timeout(config.timeout)
-            .connect_with(options.options([("synchronous_commit", "off")]))
+            .connect_with(lease_options.clone())
             .await
-            .map_err(StoreError::Connect)?;
+        {
+            Ok(pool) => pool,
+            Err(error) => {
+                let error = refusal(&lease_options, config.timeout, error).await;
+                return Err(StoreError::Connect(error));
+            }
+        };
         let store = PgStore {
             _relay: Arc::new(
                 notify::start_relay(&pool, &lease_pool, wakeups)
@@ -178,10 +212,9 @@ impl PgStore {
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .run(&self.pool, "ping")
             .await
             .map(|_| ())
-            .map_err(query("ping"))
     }
 }
 
