@@ -111,22 +111,30 @@ fn missing_database(options: &PgConnectOptions, error: sqlx::Error) -> StoreErro
     }
 }
 
-/// What the server said when a pool gave up on its first connection. sqlx retries a refusal
-/// it deems passing ("too many clients already", "the database system is starting up")
-/// until its timeout, then reports only that the pool timed out; one direct attempt asks the
-/// server why.
-async fn refusal(options: &PgConnectOptions, timeout: Duration, error: sqlx::Error) -> sqlx::Error {
+/// Opens a pool. sqlx retries a refusal it deems passing ("too many clients already", "the
+/// database system is starting up") until its timeout, then says only that the pool timed
+/// out; one direct attempt then asks the server why, and that is the error.
+async fn open(
+    pool: PgPoolOptions,
+    options: PgConnectOptions,
+    timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
     use sqlx::Connection as _;
-    if !matches!(error, sqlx::Error::PoolTimedOut) {
-        return error;
-    }
-    match tokio::time::timeout(timeout, sqlx::PgConnection::connect_with(options)).await {
-        Ok(Err(refused)) => refused,
+    let error = match pool
+        .acquire_timeout(timeout)
+        .connect_with(options.clone())
+        .await
+    {
+        Err(sqlx::Error::PoolTimedOut) => sqlx::Error::PoolTimedOut,
+        done => return done,
+    };
+    match tokio::time::timeout(timeout, sqlx::PgConnection::connect_with(&options)).await {
+        Ok(Err(refused)) => Err(refused),
         Ok(Ok(conn)) => {
             let _ = conn.close().await;
-            error
+            Err(error)
         }
-        Err(_) => error,
+        Err(_) => Err(error),
     }
 }
 
@@ -136,33 +144,18 @@ impl PgStore {
         wakeups: &Wakeups,
     ) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(&config.url).map_err(StoreError::Connect)?;
-        let pool = match PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.timeout)
-            .connect_with(options.clone())
+        let pool = PgPoolOptions::new().max_connections(config.max_connections);
+        let pool = open(pool, options.clone(), config.timeout)
             .await
-        {
-            Ok(pool) => pool,
-            Err(error) => {
-                let error = refusal(&options, config.timeout, error).await;
-                return Err(missing_database(&options, error));
-            }
-        };
+            .map_err(|error| missing_database(&options, error))?;
         let lease_connections = (config.max_connections / 2).max(2);
-        let lease_options = options.options([("synchronous_commit", "off")]);
-        let lease_pool = match PgPoolOptions::new()
+        let lease_pool = PgPoolOptions::new()
             .max_connections(lease_connections)
-            .min_connections(lease_connections)
-            .acquire_timeout(config.timeout)
-            .connect_with(lease_options.clone())
+            .min_connections(lease_connections);
+        let lease_options = options.options([("synchronous_commit", "off")]);
+        let lease_pool = open(lease_pool, lease_options, config.timeout)
             .await
-        {
-            Ok(pool) => pool,
-            Err(error) => {
-                let error = refusal(&lease_options, config.timeout, error).await;
-                return Err(StoreError::Connect(error));
-            }
-        };
+            .map_err(StoreError::Connect)?;
         let store = PgStore {
             _relay: Arc::new(
                 notify::start_relay(&pool, &lease_pool, wakeups)
