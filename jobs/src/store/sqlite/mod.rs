@@ -137,6 +137,9 @@ impl SqliteStore {
     /// already exists". Holding the write lock from the first read serialises them; the
     /// migrator's own transactions become savepoints inside this one.
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        if self.migrated().await {
+            return Ok(());
+        }
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
@@ -148,6 +151,33 @@ impl SqliteStore {
             .await
             .map_err(StoreError::Migrate)?;
         tx.commit().await.map_err(query("migrate"))
+    }
+
+    /// Whether the file holds exactly this build's migrations, each applied whole, read
+    /// without the write lock. A process opening a file that another is busy writing then
+    /// starts at once: taking the lock to find nothing to do would wait for a gap in the other
+    /// process's writes, which a busy one may not leave within the busy timeout. Anything
+    /// else (a new file, a migration to apply, one of another build) takes the locked path,
+    /// which applies or reports it.
+    async fn migrated(&self) -> bool {
+        let applied = sqlx::query_as::<Sqlite, (i64, Vec<u8>, bool)>(
+            "SELECT version, checksum, success FROM _sqlx_migrations",
+        )
+        .fetch_all(&self.reader)
+        .await;
+        let Ok(applied) = applied else {
+            return false;
+        };
+        let known: Vec<_> = MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .collect();
+        applied.len() == known.len()
+            && known.iter().all(|m| {
+                applied.iter().any(|(version, checksum, success)| {
+                    *success && *version == m.version && checksum[..] == m.checksum[..]
+                })
+            })
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
