@@ -5,8 +5,9 @@
 //! `operations`, `settings`), each method a dispatch to the backend it runs on. The SQL that
 //! is the same on both backends is written once in `sql/` and compiled into each (see
 //! `sql/mod.rs`); `pg/` and `sqlite/` hold only what truly differs, the hot path, under the
-//! same file names: `jobs` (insert, claim, complete), `leases` (renew, hand back, rescue) and
-//! `events` (the read horizon). Around them: `inserter` (group commit with a deadline),
+//! same file names: `jobs` (insert, claim, complete) and `leases` (renew, hand back, rescue),
+//! plus each one's `dialect` (the spellings that differ, the read horizon of the event and
+//! push logs among them). Around them: `inserter` (group commit with a deadline),
 //! `health` (fail fast while the database is down), `wakeup` (who to wake), `codec` (times).
 
 use std::sync::Arc;

@@ -1,8 +1,6 @@
-//! The `events` outbox on Postgres.
-//!
-//! An event id's high bits are its transaction's id. Every transaction whose id is below the
-//! oldest still-running transaction (`pg_snapshot_xmin`) has finished, so every event below
-//! that horizon is final: reading only below it never skips an event that commits late.
+//! What holds the event stream back on Postgres. An event id's high bits are its
+//! transaction's id, and readers stop below the oldest transaction still running
+//! (`sql/events.rs`): a long transaction hides every event committed after it began.
 
 use sqlx::Postgres;
 
@@ -10,39 +8,9 @@ use super::PgStore;
 use super::sql::Fetch;
 use super::sql::rows;
 use crate::error::StoreError;
-use crate::event::Event;
-use crate::id::EventId;
 use crate::store::Holdback;
 
 impl PgStore {
-    pub(crate) async fn events_after(
-        &self,
-        after: EventId,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM events \
-             WHERE id > $1 AND id < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20) \
-             ORDER BY id LIMIT $2",
-            rows::EVENT_COLUMNS
-        );
-        let rows = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql))
-            .bind(after.0)
-            .bind(i64::from(limit))
-            .all(&self.pool, "read events")
-            .await?;
-        rows.iter().map(rows::event).collect()
-    }
-
-    /// Every event below this id is committed: none can appear there later.
-    pub(crate) async fn event_horizon(&self) -> Result<i64, StoreError> {
-        sqlx::query_scalar::<Postgres, i64>(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20",
-        )
-        .one(&self.pool, "event horizon")
-        .await
-    }
-
     /// The oldest transaction holding the read horizon back, when events were committed
     /// above it: until it ends, readers cannot see them.
     pub(crate) async fn event_holdback(&self) -> Result<Option<Holdback>, StoreError> {

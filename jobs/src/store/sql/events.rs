@@ -1,9 +1,15 @@
-//! The `events` outbox: writing an event, and the reads that need no horizon.
+//! The `events` outbox: writing an event, and reading the stream in order.
+//!
+//! A read of the stream stops below the backend's horizon
+//! ([`super::dialect::BELOW_EVENT_HORIZON`]): on Postgres an id carries its writing
+//! transaction's id, and a reader only reads below the oldest transaction still running, so
+//! an event that commits late is never skipped by a reader that already read past its id; on
+//! SQLite the one writer hands ids out in commit order, and every stored event is final.
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::dialect::{Backend, Db};
+use super::dialect::{BELOW_EVENT_HORIZON, Backend, Db, EVENT_HORIZON};
 use super::rows;
 use super::{Fetch, Run};
 use crate::error::{StoreError, query};
@@ -25,7 +31,7 @@ pub(crate) struct NewEvent<'a> {
 
 /// Writes an event on `executor`, a transaction of the caller's as a rule, so the event
 /// commits with the change it reports. Its id comes from the database (on Postgres it
-/// carries the writing transaction's id; see `pg::events`).
+/// carries the writing transaction's id; see the horizon above).
 pub(crate) async fn write<'c, E>(executor: E, event: NewEvent<'_>) -> Result<(), StoreError>
 where
     E: sqlx::Executor<'c, Database = Db>,
@@ -48,6 +54,30 @@ where
 }
 
 impl Backend {
+    pub(crate) async fn events_after(
+        &self,
+        after: EventId,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM events WHERE id > $1{BELOW_EVENT_HORIZON} ORDER BY id LIMIT $2",
+            rows::EVENT_COLUMNS
+        );
+        let rows = sqlx::query::<Db>(sqlx::AssertSqlSafe(sql))
+            .bind(after.0)
+            .bind(i64::from(limit))
+            .all(self.reader(), "read events")
+            .await?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    /// Every event below this id is final: none can appear there later.
+    pub(crate) async fn event_horizon(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar::<Db, i64>(sqlx::AssertSqlSafe(format!("SELECT {EVENT_HORIZON}")))
+            .one(self.writer(), "event horizon")
+            .await
+    }
+
     pub(crate) async fn write_event(
         &self,
         event_type: &str,

@@ -4,7 +4,8 @@
 //! spellings that differ). Parameters are `$1`…`$n` on both (sqlx's SQLite driver reads
 //! them too); times travel as [`Time`](crate::store::codec::Time), JSON as
 //! `sqlx::types::Json`. What truly differs (the hot path: insert, claim, complete, leases,
-//! rescue, the event horizon, notifications) is in each backend's own files.
+//! rescue, notifications) is in each backend's own files; the read horizon of the event and
+//! push logs is a `dialect` spelling, the reads written once here.
 
 pub(crate) use super::dialect;
 

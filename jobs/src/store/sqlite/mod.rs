@@ -16,7 +16,6 @@ use self::sql::Run;
 use crate::error::{StoreError, query};
 use crate::store::StoreConfig;
 
-mod events;
 mod jobs;
 mod leases;
 // Compiled into each backend on purpose: the SQL written once, with this backend's dialect.
@@ -41,6 +40,10 @@ pub(crate) mod dialect {
     pub(crate) const NOW: &str = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)";
     pub(crate) const GREATEST: &str = "max";
     pub(crate) const LEAST: &str = "min";
+    /// Every stored event is final: the one writer hands ids out in commit order.
+    pub(crate) const BELOW_EVENT_HORIZON: &str = "";
+    /// Above the newest event.
+    pub(crate) const EVENT_HORIZON: &str = "coalesce((SELECT max(id) FROM events), 0) + 1";
     /// Every stored push is final: the one writer hands positions out in commit order.
     pub(crate) const BELOW_PUSH_HORIZON: &str = "";
     /// Above every position handed out, pruned or not.
@@ -185,6 +188,13 @@ impl SqliteStore {
             .run(&self.reader, "ping")
             .await
             .map(|_| ())
+    }
+
+    /// Nothing holds the event stream back: the one writer hands ids out in commit order.
+    pub(crate) async fn event_holdback(
+        &self,
+    ) -> Result<Option<crate::store::Holdback>, StoreError> {
+        Ok(None)
     }
 
     /// Reads go to the pool of read-only connections.
