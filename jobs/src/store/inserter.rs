@@ -24,11 +24,18 @@ use crate::job::{Enqueued, NewJob};
 /// Jobs stored in one transaction at most.
 const MAX_BATCH: usize = 2000;
 
+/// A batch that comes after the inserter sat idle this long wakes other processes from its
+/// own statement: a lone enqueue's job then starts with no round trip after its commit. A
+/// stream of enqueues leaves its wake-ups to the relay, which coalesces them to one
+/// statement per 2 ms: a notifying commit costs about 0.1 ms more, and each notification
+/// reaches every listener (a notifying commit each cost W3 about 5 %).
+const QUIET: std::time::Duration = std::time::Duration::from_millis(2);
+
 pub(super) struct Request {
     pub jobs: Vec<NewJob>,
     pub keyed: Option<KeyedResponse>,
     pub deadline: Instant,
-    pub reply: oneshot::Sender<Result<Vec<Enqueued>, StoreError>>,
+    pub reply: oneshot::Sender<Result<Stored, StoreError>>,
 }
 
 /// Jobs to store in one transaction, with the idempotency responses that commit with them.
@@ -38,6 +45,15 @@ pub(crate) struct Batch<'a> {
     pub(crate) keyed: Vec<(Range<usize>, &'a KeyedResponse)>,
     /// The commit must be sent before it.
     pub(crate) deadline: Instant,
+    /// The insert wakes other processes itself (on Postgres, a `NOTIFY` in its statement):
+    /// a batch that ends a [`QUIET`] spell. See [`QUIET`].
+    pub(crate) tell_others: bool,
+}
+
+/// What a request stored, and whether its insert woke other processes itself.
+pub(super) struct Stored {
+    pub enqueued: Vec<Enqueued>,
+    pub told_others: bool,
 }
 
 pub(super) fn start(backend: Backend, health: Arc<Health>) -> mpsc::Sender<Request> {
@@ -48,7 +64,9 @@ pub(super) fn start(backend: Backend, health: Arc<Health>) -> mpsc::Sender<Reque
 
 async fn run(backend: Backend, health: Arc<Health>, mut rx: mpsc::Receiver<Request>) {
     let mut inbox = Vec::new();
+    let mut idle_since = Instant::now();
     while rx.recv_many(&mut inbox, 512).await > 0 {
+        let tell_others = idle_since.elapsed() >= QUIET;
         let mut batch = Vec::new();
         let mut size = 0;
         for request in inbox.drain(..) {
@@ -59,41 +77,46 @@ async fn run(backend: Backend, health: Arc<Health>, mut rx: mpsc::Receiver<Reque
                 continue;
             }
             if size > 0 && size + request.jobs.len() > MAX_BATCH {
-                store(&backend, &health, std::mem::take(&mut batch)).await;
+                store(&backend, &health, std::mem::take(&mut batch), tell_others).await;
                 size = 0;
             }
             size += request.jobs.len();
             batch.push(request);
         }
         if !batch.is_empty() {
-            store(&backend, &health, batch).await;
+            store(&backend, &health, batch, tell_others).await;
         }
+        idle_since = Instant::now();
     }
 }
 
 /// Stores the requests' jobs together and answers each request with its own results. If the
 /// combined batch fails for a reason of its own (not the database being unreachable), each
 /// request is tried alone, so one cannot fail the others.
-async fn store(backend: &Backend, health: &Health, requests: Vec<Request>) {
+async fn store(backend: &Backend, health: &Health, requests: Vec<Request>, tell_others: bool) {
     let result = match health.check() {
-        Ok(()) => insert(backend, &requests).await,
+        Ok(()) => insert(backend, &requests, tell_others).await,
         Err(refused) => Err(refused),
     };
     health.record(&result);
+    let stored = |enqueued| Stored {
+        enqueued,
+        told_others: tell_others,
+    };
     match result {
         Ok(enqueued) => {
             let mut enqueued = enqueued.into_iter();
             for request in requests {
                 let mine: Vec<Enqueued> = enqueued.by_ref().take(request.jobs.len()).collect();
-                let _ = request.reply.send(Ok(mine));
+                let _ = request.reply.send(Ok(stored(mine)));
             }
         }
         Err(error) if requests.len() > 1 && !error.is_unavailable() && !is_unconfirmed(&error) => {
             tracing::debug!(%error, "combined insert failed; inserting each request alone");
             for request in requests {
-                let result = insert(backend, std::slice::from_ref(&request)).await;
+                let result = insert(backend, std::slice::from_ref(&request), tell_others).await;
                 health.record(&result);
-                let _ = request.reply.send(result);
+                let _ = request.reply.send(result.map(stored));
             }
         }
         Err(error) if requests.len() == 1 => {
@@ -109,7 +132,11 @@ async fn store(backend: &Backend, health: &Health, requests: Vec<Request>) {
     }
 }
 
-async fn insert(backend: &Backend, requests: &[Request]) -> Result<Vec<Enqueued>, StoreError> {
+async fn insert(
+    backend: &Backend,
+    requests: &[Request],
+    tell_others: bool,
+) -> Result<Vec<Enqueued>, StoreError> {
     let owned: Vec<NewJob>;
     let jobs: &[NewJob] = if requests.len() == 1 {
         &requests[0].jobs
@@ -139,6 +166,7 @@ async fn insert(backend: &Backend, requests: &[Request]) -> Result<Vec<Enqueued>
             jobs,
             keyed,
             deadline,
+            tell_others,
         })
         .await
 }

@@ -37,15 +37,13 @@ pub trait InTransaction: Send {
 
 impl InTransaction for sqlx::PgConnection {
     async fn insert_jobs(&mut self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
-        let enqueued = super::pg::PgStore::insert_on(self, jobs).await?;
-        super::pg::notify_in_transaction(self, jobs, &enqueued).await?;
-        Ok(enqueued)
+        super::pg::insert_jobs(self, jobs, Some(super::pg::IN_TRANSACTION)).await
     }
 }
 
 impl InTransaction for sqlx::SqliteConnection {
     async fn insert_jobs(&mut self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StoreError> {
-        super::sqlite::SqliteStore::insert_on(self, jobs).await
+        super::sqlite::insert_jobs(self, jobs).await
     }
 }
 
@@ -147,9 +145,9 @@ impl Store {
             detail: "the insert task stopped".to_owned(),
         };
         self.inserter.send(request).await.map_err(|_| stopped())?;
-        let enqueued = answer.await.map_err(|_| stopped())??;
-        self.wake_for(&queues, &enqueued);
-        Ok(enqueued)
+        let stored = answer.await.map_err(|_| stopped())??;
+        self.wake_for(&queues, &stored.enqueued, stored.told_others);
+        Ok(stored.enqueued)
     }
 
     /// Stores `jobs` and the progress of the job `lease` holds in one transaction, while the
@@ -166,7 +164,7 @@ impl Store {
         let enqueued =
             on_backend!(self, s => s.insert_with_progress(&jobs, lease, progress).await)?;
         if let Some(enqueued) = &enqueued {
-            self.wake_for(&queues, enqueued);
+            self.wake_for(&queues, enqueued, true);
         }
         Ok(enqueued)
     }

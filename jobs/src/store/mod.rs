@@ -244,7 +244,8 @@ impl Store {
 
     /// Wakes the workers of the queues that got a job to run now or later: a worker with
     /// nothing due sleeps until its queue's next `run_at`, which a new job may move closer.
-    fn wake_for(&self, queues: &[String], enqueued: &[Enqueued]) {
+    /// Other processes' too, unless the insert `told_others` itself.
+    fn wake_for(&self, queues: &[String], enqueued: &[Enqueued], told_others: bool) {
         let mut last: Option<&str> = None;
         for (queue, result) in queues.iter().zip(enqueued) {
             let waits = matches!(result.state, JobState::Available | JobState::Scheduled);
@@ -252,7 +253,11 @@ impl Store {
                 continue;
             }
             if last != Some(queue.as_str()) {
-                self.wakeups.job_available(queue);
+                if told_others {
+                    self.wakeups.jobs_stored(queue);
+                } else {
+                    self.wakeups.job_available(queue);
+                }
                 last = Some(queue.as_str());
             }
         }

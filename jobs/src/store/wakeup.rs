@@ -1,8 +1,8 @@
 //! Wake-ups: a new available job wakes idle workers within milliseconds.
 //!
-//! In-process, a per-queue [`Notify`] wakes the worker at once. On Postgres the same signal is
-//! also sent to other processes with `NOTIFY`, outside the enqueue's transaction and coalesced,
-//! because a `NOTIFY` inside every enqueue transaction serialises their commits.
+//! In-process, a per-queue [`Notify`] wakes the worker at once. On Postgres other processes
+//! hear of it by `NOTIFY`: a lone enqueue carries its own in its insert, delivered when it
+//! commits; the other signals are sent after their commit, coalesced (`store/pg/notify.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -61,6 +61,11 @@ impl Wakeups {
     pub fn job_available(&self, queue: &str) {
         self.wake_local(queue);
         self.send_remote(Signal::JobAvailable(queue.to_owned()));
+    }
+
+    /// Says that jobs were stored on `queue`, here: their insert told other processes.
+    pub(crate) fn jobs_stored(&self, queue: &str) {
+        self.wake_local(queue);
     }
 
     /// Says that a running job should stop, here and in other processes.

@@ -22,6 +22,7 @@ use crate::support::{RunningPool, TestDb, eventually, fast_pool, registry};
 crate::per_backend!(
     crate::support::db =>
     an_idle_worker_runs_a_scheduled_job_at_its_time,
+    jobs_enqueued_elsewhere_wake_an_idle_worker_by_every_path,
     an_idle_worker_runs_a_retry_after_its_backoff,
     a_schedule_made_elsewhere_fires_without_waiting_for_a_poll,
     an_endpoint_enabled_after_pushes_gets_only_what_follows,
@@ -73,6 +74,60 @@ async fn an_idle_worker_runs_a_scheduled_job_at_its_time(db: TestDb) {
         late < chrono::Duration::milliseconds(800),
         "a job due at {run_at} ran {late} late"
     );
+}
+
+/// Each way a job is stored wakes the idle workers of another process at once: alone (one
+/// statement on Postgres), with a unique key (a transaction), in a batch, and from many
+/// producers at once. On Postgres a lone enqueue's wake-up is its insert's own `NOTIFY`, a
+/// burst's the relay's, coalesced.
+async fn jobs_enqueued_elsewhere_wake_an_idle_worker_by_every_path(db: TestDb) {
+    let pool = RunningPool::start(slow_pool(), db.store.clone(), Arc::new(registry()));
+    let client = Client::new(elsewhere(&db).await, Arc::new(registry()));
+    let unique = EnqueueRequest {
+        unique: Some(longshore_jobs::UniqueOptions::key("idle-wake-unique")),
+        ..EnqueueRequest::new("noop", json!({}))
+    };
+    for (path, requests) in [
+        ("alone", vec![EnqueueRequest::new("noop", json!({}))]),
+        ("with a unique key", vec![unique]),
+        (
+            "in a batch",
+            vec![EnqueueRequest::new("noop", json!({})); 3],
+        ),
+    ] {
+        // Idle first: the worker's last claim found nothing and it sleeps.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let stored = client.enqueue_many(requests).await.unwrap();
+        for job in stored {
+            completed_at(&db, job.unwrap().id).await;
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "jobs enqueued {path} in another process ran {took:?} later"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let producers: Vec<_> = (0..16)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let request = EnqueueRequest::new("noop", json!({}));
+                client.enqueue(request).await.unwrap().id
+            })
+        })
+        .collect();
+    for producer in producers {
+        completed_at(&db, producer.await.unwrap()).await;
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "jobs enqueued by 16 producers at once in another process ran {took:?} later"
+    );
+    pool.stop().await;
 }
 
 async fn an_idle_worker_runs_a_retry_after_its_backoff(db: TestDb) {

@@ -17,9 +17,14 @@ use crate::id::{JobId, WorkerId};
 use crate::job::{ClaimedJob, Enqueued, NewJob, UniqueScope};
 use crate::outcome::Completion;
 use crate::state::JobState;
+use crate::store::inserter::Batch;
 use crate::store::{Accepted, millis, split_readable};
 
-const INSERT: &str = r#"
+/// The insert of a batch with its events; the statement ends with what it answers.
+macro_rules! insert_jobs_then {
+    ($tail:literal) => {
+        concat!(
+            r#"
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int2[], $6::int4[],
                          $7::int8[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
@@ -43,70 +48,98 @@ WITH input AS (
     INSERT INTO events (type, job_id, queue, kind, state, attempt)
     SELECT $16, id, queue, kind, state, 0 FROM ins
 )
-SELECT id, state FROM ins
-"#;
+"#,
+            $tail
+        )
+    };
+}
+
+const INSERT: &str = insert_jobs_then!("SELECT id, state FROM ins");
+
+/// [`INSERT`] with the wake-up of other processes from origin `$17`: a `NOTIFY` per queue,
+/// delivered when the insert commits.
+const INSERT_NOTIFYING: &str = insert_jobs_then!(
+    "SELECT id, state,
+       (SELECT count(pg_notify('longshore_' || current_schema(), $17 || ' q ' || w.queue))
+        FROM (SELECT DISTINCT queue FROM ins) w) AS woken
+FROM ins"
+);
 
 impl PgStore {
-    /// Stores `jobs` and their events on `conn`, a transaction of the caller's. A job whose
-    /// unique slot is taken returns the holder instead.
-    ///
-    /// Batches of more than about 500,000 jobs must be split: event ids are unique per
-    /// transaction only up to 2^20 events.
+    /// Stores `jobs` and their events on `conn`, a transaction of this store's, and with
+    /// `tell_others` the wake-up of other processes' workers.
     pub(crate) async fn insert_on(
+        &self,
         conn: &mut PgConnection,
         jobs: &[NewJob],
+        tell_others: bool,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
-        let mut pending: Vec<usize> = (0..jobs.len()).collect();
-        // A slot released between the failed insert and the lookup is retried; a few rounds
-        // settle any race.
-        for _ in 0..5 {
-            let inserted = insert_rows(&mut *conn, jobs, &pending).await?;
-            let mut conflicts = Vec::new();
-            for &i in &pending {
-                match inserted.get(&jobs[i].id) {
-                    Some(&state) => {
-                        results[i] = Some(Enqueued {
-                            id: jobs[i].id,
-                            state,
-                            duplicate: false,
-                        })
-                    }
-                    None => conflicts.push(i),
+        insert_jobs(conn, jobs, tell_others.then_some(&*self.origin)).await
+    }
+}
+
+/// Stores `jobs` and their events on `conn`, a transaction, and with an `origin` the wake-up
+/// of the workers of their queues: a `NOTIFY` from that origin, which its own listener skips
+/// (its process wakes its own workers), delivered when the transaction commits. A job whose
+/// unique slot is taken returns the holder instead.
+///
+/// Batches of more than about 500,000 jobs must be split: event ids are unique per
+/// transaction only up to 2^20 events.
+pub(crate) async fn insert_jobs(
+    conn: &mut PgConnection,
+    jobs: &[NewJob],
+    origin: Option<&str>,
+) -> Result<Vec<Enqueued>, StoreError> {
+    let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+    let mut pending: Vec<usize> = (0..jobs.len()).collect();
+    // A slot released between the failed insert and the lookup is retried; a few rounds
+    // settle any race.
+    for _ in 0..5 {
+        let inserted = insert_rows(&mut *conn, jobs, &pending, origin).await?;
+        let mut conflicts = Vec::new();
+        for &i in &pending {
+            match inserted.get(&jobs[i].id) {
+                Some(&state) => {
+                    results[i] = Some(Enqueued {
+                        id: jobs[i].id,
+                        state,
+                        duplicate: false,
+                    })
                 }
-            }
-            if conflicts.is_empty() {
-                break;
-            }
-            let holders = slot_holders(&mut *conn, jobs, &conflicts).await?;
-            pending.clear();
-            for i in conflicts {
-                let slot = jobs[i].unique.as_ref().map(|(_, slot, _)| slot.as_str());
-                match slot.and_then(|s| holders.get(s)) {
-                    Some(&(id, state)) => {
-                        results[i] = Some(Enqueued {
-                            id,
-                            state,
-                            duplicate: true,
-                        })
-                    }
-                    None => pending.push(i),
-                }
-            }
-            if pending.is_empty() {
-                break;
+                None => conflicts.push(i),
             }
         }
-        results
-            .into_iter()
-            .map(|r| {
-                r.ok_or(StoreError::Corrupt {
-                    what: "unique slot",
-                    detail: "the slot kept changing hands during the enqueue".to_owned(),
-                })
-            })
-            .collect()
+        if conflicts.is_empty() {
+            break;
+        }
+        let holders = slot_holders(&mut *conn, jobs, &conflicts).await?;
+        pending.clear();
+        for i in conflicts {
+            let slot = jobs[i].unique.as_ref().map(|(_, slot, _)| slot.as_str());
+            match slot.and_then(|s| holders.get(s)) {
+                Some(&(id, state)) => {
+                    results[i] = Some(Enqueued {
+                        id,
+                        state,
+                        duplicate: true,
+                    })
+                }
+                None => pending.push(i),
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
     }
+    results
+        .into_iter()
+        .map(|r| {
+            r.ok_or(StoreError::Corrupt {
+                what: "unique slot",
+                detail: "the slot kept changing hands during the enqueue".to_owned(),
+            })
+        })
+        .collect()
 }
 
 impl PgStore {
@@ -115,11 +148,9 @@ impl PgStore {
     /// `COMMIT`), and nothing to retry, as no job can conflict. The deadline applies until
     /// the statement is sent; after that only the database knows whether it committed, and
     /// a lost answer is [`StoreError::Unconfirmed`].
-    pub(crate) async fn insert_alone(
-        &self,
-        jobs: &[NewJob],
-        deadline: tokio::time::Instant,
-    ) -> Result<Vec<Enqueued>, StoreError> {
+    pub(crate) async fn insert_alone(&self, batch: Batch<'_>) -> Result<Vec<Enqueued>, StoreError> {
+        let (jobs, deadline) = (batch.jobs, batch.deadline);
+        let origin = batch.tell_others.then_some(&*self.origin);
         let op = "insert jobs";
         let mut conn = tokio::time::timeout_at(deadline, self.pool.acquire())
             .await
@@ -127,7 +158,9 @@ impl PgStore {
             .map_err(query(op))?;
         let all: Vec<usize> = (0..jobs.len()).collect();
         let stored =
-            match tokio::time::timeout_at(deadline, insert_rows(&mut *conn, jobs, &all)).await {
+            match tokio::time::timeout_at(deadline, insert_rows(&mut *conn, jobs, &all, origin))
+                .await
+            {
                 Ok(Ok(stored)) => stored,
                 // The database answered: it did not commit.
                 Ok(Err(StoreError::Query {
@@ -160,13 +193,18 @@ async fn insert_rows<'c, E: PgExecutor<'c>>(
     executor: E,
     jobs: &[NewJob],
     which: &[usize],
+    origin: Option<&str>,
 ) -> Result<HashMap<JobId, JobState>, StoreError> {
     let batch: Vec<&NewJob> = which.iter().map(|&i| &jobs[i]).collect();
     let (delays, run_ats): (Vec<i64>, Vec<_>) = batch.iter().map(|j| j.run_at_parts()).unzip();
     let unique = |part: fn(&(String, String, UniqueScope)) -> &str| {
         column(&batch, |j| j.unique.as_ref().map(part))
     };
-    let rows = sqlx::query::<Postgres>(INSERT)
+    let query = sqlx::query::<Postgres>(match origin {
+        Some(_) => INSERT_NOTIFYING,
+        None => INSERT,
+    });
+    let mut query = query
         .bind(column(&batch, |j| j.id.0))
         .bind(column(&batch, |j| j.queue.as_str()))
         .bind(column(&batch, |j| j.kind.as_str()))
@@ -182,9 +220,11 @@ async fn insert_rows<'c, E: PgExecutor<'c>>(
         .bind(column(&batch, |j| &j.metadata))
         .bind(column(&batch, |j| j.timeout_ms))
         .bind(column(&batch, |j| j.sequence.as_deref()))
-        .bind(event::JOB_ENQUEUED)
-        .all(executor, "insert jobs")
-        .await?;
+        .bind(event::JOB_ENQUEUED);
+    if let Some(origin) = origin {
+        query = query.bind(origin);
+    }
+    let rows = query.all(executor, "insert jobs").await?;
     rows.iter()
         .map(|row| Ok((rows::job_id(row, "id")?, rows::state(row, "state")?)))
         .collect()

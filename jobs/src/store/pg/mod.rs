@@ -19,7 +19,8 @@ mod events;
 pub mod jobs;
 mod leases;
 mod notify;
-pub(crate) use notify::notify_in_transaction;
+pub(crate) use jobs::insert_jobs;
+pub(crate) use notify::IN_TRANSACTION;
 // Compiled into each backend on purpose: the SQL written once, with this backend's dialect.
 #[allow(clippy::duplicate_mod)]
 #[path = "../sql/mod.rs"]
@@ -91,6 +92,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 pub struct PgStore {
     pool: PgPool,
     lease_pool: PgPool,
+    /// What this store's `NOTIFY`s say they come from (see `notify.rs`).
+    origin: Arc<str>,
     _relay: Arc<DropGuard>,
 }
 
@@ -160,14 +163,16 @@ impl PgStore {
         let lease_pool = open(lease_pool, lease_options, config.timeout)
             .await
             .map_err(StoreError::Connect)?;
+        let origin = notify::new_origin();
         let store = PgStore {
             _relay: Arc::new(
-                notify::start_relay(&pool, &lease_pool, wakeups)
+                notify::start_relay(&pool, &lease_pool, wakeups, &origin)
                     .await?
                     .drop_guard(),
             ),
             pool,
             lease_pool,
+            origin: origin.into(),
         };
         if config.migrate {
             store.migrate().await?;

@@ -15,7 +15,7 @@ impl Backend {
     /// that goes unanswered is [`StoreError::Unconfirmed`].
     pub(crate) async fn insert(&self, batch: Batch<'_>) -> Result<Vec<Enqueued>, StoreError> {
         if batch.keyed.is_empty() && batch.jobs.iter().all(|j| j.unique.is_none()) {
-            return self.insert_alone(batch.jobs, batch.deadline).await;
+            return self.insert_alone(batch).await;
         }
         self.insert_in_transaction(batch).await
     }
@@ -27,7 +27,9 @@ impl Backend {
     ) -> Result<Vec<Enqueued>, StoreError> {
         let staged = async {
             let mut tx = self.write("insert jobs").await?;
-            let enqueued = Backend::insert_on(&mut tx, batch.jobs).await?;
+            let enqueued = self
+                .insert_on(&mut tx, batch.jobs, batch.tell_others)
+                .await?;
             for (range, keyed) in &batch.keyed {
                 let (status, body) = (keyed.render)(&enqueued[range.clone()]);
                 idempotency::record(&mut *tx, keyed, status, &body).await?;
@@ -62,7 +64,7 @@ impl Backend {
         if !save_progress_on(&mut *tx, lease, progress).await? {
             return Ok(None);
         }
-        let enqueued = Backend::insert_on(&mut tx, jobs).await?;
+        let enqueued = self.insert_on(&mut tx, jobs, true).await?;
         tx.commit().await.map_err(query("insert jobs"))?;
         Ok(Some(enqueued))
     }

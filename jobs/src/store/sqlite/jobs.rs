@@ -19,6 +19,7 @@ use crate::job::{ClaimedJob, Enqueued, NewJob, RunAt};
 use crate::outcome::Completion;
 use crate::state::JobState;
 use crate::store::Accepted;
+use crate::store::inserter::Batch;
 
 use super::leases::quarantine;
 
@@ -128,63 +129,64 @@ impl SqliteStore {
 impl SqliteStore {
     /// SQLite writes a batch's events in statements of their own: every insert is a
     /// transaction, keys or none.
-    pub(crate) async fn insert_alone(
-        &self,
-        jobs: &[NewJob],
-        deadline: tokio::time::Instant,
-    ) -> Result<Vec<Enqueued>, StoreError> {
-        let keyed = Vec::new();
-        self.insert_in_transaction(crate::store::inserter::Batch {
-            jobs,
-            keyed,
-            deadline,
-        })
-        .await
+    pub(crate) async fn insert_alone(&self, batch: Batch<'_>) -> Result<Vec<Enqueued>, StoreError> {
+        self.insert_in_transaction(batch).await
     }
 
-    /// Stores `jobs` and their events on `conn`, a transaction of the caller's; a job whose
-    /// unique slot is taken returns the holder instead.
+    /// Stores `jobs` and their events on `conn`, a transaction of this store's (no other
+    /// process to tell: SQLite's are found by polling).
     pub(crate) async fn insert_on(
+        &self,
         conn: &mut SqliteConnection,
         jobs: &[NewJob],
+        _tell_others: bool,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        let now = now_us();
-        let rows: Vec<Value> = jobs.iter().map(|job| job_json(job, now)).collect();
-        let inserted = sqlx::query::<Sqlite>(INSERT)
-            .bind(Value::Array(rows).to_string())
-            .bind(now)
-            .all(&mut *conn, "insert jobs")
-            .await?;
-        let mut states = HashMap::with_capacity(inserted.len());
-        for row in &inserted {
-            states.insert(rows::job_id(row, "id")?, rows::state(row, "state")?);
-        }
-        let ids: Vec<String> = states.keys().map(|id| hex(*id)).collect();
-        write_events(conn, &ids, crate::event::JOB_ENQUEUED, now).await?;
-        let holders = slot_holders(conn, jobs, &states).await?;
-        jobs.iter()
-            .map(|job| match states.get(&job.id) {
-                Some(&state) => Ok(Enqueued {
-                    id: job.id,
-                    state,
-                    duplicate: false,
-                }),
-                None => job
-                    .unique
-                    .as_ref()
-                    .and_then(|(_, slot, _)| holders.get(slot))
-                    .map(|&(id, state)| Enqueued {
-                        id,
-                        state,
-                        duplicate: true,
-                    })
-                    .ok_or_else(|| StoreError::Corrupt {
-                        what: "insert result",
-                        detail: format!("job {} was neither stored nor a duplicate", job.id),
-                    }),
-            })
-            .collect()
+        insert_jobs(conn, jobs).await
     }
+}
+
+/// Stores `jobs` and their events on `conn`, a transaction; a job whose unique slot is taken
+/// returns the holder instead.
+pub(crate) async fn insert_jobs(
+    conn: &mut SqliteConnection,
+    jobs: &[NewJob],
+) -> Result<Vec<Enqueued>, StoreError> {
+    let now = now_us();
+    let rows: Vec<Value> = jobs.iter().map(|job| job_json(job, now)).collect();
+    let inserted = sqlx::query::<Sqlite>(INSERT)
+        .bind(Value::Array(rows).to_string())
+        .bind(now)
+        .all(&mut *conn, "insert jobs")
+        .await?;
+    let mut states = HashMap::with_capacity(inserted.len());
+    for row in &inserted {
+        states.insert(rows::job_id(row, "id")?, rows::state(row, "state")?);
+    }
+    let ids: Vec<String> = states.keys().map(|id| hex(*id)).collect();
+    write_events(conn, &ids, crate::event::JOB_ENQUEUED, now).await?;
+    let holders = slot_holders(conn, jobs, &states).await?;
+    jobs.iter()
+        .map(|job| match states.get(&job.id) {
+            Some(&state) => Ok(Enqueued {
+                id: job.id,
+                state,
+                duplicate: false,
+            }),
+            None => job
+                .unique
+                .as_ref()
+                .and_then(|(_, slot, _)| holders.get(slot))
+                .map(|&(id, state)| Enqueued {
+                    id,
+                    state,
+                    duplicate: true,
+                })
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "insert result",
+                    detail: format!("job {} was neither stored nor a duplicate", job.id),
+                }),
+        })
+        .collect()
 }
 
 impl SqliteStore {

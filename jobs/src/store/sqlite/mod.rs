@@ -17,6 +17,7 @@ use crate::error::{StoreError, query};
 use crate::store::StoreConfig;
 
 mod jobs;
+pub(crate) use jobs::insert_jobs;
 mod leases;
 // Compiled into each backend on purpose: the SQL written once, with this backend's dialect.
 #[allow(clippy::duplicate_mod)]
