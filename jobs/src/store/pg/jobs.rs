@@ -1,6 +1,6 @@
 //! The `jobs` table's hot path on Postgres: insert, claim and complete. Each is one
 //! statement over arrays (`unnest`), so a batch of any size is one round trip, and each writes
-//! its events in the same statement (a CTE) rather than one insert per event.
+//! its events (and a lone insert its wake-up) in the same statement, not a statement each.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -64,19 +64,6 @@ const INSERT_NOTIFYING: &str = insert_jobs_then!(
         FROM (SELECT DISTINCT queue FROM ins) w) AS woken
 FROM ins"
 );
-
-impl PgStore {
-    /// Stores `jobs` and their events on `conn`, a transaction of this store's, and with
-    /// `tell_others` the wake-up of other processes' workers.
-    pub(crate) async fn insert_on(
-        &self,
-        conn: &mut PgConnection,
-        jobs: &[NewJob],
-        tell_others: bool,
-    ) -> Result<Vec<Enqueued>, StoreError> {
-        insert_jobs(conn, jobs, tell_others.then_some(&*self.origin)).await
-    }
-}
 
 /// Stores `jobs` and their events on `conn`, a transaction, and with an `origin` the wake-up
 /// of the workers of their queues: a `NOTIFY` from that origin, which its own listener skips
@@ -143,6 +130,17 @@ pub(crate) async fn insert_jobs(
 }
 
 impl PgStore {
+    /// Stores `jobs` and their events on `conn`, a transaction of this store's, and with
+    /// `tell_others` the wake-up of other processes' workers.
+    pub(crate) async fn insert_on(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[NewJob],
+        tell_others: bool,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        insert_jobs(conn, jobs, tell_others.then_some(&*self.origin)).await
+    }
+
     /// Stores jobs that hold no unique key, with no idempotency answer, as one statement
     /// committed on its own: one round trip instead of three (`BEGIN`, the insert,
     /// `COMMIT`), and nothing to retry, as no job can conflict. The deadline applies until
@@ -200,11 +198,8 @@ async fn insert_rows<'c, E: PgExecutor<'c>>(
     let unique = |part: fn(&(String, String, UniqueScope)) -> &str| {
         column(&batch, |j| j.unique.as_ref().map(part))
     };
-    let query = sqlx::query::<Postgres>(match origin {
-        Some(_) => INSERT_NOTIFYING,
-        None => INSERT,
-    });
-    let mut query = query
+    let sql = origin.map_or(INSERT, |_| INSERT_NOTIFYING);
+    let mut query = sqlx::query::<Postgres>(sql)
         .bind(column(&batch, |j| j.id.0))
         .bind(column(&batch, |j| j.queue.as_str()))
         .bind(column(&batch, |j| j.kind.as_str()))
@@ -373,8 +368,8 @@ impl PgStore {
             .bind(column(broken, |(_, e)| e.as_str()))
             .bind(event::JOB_DISCARDED)
             .run(&self.lease_pool, "discard unreadable jobs")
-            .await?;
-        Ok(())
+            .await
+            .map(|_| ())
     }
 
     pub(crate) async fn complete(&self, done: &[Completion]) -> Result<Vec<Accepted>, StoreError> {
