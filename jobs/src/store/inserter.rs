@@ -46,7 +46,7 @@ pub(crate) struct Batch<'a> {
     /// The commit must be sent before it.
     pub(crate) deadline: Instant,
     /// The insert wakes other processes itself (on Postgres, a `NOTIFY` in its statement):
-    /// a batch that ends a [`QUIET`] spell. See [`QUIET`].
+    /// a batch that ends a [`QUIET`] spell, which says why only those.
     pub(crate) tell_others: bool,
 }
 
