@@ -56,8 +56,8 @@ WITH input AS (
 
 const INSERT: &str = insert_jobs_then!("SELECT id, state FROM ins");
 
-/// [`INSERT`] with the wake-up of other processes from origin `$17`: a `NOTIFY` per queue,
-/// delivered when the insert commits.
+/// [`INSERT`] with a `NOTIFY` per queue from origin `$17` (the relay's channel, and the payload
+/// `notify::encode` gives a job-available signal), delivered when the insert commits.
 const INSERT_NOTIFYING: &str = insert_jobs_then!(
     "SELECT id, state,
        (SELECT count(pg_notify('longshore_' || current_schema(), $17 || ' q ' || w.queue))

@@ -47,13 +47,15 @@ pub(crate) mod dialect {
     /// Event ids and push positions carry their writing transaction's id in their high bits.
     /// Every transaction below the oldest one still running has finished, so everything
     /// below this is final: a read that stops there never skips a row that commits late.
-    pub(crate) const EVENT_HORIZON: &str =
-        "pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20";
-    pub(crate) const BELOW_EVENT_HORIZON: &str =
-        " AND id < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)";
+    macro_rules! horizon {
+        () => {
+            "pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20"
+        };
+    }
+    pub(crate) const EVENT_HORIZON: &str = horizon!();
+    pub(crate) const BELOW_EVENT_HORIZON: &str = concat!(" AND id < (", horizon!(), ")");
     pub(crate) const PUSH_HORIZON: &str = EVENT_HORIZON;
-    pub(crate) const BELOW_PUSH_HORIZON: &str =
-        " AND position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)";
+    pub(crate) const BELOW_PUSH_HORIZON: &str = concat!(" AND position < (", horizon!(), ")");
 
     /// `AND` where a text contains another: `strpos(haystack, needle) > 0` (no pattern
     /// characters, so a `%` or `_` in the needle means itself).
