@@ -143,13 +143,18 @@ async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
     let mut conn = longshore_testkit::redis_connection(redis_url.as_str())
         .await
         .unwrap();
+    // The events happened an hour ago: inside the gauge's windows (the prune forgets users
+    // seen before the longest), and far enough back that "seen at the event's time" and
+    // "seen when handled" differ.
+    let event_ms = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let at = |offset: i64| (event_ms + offset).to_string();
     let deleted = xadd(
         &mut conn,
         &stream,
         &[
             ("event_type", "user.deleted"),
             ("user_id", "1"),
-            ("occurred_at_ms", "1764590000000"),
+            ("occurred_at_ms", &at(0)),
             ("reason_code", "gdpr"),
             ("actor_type", "user"),
             ("trace_id", TRACE),
@@ -162,7 +167,7 @@ async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
         &[
             ("event_type", "user.blocked"),
             ("user_id", "2"),
-            ("occurred_at_ms", "1764590000001"),
+            ("occurred_at_ms", &at(1)),
             ("reason_code", "cheating"),
         ],
     )
@@ -173,7 +178,7 @@ async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
         &[
             ("event_type", "user.guest_converted"),
             ("user_id", "3"),
-            ("occurred_at_ms", "1764590000002"),
+            ("occurred_at_ms", &at(2)),
         ],
     )
     .await;
@@ -337,7 +342,7 @@ async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
         "{problem}"
     );
     let event = json!({ "event_id": "a1", "event_type": "user.blocked", "user_id": "4",
-        "occurred_at_ms": 1764590000009_i64, "reason_code": "spam" });
+        "occurred_at_ms": event_ms + 9, "reason_code": "spam" });
     let send = || async {
         let answer = http
             .post(format!("{base}/api/v1/lifecycle-events"))
@@ -367,11 +372,16 @@ async fn the_example_cascades_run_once_per_stream_entry_and_per_api_event() {
         .await,
         1
     );
-    // Each handled event marked its user seen at the event's time (a year ago here: in no
-    // trailing window of the gauge, which counts only what happened lately).
-    let event_time = chrono::DateTime::from_timestamp_millis(1764590000000).unwrap();
-    let since = [event_time - chrono::Duration::seconds(1)];
-    assert_eq!(db.store.active_users(&since).await.unwrap(), vec![4]);
+    // Each handled event marked its user seen at the event's time, not when it was handled:
+    // all four since a second before the first event; since a minute after it, only the
+    // three whose cascades stored a push (a push marks its user seen when it is stored), not
+    // user 3, whose conversion stored none.
+    let event_time = chrono::DateTime::from_timestamp_millis(event_ms).unwrap();
+    let since = [
+        event_time - chrono::Duration::seconds(1),
+        event_time + chrono::Duration::minutes(1),
+    ];
+    assert_eq!(db.store.active_users(&since).await.unwrap(), vec![4, 3]);
 }
 
 /// An ingester whose Redis does not answer: the API is ready (jobs keep running) and
