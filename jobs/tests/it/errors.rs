@@ -3,7 +3,14 @@
 
 use std::error::Error as _;
 
-use longshore_jobs::{Store, StoreConfig, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use longshore_jobs::{
+    Client, Completion, EnqueueRequest, JobState, Outcome, Registry, Store, StoreConfig,
+    StoreError, WorkerId,
+};
+use serde_json::json;
 
 use crate::support::TestDb;
 
@@ -44,6 +51,60 @@ async fn says_why_postgres_refused_the_connection() {
         "{text}"
     );
     assert!(text.contains("too many connections for role"), "{text}");
+}
+
+/// Connections the server ended while they sat in the pool (as a restart ends them) are
+/// found out before use: a connection idle over a second is checked as it is taken, so the
+/// enqueue, the claim and the completion after the break all succeed.
+#[tokio::test]
+async fn replaces_connections_the_server_ended_while_idle() {
+    let Some(db) = crate::support::db(crate::support::Backend::Postgres).await else {
+        return;
+    };
+    // A role of its own names this store's connections among every other test's.
+    let role = format!("longshore_ended_{}", uuid::Uuid::new_v4().simple());
+    longshore_testkit::execute(&db.url, &format!("CREATE ROLE {role} LOGIN SUPERUSER"), &[]).await;
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    let config = StoreConfig {
+        url: format!("{scheme}://{role}@{host}"),
+        ..StoreConfig::default()
+    };
+    let store = Store::connect(&config).await.unwrap();
+    let mut registry = Registry::new();
+    longshore_jobs::kinds::register_builtins(&mut registry);
+    let client = Client::new(store.clone(), Arc::new(registry));
+    let request = || EnqueueRequest::new("noop", json!({}));
+    client.enqueue(request()).await.unwrap();
+    // One row a connection ended (sqlx counts a SELECT's rows as affected).
+    let end_all = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1";
+    let ended = longshore_testkit::execute(&db.url, end_all, &[&role]).await;
+    assert!(ended >= 2, "{ended} connections ended");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let job = client.enqueue(request()).await.unwrap();
+    let worker = WorkerId("default@ended".into());
+    let claimed = store
+        .claim("default", &worker, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2, "both jobs claimed");
+    let done = Completion {
+        lease: claimed
+            .iter()
+            .find(|j| j.id == job.id)
+            .unwrap()
+            .lease(&worker),
+        queue: "default".into(),
+        outcome: Outcome::Completed { result: None },
+    };
+    assert_eq!(store.complete(&[done]).await.unwrap(), [job.id]);
+    let state = store.job(job.id).await.unwrap().unwrap().state;
+    assert_eq!(state, JobState::Completed);
+
+    drop((client, store));
+    longshore_testkit::execute(&db.url, end_all, &[&role]).await;
+    longshore_testkit::execute(&db.url, &format!("DROP ROLE {role}"), &[]).await;
 }
 
 async fn says_what_the_database_said_once(db: TestDb) {
