@@ -65,10 +65,11 @@ pub(super) fn start(backend: Backend, health: Arc<Health>) -> mpsc::Sender<Reque
 async fn run(backend: Backend, health: Arc<Health>, mut rx: mpsc::Receiver<Request>) {
     let mut inbox = Vec::new();
     let mut idle_since = Instant::now();
+    let mut step_back = StepBack::default();
     while rx.recv_many(&mut inbox, 512).await > 0 {
         let tell_others = idle_since.elapsed() >= QUIET;
         let mut batch = Vec::new();
-        let mut size = 0;
+        let (mut size, mut answered) = (0, 0);
         for request in inbox.drain(..) {
             if request.deadline <= Instant::now() {
                 let _ = request
@@ -77,6 +78,7 @@ async fn run(backend: Backend, health: Arc<Health>, mut rx: mpsc::Receiver<Reque
                 continue;
             }
             if size > 0 && size + request.jobs.len() > MAX_BATCH {
+                answered += batch.len();
                 store(&backend, &health, std::mem::take(&mut batch), tell_others).await;
                 size = 0;
             }
@@ -84,9 +86,54 @@ async fn run(backend: Backend, health: Arc<Health>, mut rx: mpsc::Receiver<Reque
             batch.push(request);
         }
         if !batch.is_empty() {
+            answered += batch.len();
             store(&backend, &health, batch, tell_others).await;
         }
         idle_since = Instant::now();
+        step_back.after(answered, &rx).await;
+    }
+}
+
+/// Batches after a step back that gathered too little before the next is tried.
+const STEP_BACK_PROBE: u32 = 64;
+
+/// Lets the producers a batch answered run before the next batch is taken, while that
+/// gathers their next inserts into it. Producers in this process that enqueue one job after
+/// another (sixteen tasks, say) otherwise split into two halves that alternate, eight to a
+/// flush; with the step back all sixteen share each. Producers behind HTTP answer their
+/// clients in the step and send nothing new in it: for them it only delays the next batch
+/// (an API process would write its answers before the batch is sent instead of while it
+/// flushes), so after a step that gathered under half of what it answered the inserter
+/// goes straight on, trying again [`STEP_BACK_PROBE`] batches later.
+#[derive(Default)]
+struct StepBack {
+    skip: u32,
+}
+
+impl StepBack {
+    async fn after(&mut self, answered: usize, rx: &mpsc::Receiver<Request>) {
+        if answered < 2 {
+            return;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return;
+        }
+        let waiting = rx.len();
+        // The task wakes itself, so it goes to the back of its worker's run queue, behind the
+        // tasks it just woke (tokio's `yield_now` waits for the worker to run out of work).
+        let mut stepped = false;
+        std::future::poll_fn(|cx| {
+            if std::mem::replace(&mut stepped, true) {
+                return std::task::Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+        .await;
+        if rx.len().saturating_sub(waiting) * 2 < answered {
+            self.skip = STEP_BACK_PROBE;
+        }
     }
 }
 
