@@ -178,7 +178,7 @@ const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Hands memory that glibc's allocator keeps after it is freed back to the system: what the
 /// start built and dropped (the configuration, the API's document, the migrations; about
-/// 3 MiB of a 33 MiB resident set), and later what a burst of jobs left. glibc returns only
+/// 3 MiB of an idle process's 30), and later what a burst of jobs left. glibc returns only
 /// the free top of each arena on its own; an idle process would otherwise hold the rest.
 async fn release_freed_memory(shutdown: CancellationToken) {
     let mut wait = TRIM_AFTER;
@@ -186,11 +186,13 @@ async fn release_freed_memory(shutdown: CancellationToken) {
         .await
         .is_err()
     {
+        // On a thread of its own: after a burst, walking a large heap takes a while.
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim takes the allocator's own locks; it frees no memory in use.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        let _ = tokio::task::spawn_blocking(|| {
+            // SAFETY: malloc_trim takes the allocator's own locks; it frees no memory in use.
+            unsafe { libc::malloc_trim(0) }
+        })
+        .await;
         wait = TRIM_EVERY;
     }
 }

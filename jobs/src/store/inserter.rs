@@ -89,12 +89,14 @@ async fn run(backend: Backend, health: Arc<Health>, mut rx: mpsc::Receiver<Reque
             answered += batch.len();
             store(&backend, &health, batch, tell_others).await;
         }
-        idle_since = Instant::now();
         step_back.after(answered, &rx).await;
+        // After the step: time spent behind other tasks is not time the inserter sat idle.
+        idle_since = Instant::now();
     }
 }
 
-/// Batches after a step back that gathered too little before the next is tried.
+/// After a step back that gathered too little, how many batches of two or more requests go
+/// without one.
 const STEP_BACK_PROBE: u32 = 64;
 
 /// Lets the producers a batch answered run before the next batch is taken, while that
@@ -104,7 +106,7 @@ const STEP_BACK_PROBE: u32 = 64;
 /// clients in the step and send nothing new in it: for them it only delays the next batch
 /// (an API process would write its answers before the batch is sent instead of while it
 /// flushes), so after a step that gathered under half of what it answered the inserter
-/// goes straight on, trying again [`STEP_BACK_PROBE`] batches later.
+/// goes straight on, trying again [`STEP_BACK_PROBE`] such batches later.
 #[derive(Default)]
 struct StepBack {
     skip: u32,

@@ -124,19 +124,20 @@ fn missing_database(options: &PgConnectOptions, error: sqlx::Error) -> StoreErro
 const PING_IDLE: Duration = Duration::from_secs(1);
 
 /// Pool options that check a connection before handing it out only when it sat idle over
-/// [`PING_IDLE`] (pgxpool's rule, under River). sqlx otherwise pings on every acquire: a round
-/// trip before each enqueue, claim and completion. A connection in steady use was answered a
-/// moment ago; one that sat idle, across a server restart say, is still checked, and a
-/// connection that broke since its last use fails that use like any query cut short.
+/// [`PING_IDLE`] (the rule of pgxpool, the pool River uses). sqlx otherwise pings on every
+/// acquire: a round trip before each enqueue, claim and completion. sqlx also pings each
+/// connection as it comes back to the pool, after its user is answered, so one in steady use
+/// was checked a moment ago; one that sat idle, across a server restart say, is checked
+/// again, and one that fails is closed and another taken. A connection that broke since its
+/// last use fails that use like any query cut short.
 fn pool_options() -> PgPoolOptions {
     PgPoolOptions::new()
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
-                if meta.idle_for >= PING_IDLE {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
+                // `false` closes the connection quietly (an error would log a warning for
+                // each connection a restart ended).
+                Ok(meta.idle_for < PING_IDLE || sqlx::Connection::ping(conn).await.is_ok())
             })
         })
 }
