@@ -248,6 +248,26 @@ pub struct Enqueued {
     pub duplicate: bool,
 }
 
+impl Enqueued {
+    /// A job the enqueue stored, in `state`.
+    pub(crate) fn stored(id: JobId, state: JobState) -> Self {
+        Enqueued {
+            id,
+            state,
+            duplicate: false,
+        }
+    }
+
+    /// The job `id`, in `state`, that held the unique slot, so nothing was stored.
+    pub(crate) fn duplicate_of(id: JobId, state: JobState) -> Self {
+        Enqueued {
+            id,
+            state,
+            duplicate: true,
+        }
+    }
+}
+
 /// One attempt of a job, as kept in its history.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Attempt {

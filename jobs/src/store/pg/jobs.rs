@@ -86,13 +86,7 @@ pub(crate) async fn insert_jobs(
         let mut conflicts = Vec::new();
         for &i in &pending {
             match inserted.get(&jobs[i].id) {
-                Some(&state) => {
-                    results[i] = Some(Enqueued {
-                        id: jobs[i].id,
-                        state,
-                        duplicate: false,
-                    })
-                }
+                Some(&state) => results[i] = Some(Enqueued::stored(jobs[i].id, state)),
                 None => conflicts.push(i),
             }
         }
@@ -104,13 +98,7 @@ pub(crate) async fn insert_jobs(
         for i in conflicts {
             let slot = jobs[i].unique.as_ref().map(|(_, slot, _)| slot.as_str());
             match slot.and_then(|s| holders.get(s)) {
-                Some(&(id, state)) => {
-                    results[i] = Some(Enqueued {
-                        id,
-                        state,
-                        duplicate: true,
-                    })
-                }
+                Some(&(id, state)) => results[i] = Some(Enqueued::duplicate_of(id, state)),
                 None => pending.push(i),
             }
         }
@@ -173,11 +161,7 @@ impl PgStore {
             };
         jobs.iter()
             .map(|job| match stored.get(&job.id) {
-                Some(&state) => Ok(Enqueued {
-                    id: job.id,
-                    state,
-                    duplicate: false,
-                }),
+                Some(&state) => Ok(Enqueued::stored(job.id, state)),
                 None => Err(StoreError::Corrupt {
                     what: "insert result",
                     detail: format!("job {} without a unique key was not stored", job.id),

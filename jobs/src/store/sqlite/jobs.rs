@@ -167,20 +167,12 @@ pub(crate) async fn insert_jobs(
     let holders = slot_holders(conn, jobs, &states).await?;
     jobs.iter()
         .map(|job| match states.get(&job.id) {
-            Some(&state) => Ok(Enqueued {
-                id: job.id,
-                state,
-                duplicate: false,
-            }),
+            Some(&state) => Ok(Enqueued::stored(job.id, state)),
             None => job
                 .unique
                 .as_ref()
                 .and_then(|(_, slot, _)| holders.get(slot))
-                .map(|&(id, state)| Enqueued {
-                    id,
-                    state,
-                    duplicate: true,
-                })
+                .map(|&(id, state)| Enqueued::duplicate_of(id, state))
                 .ok_or_else(|| StoreError::Corrupt {
                     what: "insert result",
                     detail: format!("job {} was neither stored nor a duplicate", job.id),
